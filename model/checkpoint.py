@@ -1,0 +1,125 @@
+"""Checkpoints that load without executing pickle: safetensors tensors + a JSON sidecar.
+
+Two kinds (nanoGPT / EDM habit):
+- an inference snapshot: `<name>.safetensors` (weights) + `<name>.json` (config and metadata);
+- a full resume state: any nested dict of tensors and plain values (weights, optimiser, step,
+  RNG), split into the same two files.
+
+Every file is written to a temporary name, flushed to disk and renamed over the old one, so a
+kill or a full disk leaves the previous checkpoint intact. The JSON is written last and names the
+weights' checksum, so a half-written pair is detected on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, truncated, corrupt or does not match the model."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _flatten(tree: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """Move tensors out of a nested structure into `tensors`; return the JSON-able remainder."""
+    if isinstance(tree, torch.Tensor):
+        tensors[prefix] = tree.detach().cpu().contiguous()
+        return {"__tensor__": prefix}
+    if isinstance(tree, dict):
+        return {"__dict__": [[k, _flatten(v, f"{prefix}/{k}", tensors)] for k, v in tree.items()]}
+    if isinstance(tree, (list, tuple)):
+        kind = "__list__" if isinstance(tree, list) else "__tuple__"
+        return {kind: [_flatten(v, f"{prefix}/{i}", tensors) for i, v in enumerate(tree)]}
+    if tree is None or isinstance(tree, (bool, int, float, str)):
+        return tree
+    raise TypeError(f"cannot store a {type(tree).__name__} at {prefix!r} in a checkpoint")
+
+
+def _unflatten(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(tree, dict):
+        if "__tensor__" in tree:
+            return tensors[tree["__tensor__"]]
+        if "__dict__" in tree:
+            return {k: _unflatten(v, tensors) for k, v in tree["__dict__"]}
+        if "__list__" in tree:
+            return [_unflatten(v, tensors) for v in tree["__list__"]]
+        if "__tuple__" in tree:
+            return tuple(_unflatten(v, tensors) for v in tree["__tuple__"])
+    return tree
+
+
+def save(path: str | Path, tree: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
+    """Save a nested dict (tensors anywhere) as `path.safetensors` + `path.json`."""
+    path = Path(path)
+    tensors: dict[str, torch.Tensor] = {}
+    structure = _flatten(tree, "", tensors)
+    blob = st_save(tensors) if tensors else st_save({"__empty__": torch.zeros(0)})
+    doc = {
+        "format_version": FORMAT_VERSION,
+        "meta": meta or {},
+        "structure": structure,
+        "weights_sha256": hashlib.sha256(blob).hexdigest(),
+    }
+    atomic_write_bytes(path.with_suffix(".safetensors"), blob)
+    atomic_write_bytes(path.with_suffix(".json"), json.dumps(doc, indent=1).encode())
+
+
+def load(path: str | Path, verify: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Load what `save` wrote -> (tree, meta). Raises CheckpointError naming the bad file."""
+    path = Path(path)
+    jpath, wpath = path.with_suffix(".json"), path.with_suffix(".safetensors")
+    for p in (jpath, wpath):
+        if not p.is_file():
+            raise CheckpointError(f"checkpoint file missing: {p}")
+    try:
+        doc = json.loads(jpath.read_text())
+        structure, meta = doc["structure"], doc.get("meta", {})
+    except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"corrupt checkpoint config {jpath}: {e}") from None
+    blob = wpath.read_bytes()
+    if verify and doc.get("weights_sha256") and hashlib.sha256(blob).hexdigest() != doc["weights_sha256"]:
+        raise CheckpointError(f"corrupt or truncated checkpoint weights {wpath}: checksum mismatch")
+    try:
+        tensors = st_load(blob)
+    except (SafetensorError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"corrupt checkpoint weights {wpath}: {e}") from None
+    try:
+        return _unflatten(structure, tensors), meta
+    except KeyError as e:
+        raise CheckpointError(f"checkpoint {path} does not match its config: missing tensor {e}") from None
+
+
+def load_state_dict_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """load_state_dict that reports a mismatched checkpoint as one clear CheckpointError."""
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0:3]
+        raise CheckpointError(f"checkpoint {source} does not match the model: {' '.join(first)}") from None

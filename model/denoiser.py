@@ -1,0 +1,153 @@
+"""EDM-preconditioned next-frame denoiser and its training loss (DIAMOND, DESIGN.md §2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.unet import UNet, UNetConfig
+
+
+@dataclass
+class DenoiserConfig:
+    """EDM settings (DIAMOND's Atari values) plus the context-noise augmentation."""
+
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    sigma_data: float = 0.5
+    """Standard deviation of the data (frames in [-1, 1])."""
+    sigma_offset_noise: float = 0.3
+    """s_off: std of the per-image, per-channel offset noise n_c."""
+    train_log_sigma_mean: float = -0.4
+    """log sigma ~ N(mean, std^2) during training."""
+    train_log_sigma_std: float = 1.2
+    train_sigma_min: float = 2e-3
+    train_sigma_max: float = 20.0
+    context_noise_scale: float = 0.0
+    """Std of the Gaussian noise added to the context frames per augmentation level b
+    (std = scale * b). 0 disables context-noise augmentation."""
+    context_noise_clean_prob: float = 0.0
+    """Probability of drawing b = 0 (clean context) before drawing b ~ U{1..levels-1}."""
+    motion_weight: float = 0.0
+    """Extra loss weight on pixels that move between the last context frame and the target
+    (weight = 1 + motion_weight there), so small moving objects such as the ball count."""
+    motion_threshold: float = 8 / 255
+    """Change (in [0, 1] units, any channel) that marks a pixel as moving."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.unet, dict):
+            self.unet = UNetConfig(**self.unet)
+        if self.sigma_data <= 0 or self.sigma_offset_noise < 0:
+            raise ValueError("sigma_data must be > 0 and sigma_offset_noise >= 0")
+        if not 0 < self.train_sigma_min < self.train_sigma_max:
+            raise ValueError("need 0 < train_sigma_min < train_sigma_max")
+        if self.context_noise_scale < 0 or not 0 <= self.context_noise_clean_prob <= 1:
+            raise ValueError("context_noise_scale must be >= 0 and context_noise_clean_prob in [0, 1]")
+        if self.motion_weight < 0:
+            raise ValueError(f"motion_weight must be >= 0, got {self.motion_weight}")
+
+
+@dataclass
+class Conditioners:
+    c_in: torch.Tensor
+    c_skip: torch.Tensor
+    c_out: torch.Tensor
+    c_noise: torch.Tensor
+
+
+class Denoiser(nn.Module):
+    """D(x_noisy; sigma, context) = c_skip x_noisy + c_out F(c_in x_noisy, ...)."""
+
+    def __init__(self, cfg: DenoiserConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.net = UNet(cfg.unet)
+
+    def conditioners(self, sigma: torch.Tensor) -> Conditioners:
+        """EDM preconditioning (Karras et al. 2022, Table 1), with offset noise folded into s."""
+        sd = self.cfg.sigma_data
+        s = (sigma**2 + self.cfg.sigma_offset_noise**2).sqrt()  # total noise std incl. offset
+        c_in = 1 / (s**2 + sd**2).sqrt()
+        c_skip = sd**2 / (s**2 + sd**2)
+        c_out = s * sd / (s**2 + sd**2).sqrt()
+        c_noise = s.log() / 4
+        view = (-1, 1, 1, 1)
+        return Conditioners(c_in.view(view), c_skip.view(view), c_out.view(view), c_noise.flatten())
+
+    def _net(
+        self,
+        x_noisy: torch.Tensor,
+        c: Conditioners,
+        obs_ctx: torch.Tensor,
+        act_ctx: torch.Tensor,
+        ctx_noise_level: torch.Tensor | None,
+    ) -> torch.Tensor:
+        # (B, L, C, H, W) -> (B, L*C, H, W)
+        ctx = obs_ctx.flatten(1, 2) / self.cfg.sigma_data
+        return self.net(c.c_in * x_noisy, c.c_noise, ctx, act_ctx, ctx_noise_level)
+
+    def denoise(
+        self,
+        x_noisy: torch.Tensor,
+        sigma: torch.Tensor,
+        obs_ctx: torch.Tensor,
+        act_ctx: torch.Tensor,
+        ctx_noise_level: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Denoised estimate of the next frame, clamped to [-1, 1]. sigma: (B,)."""
+        c = self.conditioners(sigma)
+        f = self._net(x_noisy, c, obs_ctx, act_ctx, ctx_noise_level).float()
+        return (c.c_skip * x_noisy + c.c_out * f).clamp(-1, 1)
+
+    def sample_sigma(self, n: int, device: torch.device) -> torch.Tensor:
+        """log sigma ~ N(P_mean, P_std^2), clipped (DIAMOND)."""
+        cfg = self.cfg
+        log_sigma = torch.randn(n, device=device) * cfg.train_log_sigma_std + cfg.train_log_sigma_mean
+        return log_sigma.exp().clip(cfg.train_sigma_min, cfg.train_sigma_max)
+
+    def augment_context(self, obs_ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Context-noise augmentation (GameNGen): per sample a level b, noise std = scale * b."""
+        cfg = self.cfg
+        if cfg.context_noise_scale == 0:
+            return obs_ctx, None
+        b = obs_ctx.shape[0]
+        levels = cfg.unet.context_noise_levels
+        level = torch.randint(1, levels, (b,), device=obs_ctx.device)
+        clean = torch.rand(b, device=obs_ctx.device) < cfg.context_noise_clean_prob
+        level = torch.where(clean, torch.zeros_like(level), level)
+        std = (cfg.context_noise_scale * level.float()).view(b, 1, 1, 1, 1)
+        return obs_ctx + std * torch.randn_like(obs_ctx), level
+
+    def loss(
+        self, obs_ctx: torch.Tensor, act_ctx: torch.Tensor, next_obs: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """EDM loss: MSE(F, (x_next - c_skip x_noisy) / c_out).
+
+        obs_ctx: (B, L, C, H, W) in [-1, 1]; act_ctx: (B, L) long; next_obs: (B, C, H, W).
+        """
+        cfg = self.cfg
+        b, device = next_obs.shape[0], next_obs.device
+        sigma = self.sample_sigma(b, device)
+        offset = cfg.sigma_offset_noise * torch.randn(b, next_obs.shape[1], 1, 1, device=device)
+        x_noisy = next_obs + offset + sigma.view(-1, 1, 1, 1) * torch.randn_like(next_obs)
+
+        ctx, level = self.augment_context(obs_ctx)
+        c = self.conditioners(sigma)
+        f = self._net(x_noisy, c, ctx, act_ctx, level).float()
+        target = (next_obs - c.c_skip * x_noisy) / c.c_out
+        err = (f - target) ** 2
+
+        metrics: dict[str, float] = {}
+        if cfg.motion_weight > 0:
+            # Pixels that change between the last clean context frame and the target.
+            moving = ((next_obs - obs_ctx[:, -1]).abs() > 2 * cfg.motion_threshold).any(1, keepdim=True)
+            moving = F.max_pool2d(moving.float(), 3, stride=1, padding=1)  # dilate by one pixel
+            weight = 1 + cfg.motion_weight * moving
+            loss = (err * weight).sum() / (weight.sum() * err.shape[1])
+            metrics["motion_fraction"] = moving.mean().item()
+        else:
+            loss = err.mean()
+        metrics["mse"] = err.mean().item()
+        return loss, metrics

@@ -1,0 +1,53 @@
+"""Device and precision selection: CUDA when present, else CPU with bf16 where it is fast."""
+
+from __future__ import annotations
+
+import contextlib
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' -> cuda if available, else cpu. Any explicit name is validated."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {name!r}: expected auto, cpu or cuda[:N]")
+    return device
+
+
+@lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    """True on CPUs with AMX or AVX512-BF16, where oneDNN runs bf16 convolutions natively."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def use_bf16(device: torch.device, precision: str = "auto") -> bool:
+    """precision: 'auto' (bf16 on CUDA and bf16-capable CPUs), 'bf16' or 'fp32'."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"unknown precision {precision!r}: expected auto, bf16 or fp32")
+    if precision == "fp32":
+        return False
+    if precision == "bf16":
+        return True
+    return device.type == "cuda" or cpu_has_fast_bf16()
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on the device, or a no-op."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def prepare(module: nn.Module, device: torch.device) -> nn.Module:
+    """Move to the device in channels_last memory format (faster convolutions on CPU and GPU)."""
+    return module.to(device=device, memory_format=torch.channels_last)

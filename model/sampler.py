@@ -1,0 +1,67 @@
+"""Karras-schedule Euler / Heun sampler for the next-frame denoiser (DESIGN.md §2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+from model.denoiser import Denoiser
+
+
+@dataclass
+class SamplerConfig:
+    num_steps: int = 3
+    """Denoising steps N (network evaluations per frame with Euler)."""
+    sigma_min: float = 2e-3
+    sigma_max: float = 5.0
+    rho: float = 7.0
+    order: int = 1
+    """1 = Euler, 2 = Heun (one extra evaluation per step except the last)."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.num_steps <= 50:
+            raise ValueError(f"num_steps must be in [1, 50], got {self.num_steps}")
+        if self.order not in (1, 2):
+            raise ValueError(f"order must be 1 (Euler) or 2 (Heun), got {self.order}")
+        if not 0 < self.sigma_min < self.sigma_max:
+            raise ValueError("need 0 < sigma_min < sigma_max")
+
+
+@lru_cache(maxsize=64)
+def karras_sigmas(num_steps: int, sigma_min: float, sigma_max: float, rho: float) -> tuple[float, ...]:
+    """sigma_i = (smax^(1/rho) + i/(N-1) (smin^(1/rho) - smax^(1/rho)))^rho, then 0 (Karras eq. 5)."""
+    if num_steps == 1:
+        return (sigma_max, 0.0)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    sigmas = [(hi + i / (num_steps - 1) * (lo - hi)) ** rho for i in range(num_steps)]
+    return (*sigmas, 0.0)
+
+
+@torch.no_grad()
+def sample_next_frame(
+    denoiser: Denoiser,
+    obs_ctx: torch.Tensor,
+    act_ctx: torch.Tensor,
+    cfg: SamplerConfig,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Dream the next frame. obs_ctx: (B, L, C, H, W) in [-1, 1]; act_ctx: (B, L) -> (B, C, H, W)."""
+    b, _, c, h, w = obs_ctx.shape
+    device = obs_ctx.device
+    sigmas = karras_sigmas(cfg.num_steps, cfg.sigma_min, cfg.sigma_max, cfg.rho)
+    x = torch.randn(b, c, h, w, device=device, generator=generator) * sigmas[0]
+    level = torch.zeros(b, dtype=torch.long, device=device)  # clean context at sampling time
+    for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
+        s = torch.full((b,), sigma, device=device)
+        denoised = denoiser.denoise(x, s, obs_ctx, act_ctx, level)
+        d = (x - denoised) / sigma  # Euler step (Karras Alg. 1/2)
+        if cfg.order == 1 or sigma_next == 0:
+            x = x + d * (sigma_next - sigma)
+        else:  # Heun correction
+            x_pred = x + d * (sigma_next - sigma)
+            s_next = torch.full((b,), sigma_next, device=device)
+            d_next = (x_pred - denoiser.denoise(x_pred, s_next, obs_ctx, act_ctx, level)) / sigma_next
+            x = x + (d + d_next) / 2 * (sigma_next - sigma)
+    return x.clamp(-1, 1)

@@ -1,0 +1,213 @@
+"""The world model: denoiser + reward/end model behind one batched dream interface.
+
+`WorldModel.dream_step` is stateless and batched (the server's inference worker concatenates the
+dreams of all its sessions into one call); `Dreams` keeps the state of a batch of independent
+dreams for everything else (agent in imagination, evaluation, the gymnasium env).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from model import checkpoint
+from model.denoiser import Denoiser, DenoiserConfig
+from model.device import autocast, prepare, use_bf16
+from model.reward_end import RewardEndConfig, RewardEndModel, class_to_reward
+from model.sampler import SamplerConfig, sample_next_frame
+from model.unet import UNetConfig
+
+Hidden = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class WorldModelConfig:
+    game: str = "Breakout"
+    action_meanings: list[str] = field(default_factory=lambda: ["NOOP", "FIRE", "RIGHT", "LEFT"])
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    reward_end: RewardEndConfig = field(default_factory=RewardEndConfig)
+    preset: str = "custom"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.denoiser, dict):
+            self.denoiser = DenoiserConfig(**self.denoiser)
+        if isinstance(self.reward_end, dict):
+            self.reward_end = RewardEndConfig(**self.reward_end)
+        n = len(self.action_meanings)
+        if self.denoiser.unet.num_actions != n or self.reward_end.num_actions != n:
+            raise ValueError(
+                f"action count mismatch: {n} action meanings, denoiser {self.denoiser.unet.num_actions}, "
+                f"reward/end {self.reward_end.num_actions}"
+            )
+
+    @property
+    def context_frames(self) -> int:
+        return self.denoiser.unet.context_frames
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PRESETS = ("cpu", "paper", "tiny")
+
+
+def preset_config(preset: str, game: str, action_meanings: list[str]) -> WorldModelConfig:
+    """'cpu' (default; ~1 s/step on 2 cores), 'paper' (DIAMOND's Atari U-Net) or 'tiny' (tests)."""
+    n = len(action_meanings)
+    if preset == "cpu":
+        unet = UNetConfig(num_actions=n, channels=[32, 32, 64, 64])
+        den = DenoiserConfig(unet=unet, context_noise_scale=0.02, context_noise_clean_prob=0.3, motion_weight=4.0)
+    elif preset == "tiny":  # for tests and smoke runs: seconds, not hours
+        unet = UNetConfig(num_actions=n, channels=[16, 16, 16, 16], blocks_per_level=1, cond_channels=64)
+        den = DenoiserConfig(unet=unet, context_noise_scale=0.02, context_noise_clean_prob=0.3, motion_weight=4.0)
+        return WorldModelConfig(
+            game, list(action_meanings), den, RewardEndConfig(num_actions=n, channels=(8, 8, 8, 8), lstm_dim=32), preset
+        )
+    elif preset == "paper":
+        den = DenoiserConfig(unet=UNetConfig(num_actions=n, channels=[64, 64, 64, 64]))
+    else:
+        raise ValueError(f"unknown preset {preset!r}: expected one of {', '.join(PRESETS)}")
+    return WorldModelConfig(game, list(action_meanings), den, RewardEndConfig(num_actions=n), preset)
+
+
+def frames_to_tensor(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 (..., H, W, C) -> float (..., C, H, W) in [-1, 1]."""
+    return frames.movedim(-1, -3).float() / 127.5 - 1
+
+
+def tensor_to_frames(x: torch.Tensor) -> torch.Tensor:
+    """float (..., C, H, W) in [-1, 1] -> uint8 (..., H, W, C)."""
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(-3, -1)
+
+
+class WorldModel(nn.Module):
+    def __init__(self, cfg: WorldModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.denoiser = Denoiser(cfg.denoiser)
+        self.reward_end = RewardEndModel(cfg.reward_end)
+        self.bf16 = False
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def num_actions(self) -> int:
+        return len(self.cfg.action_meanings)
+
+    def configure(self, device: torch.device, precision: str = "auto") -> WorldModel:
+        """Move to device, channels_last, and pick bf16 autocast where it is fast."""
+        prepare(self, device)
+        self.bf16 = use_bf16(device, precision)
+        return self.eval()
+
+    def check_actions(self, actions: torch.Tensor) -> None:
+        if actions.numel() and (actions.min() < 0 or actions.max() >= self.num_actions):
+            raise ValueError(f"action out of range: expected 0..{self.num_actions - 1}, got {actions.tolist()}")
+
+    @torch.no_grad()
+    def burn_in(self, obs_ctx: torch.Tensor, act_prev: torch.Tensor) -> Hidden | None:
+        """Run the reward/end LSTM over the context transitions. obs_ctx: (B, L, C, H, W)."""
+        if obs_ctx.shape[1] < 2:
+            return None
+        with autocast(self.device, self.bf16):
+            _, _, hidden = self.reward_end(obs_ctx[:, :-1], obs_ctx[:, 1:], act_prev[:, -(obs_ctx.shape[1] - 1) :])
+        return hidden
+
+    @torch.no_grad()
+    def dream_step(
+        self,
+        obs_ctx: torch.Tensor,
+        act_ctx: torch.Tensor,
+        hidden: Hidden | None,
+        sampler: SamplerConfig,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Hidden]:
+        """One dreamed step for a batch.
+
+        obs_ctx: (B, L, C, H, W) in [-1, 1]; act_ctx: (B, L) long, last = the action taken now.
+        Returns next frame (B, C, H, W), reward (B,), end probability (B,), new LSTM state.
+        """
+        with autocast(self.device, self.bf16):
+            next_obs = sample_next_frame(self.denoiser, obs_ctx, act_ctx, sampler, generator)
+            logits_r, logits_e, hidden = self.reward_end(
+                obs_ctx[:, -1:], next_obs[:, None], act_ctx[:, -1:], hidden
+            )
+        reward = class_to_reward(logits_r[:, -1].argmax(-1))
+        end_prob = logits_e[:, -1].float().softmax(-1)[:, 1]
+        return next_obs.float(), reward, end_prob, hidden
+
+    # -- snapshots -----------------------------------------------------------------------
+    def save_snapshot(self, path: str | Path, extra_meta: dict[str, Any] | None = None) -> None:
+        """Inference snapshot: safetensors weights + JSON config (loads without pickle)."""
+        meta = {"kind": "world_model", "config": self.cfg.to_dict(), **(extra_meta or {})}
+        checkpoint.save(path, {"model": self.state_dict()}, meta)
+
+    @classmethod
+    def from_snapshot(cls, path: str | Path, device: torch.device | None = None, precision: str = "auto") -> WorldModel:
+        tree, meta = checkpoint.load(path)
+        if meta.get("kind") != "world_model":
+            raise checkpoint.CheckpointError(f"{path} is not a world-model snapshot (kind={meta.get('kind')!r})")
+        try:
+            cfg = WorldModelConfig(**meta["config"])
+        except (TypeError, ValueError, KeyError) as e:
+            raise checkpoint.CheckpointError(f"{path}: bad world-model config: {e}") from None
+        model = cls(cfg)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in tree["model"].items()}
+        checkpoint.load_state_dict_strict(model, state, str(path))
+        model.meta = meta
+        return model.configure(device or torch.device("cpu"), precision)
+
+
+class Dreams:
+    """A batch of B independent dreams: reset from real frames, step with a batch of actions."""
+
+    def __init__(self, model: WorldModel, sampler: SamplerConfig | None = None, seed: int | None = None) -> None:
+        self.model = model
+        self.sampler = sampler or SamplerConfig()
+        self.generator = None
+        if seed is not None:
+            self.generator = torch.Generator(device=model.device).manual_seed(seed)
+        self.obs_ctx: torch.Tensor | None = None
+        self.act_ctx: torch.Tensor | None = None
+        self.hidden: Hidden | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return 0 if self.obs_ctx is None else self.obs_ctx.shape[0]
+
+    def reset(self, frames: torch.Tensor, actions: torch.Tensor) -> None:
+        """frames: uint8 (B, L, H, W, C) real context; actions: (B, L-1) actions between them."""
+        L = self.model.cfg.context_frames
+        if frames.ndim != 5 or frames.shape[1] != L or frames.dtype != torch.uint8:
+            raise ValueError(f"frames must be uint8 (B, {L}, H, W, C), got {tuple(frames.shape)} {frames.dtype}")
+        if actions.shape != (frames.shape[0], L - 1):
+            raise ValueError(f"actions must be (B, {L - 1}), got {tuple(actions.shape)}")
+        actions = actions.long().to(self.model.device)
+        self.model.check_actions(actions)
+        self.obs_ctx = frames_to_tensor(frames.to(self.model.device))
+        # The last slot is filled by the action of the next step.
+        self.act_ctx = torch.cat([actions, torch.zeros_like(actions[:, :1])], dim=1)
+        self.hidden = self.model.burn_in(self.obs_ctx, actions)
+
+    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """actions: (B,) -> next frames uint8 (B, H, W, C), reward (B,), end probability (B,)."""
+        if self.obs_ctx is None:
+            raise RuntimeError("call reset() before step()")
+        actions = torch.as_tensor(actions, device=self.model.device).long().view(-1)
+        if actions.shape[0] != self.batch_size:
+            raise ValueError(f"expected {self.batch_size} actions, got {actions.shape[0]}")
+        self.model.check_actions(actions)
+        self.act_ctx = torch.cat([self.act_ctx[:, :-1], actions[:, None]], dim=1)
+        nxt, reward, end, self.hidden = self.model.dream_step(
+            self.obs_ctx, self.act_ctx, self.hidden, self.sampler, self.generator
+        )
+        # Slide the window: (B, L, C, H, W) drops the oldest frame, appends the dream.
+        self.obs_ctx = torch.cat([self.obs_ctx[:, 1:], nxt[:, None]], dim=1)
+        self.act_ctx = torch.cat([self.act_ctx[:, 1:], torch.zeros_like(actions[:, None])], dim=1)
+        return tensor_to_frames(nxt).cpu(), reward.cpu(), end.cpu()

@@ -1,0 +1,249 @@
+"""Measure how faithful a dream is (DESIGN.md §6).
+
+Start the dream from a real 4-frame context of a held-out episode, feed it the episode's own
+actions, and compare with the real frames at horizons h: whole-frame PSNR, motion PSNR (only
+pixels that change between consecutive real frames: ball, paddle, breaking bricks) and SSIM,
+beside the trivial repeat-the-last-real-frame predictor. Also a long rollout with random keys
+checks the dream for collapse (blank, frozen, smeared or saturated frames).
+
+    python training/evaluate.py --checkpoint runs/Breakout/snapshot --data data/Breakout-heldout
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
+
+from model.checkpoint import CheckpointError
+from model.sampler import SamplerConfig
+from model.world_model import Dreams, WorldModel
+from training.episode_store import Episode, EpisodeStore
+
+HORIZONS = (1, 5, 15, 50)
+MOTION_THRESHOLD = 8  # of 255, any channel
+
+
+def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """PSNR in dB between uint8 images (H, W, C); over the masked pixels (H, W) if given."""
+    err = (a.astype(np.float64) - b.astype(np.float64)) ** 2
+    if mask is not None:
+        if not mask.any():
+            return float("nan")
+        err = err[mask]
+    mse = max(err.mean(), 1e-10)
+    return float(10 * np.log10(255.0**2 / mse))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM (Wang et al. 2004) with an 11x11 Gaussian window (sigma 1.5), averaged over channels."""
+    x = torch.from_numpy(a).permute(2, 0, 1)[None].double()
+    y = torch.from_numpy(b).permute(2, 0, 1)[None].double()
+    g = torch.exp(-((torch.arange(11) - 5) ** 2) / (2 * 1.5**2)).double()
+    g = (g[:, None] @ g[None]) / g.sum() ** 2
+    w = g.expand(3, 1, 11, 11)
+    mu_x, mu_y = F.conv2d(x, w, groups=3), F.conv2d(y, w, groups=3)
+    sxx = F.conv2d(x * x, w, groups=3) - mu_x**2
+    syy = F.conv2d(y * y, w, groups=3) - mu_y**2
+    sxy = F.conv2d(x * y, w, groups=3) - mu_x * mu_y
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
+    return float(s.mean())
+
+
+def motion_mask(real: np.ndarray, prev: np.ndarray) -> np.ndarray:
+    """Pixels that change between consecutive real frames by more than the threshold."""
+    return (np.abs(real.astype(np.int16) - prev.astype(np.int16)) > MOTION_THRESHOLD).any(-1)
+
+
+def pick_starts(episodes: list[Episode], n: int, horizon: int, context: int, seed: int) -> list[tuple[int, int]]:
+    """n (episode, t0) pairs with a full context before t0 and `horizon` real steps after it."""
+    rng = np.random.default_rng(seed)
+    ok = [i for i, e in enumerate(episodes) if len(e) >= horizon + context]
+    if not ok:
+        raise ValueError(f"no held-out episode is long enough for horizon {horizon}")
+    starts = []
+    for k in range(n):
+        i = ok[k % len(ok)]
+        t0 = int(rng.integers(context - 1, len(episodes[i]) - horizon + 1))
+        starts.append((i, t0))
+    return starts
+
+
+def rollout(model: WorldModel, episodes: list[Episode], starts: list[tuple[int, int]], horizon: int,
+            sampler: SamplerConfig, seed: int = 0, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Dream `horizon` steps from each start with the real actions -> (dream, real) uint8 (N, h, H, W, C)."""
+    L = model.cfg.context_frames
+    frames = torch.from_numpy(np.stack([episodes[i].obs[t0 - L + 1 : t0 + 1] for i, t0 in starts]))
+    acts = torch.from_numpy(np.stack([episodes[i].actions[t0 - L + 1 : t0] for i, t0 in starts]))
+    dreams = Dreams(model, sampler, seed=seed)
+    dreams.reset(frames, acts)
+    out = []
+    for h in tqdm(range(horizon), desc="dream", disable=not progress, leave=False):
+        a = torch.tensor([int(episodes[i].actions[t0 + h]) for i, t0 in starts])
+        nxt, _, _ = dreams.step(a)
+        out.append(nxt.numpy())
+    dream = np.stack(out, axis=1)
+    real = np.stack([episodes[i].obs[t0 + 1 : t0 + horizon + 1] for i, t0 in starts])
+    return dream, real
+
+
+def fidelity(model: WorldModel, episodes: list[Episode], horizons=HORIZONS, starts: int = 8,
+             sampler: SamplerConfig | None = None, seed: int = 0, progress: bool = False) -> dict:
+    """Per-horizon PSNR / motion PSNR / SSIM of the dream and of repeat-last, averaged over starts."""
+    sampler = sampler or SamplerConfig()
+    H = max(horizons)
+    st = pick_starts(episodes, starts, H, model.cfg.context_frames, seed)
+    dream, real = rollout(model, episodes, st, H, sampler, seed, progress)
+    last = np.stack([episodes[i].obs[t0] for i, t0 in st])
+    prev_real = np.concatenate([last[:, None], real[:, :-1]], axis=1)
+    rows = {}
+    for h in horizons:
+        k = h - 1
+        m = {"psnr_dream": [], "psnr_repeat": [], "motion_psnr_dream": [], "motion_psnr_repeat": [],
+             "ssim_dream": [], "ssim_repeat": []}
+        for n in range(len(st)):
+            mask = motion_mask(real[n, k], prev_real[n, k])
+            m["psnr_dream"].append(psnr(dream[n, k], real[n, k]))
+            m["psnr_repeat"].append(psnr(last[n], real[n, k]))
+            m["motion_psnr_dream"].append(psnr(dream[n, k], real[n, k], mask))
+            m["motion_psnr_repeat"].append(psnr(last[n], real[n, k], mask))
+            m["ssim_dream"].append(ssim(dream[n, k], real[n, k]))
+            m["ssim_repeat"].append(ssim(last[n], real[n, k]))
+        rows[str(h)] = {key: float(np.nanmean(v)) if np.isfinite(v).any() else None for key, v in m.items()}
+    return {"horizons": rows, "starts": [list(s) for s in st], "sampler": vars(sampler),
+            "_dream": dream, "_real": real}
+
+
+def strip_image(dream: np.ndarray, real: np.ndarray, steps=(1, 2, 3, 5, 8, 12, 15, 20, 30, 40, 50), scale: int = 2) -> Image.Image:
+    """Real row over dream row at the given steps (1-based), upscaled pixel-sharp."""
+    steps = [s for s in steps if s <= dream.shape[0]]
+    top = np.concatenate([real[s - 1] for s in steps], axis=1)
+    bottom = np.concatenate([dream[s - 1] for s in steps], axis=1)
+    sep = np.full((2, top.shape[1], 3), 255, np.uint8)
+    img = Image.fromarray(np.concatenate([top, sep, bottom], axis=0))
+    return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+
+
+def stability(model: WorldModel, episodes: list[Episode], steps: int = 500, batch: int = 4,
+              sampler: SamplerConfig | None = None, seed: int = 0, progress: bool = False) -> dict:
+    """Dream `steps` steps with random keys from real starts; report collapse indicators per 100 steps.
+
+    blank: frame std < 2; saturated: > 50 % of pixels at 0 or 255 beyond what real frames show;
+    frozen: no pixel changes for 25 consecutive steps; sharpness: mean |Laplacian| relative to
+    real frames (smearing drives it down).
+    """
+    sampler = sampler or SamplerConfig()
+    rng = np.random.default_rng(seed)
+    L = model.cfg.context_frames
+    st = pick_starts(episodes, batch, 1, L, seed)
+    frames = torch.from_numpy(np.stack([episodes[i].obs[t0 - L + 1 : t0 + 1] for i, t0 in st]))
+    acts = torch.from_numpy(np.stack([episodes[i].actions[t0 - L + 1 : t0] for i, t0 in st]))
+    dreams = Dreams(model, sampler, seed=seed)
+    dreams.reset(frames, acts)
+
+    def lap(x: np.ndarray) -> float:
+        g = x.astype(np.float32).mean(-1)
+        return float(np.abs(4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]).mean())
+
+    ref = [e.obs[j] for e in episodes for j in range(0, len(e), 50)][:200]
+    ref_sharp = float(np.mean([lap(f) for f in ref]))
+    ref_sat = float(np.mean([((f == 0) | (f == 255)).all(-1).mean() for f in ref]))
+    prev = frames[:, -1].numpy()
+    still = np.zeros(batch, dtype=int)
+    chunks, cur = [], {"blank": 0, "saturated": 0, "frozen": 0, "sharp": []}
+    for t in tqdm(range(steps), desc="stability", disable=not progress, leave=False):
+        nxt, _, _ = dreams.step(torch.from_numpy(rng.integers(model.num_actions, size=batch)))
+        f = nxt.numpy()
+        for n in range(batch):
+            cur["blank"] += int(f[n].std() < 2)
+            cur["saturated"] += int(((f[n] == 0) | (f[n] == 255)).all(-1).mean() - ref_sat > 0.5)
+            still[n] = still[n] + 1 if np.array_equal(f[n], prev[n]) else 0
+            cur["frozen"] += int(still[n] >= 25)
+            cur["sharp"].append(lap(f[n]) / max(ref_sharp, 1e-6))
+        prev = f
+        if (t + 1) % 100 == 0:
+            n_fr = 100 * batch
+            chunks.append({"steps": f"{t - 98}-{t + 1}", "blank_frac": cur["blank"] / n_fr,
+                           "saturated_frac": cur["saturated"] / n_fr, "frozen_frac": cur["frozen"] / n_fr,
+                           "sharpness_vs_real": float(np.mean(cur["sharp"]))})
+            cur = {"blank": 0, "saturated": 0, "frozen": 0, "sharp": []}
+    collapsed = any(c["blank_frac"] > 0.1 or c["saturated_frac"] > 0.1 or c["frozen_frac"] > 0.5
+                    or c["sharpness_vs_real"] < 0.5 for c in chunks)
+    return {"steps": steps, "dreams": batch, "per_100_steps": chunks, "collapse": collapsed, "last_frames": prev}
+
+
+def format_table(result: dict) -> str:
+    lines = ["| h | PSNR dream | PSNR repeat-last | motion PSNR dream | motion PSNR repeat-last | SSIM dream | SSIM repeat-last |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    f = lambda v: "n/a" if v is None else f"{v:.2f}" if abs(v) < 2 else f"{v:.1f}"  # noqa: E731
+    for h, r in result["horizons"].items():
+        lines.append(f"| {h} | {f(r['psnr_dream'])} | {f(r['psnr_repeat'])} | {f(r['motion_psnr_dream'])} | "
+                     f"{f(r['motion_psnr_repeat'])} | {f(r['ssim_dream'])} | {f(r['ssim_repeat'])} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, required=True, help="snapshot path (without extension)")
+    p.add_argument("--data", type=Path, required=True, help="held-out episode store")
+    p.add_argument("--starts", type=int, default=8)
+    p.add_argument("--horizons", default="1,5,15,50")
+    p.add_argument("--steps", type=int, default=3, help="denoising steps")
+    p.add_argument("--heun", action="store_true")
+    p.add_argument("--stability-steps", type=int, default=500, help="0 to skip the long random-key rollout")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help="folder for fidelity.json and strip.png")
+    p.add_argument("--device", default="auto")
+    args = p.parse_args(argv)
+    try:
+        from model.device import pick_device
+
+        horizons = tuple(int(h) for h in args.horizons.split(","))
+        if not horizons or min(horizons) < 1:
+            raise ValueError(f"bad --horizons {args.horizons!r}")
+        sampler = SamplerConfig(num_steps=args.steps, order=2 if args.heun else 1)
+        model = WorldModel.from_snapshot(args.checkpoint, pick_device(args.device))
+        store = EpisodeStore(args.data)
+        episodes, errors = store.load_all(model.cfg.game)
+        for e in errors:
+            print(f"warning: {e}", file=sys.stderr)
+        if not episodes:
+            raise ValueError(f"no readable {model.cfg.game} episodes in {args.data}")
+        res = fidelity(model, episodes, horizons, args.starts, sampler, args.seed, progress=True)
+        stab = None
+        if args.stability_steps:
+            stab = stability(model, episodes, args.stability_steps, sampler=sampler, seed=args.seed, progress=True)
+    except (CheckpointError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = args.out or args.checkpoint.parent / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    strip_image(res.pop("_dream")[0], res.pop("_real")[0]).save(out / "strip.png")
+    if stab is not None:
+        Image.fromarray(np.concatenate(list(stab.pop("last_frames")), axis=1)).resize((64 * 4 * 2, 128), Image.NEAREST).save(out / "stability_last.png")
+        res["stability"] = stab
+    res["checkpoint"] = str(args.checkpoint)
+    res["heldout_episodes"] = len(episodes)
+    (out / "fidelity.json").write_text(json.dumps(res, indent=1))
+    print(format_table(res))
+    if stab is not None:
+        print(f"stability over {stab['steps']} random-key steps: collapse={stab['collapse']}")
+        for c in stab["per_100_steps"]:
+            print(f"  {c}")
+    print(f"wrote {out / 'fidelity.json'} and {out / 'strip.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,345 @@
+"""Train a DIAMOND world model (denoiser + reward/end model) on real Atari play.
+
+    python training/train.py                         # CPU preset, Breakout, collects data if none
+    python training/train.py --resume                # continue the same run after a stop or a kill
+    python training/train.py --preset paper         # the paper's U-Net (for a GPU)
+    torchrun --nproc_per_node=2 training/train.py    # data-parallel (gloo on CPU, nccl on CUDA)
+
+Writes to --run-dir: `snapshot.{safetensors,json}` (EMA weights + config, for play and
+evaluation), `state.{safetensors,json}` (full resume state), `metrics.jsonl`, TensorBoard
+events under `tb/`, and `eval/` (fidelity JSON + real-over-dream strips).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from model import checkpoint
+from model.checkpoint import CheckpointError
+from model.device import autocast, pick_device, prepare, use_bf16
+from model.sampler import SamplerConfig
+from model.world_model import PRESETS, WorldModel, WorldModelConfig, preset_config
+from training.collect import collect
+from training.envs import UnknownGameError, action_meanings, check_game
+from training.episode_store import EpisodeStore, remove_stale_temp_files
+from training.data import WindowSampler
+
+
+@dataclass
+class Args:
+    game: str = "Breakout"
+    """ALE game name."""
+    preset: str = "cpu"
+    """Model size: 'cpu' (default, fits a 2-core CPU) or 'paper' (DIAMOND's Atari U-Net)."""
+    run_dir: Path | None = None
+    """Output folder (default runs/<game>)."""
+    data: Path | None = None
+    """Training episode store (default data/<game>); collected if empty."""
+    heldout: Path | None = None
+    """Held-out episode store for evaluation (default data/<game>-heldout)."""
+    collect_steps: int = 60_000
+    """Agent steps to collect when the training store is empty."""
+    heldout_steps: int = 6_000
+    policy: str = "mixed"
+    """Collection policy: random, expert or mixed (epsilon-mixed scripted expert)."""
+    epsilon: float = 0.25
+    steps: int = 20_000
+    """Total denoiser optimisation steps (the run stops there; --resume continues up to it)."""
+    batch_size: int = 32
+    lr: float = 2e-4
+    weight_decay: float = 1e-2
+    warmup: int = 100
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    re_every: int = 1
+    """Train the reward/end model every N denoiser steps."""
+    re_seq: int = 8
+    """Sequence length for the reward/end model's LSTM."""
+    ckpt_every: int = 250
+    eval_every: int = 1000
+    """Run the fidelity evaluation every N steps (0 = never)."""
+    eval_starts: int = 8
+    log_every: int = 25
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    """auto (bf16 on CUDA and bf16-capable CPUs), bf16 or fp32."""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default)."""
+    compile: bool = False
+    """torch.compile the U-Net (helps on CUDA; slower to start)."""
+    resume: bool = False
+    progress: bool = True
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = Args()
+    for name, value in vars(defaults).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
+        elif name in ("run_dir", "data", "heldout"):
+            p.add_argument(flag, type=Path, default=value)
+        elif name == "preset":
+            p.add_argument(flag, choices=PRESETS, default=value)
+        elif name == "policy":
+            p.add_argument(flag, choices=["random", "expert", "mixed"], default=value)
+        else:
+            p.add_argument(flag, type=type(value), default=value)
+    a = Args(**vars(p.parse_args(argv)))
+    for name in ("steps", "batch_size", "ckpt_every", "log_every", "re_seq", "re_every", "collect_steps"):
+        if getattr(a, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
+    return a
+
+
+class LossOf(torch.nn.Module):
+    """Calls module.loss in forward, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args):
+        return self.module.loss(*args)
+
+
+def lr_at(step: int, a: Args) -> float:
+    return a.lr * min(1.0, (step + 1) / max(1, a.warmup))
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": json.dumps(np.random.get_state()[1].tolist())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    try:
+        check_game(a.game)
+    except UnknownGameError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    # -- distributed (torchrun) ---------------------------------------------------------
+    ddp = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
+    rank, world = 0, 1
+    device = pick_device(a.device)
+    if ddp:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        rank, world = dist.get_rank(), dist.get_world_size()
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(device)
+    main_proc = rank == 0
+    if a.threads:
+        torch.set_num_threads(a.threads)
+
+    run_dir = a.run_dir or Path("runs") / a.game
+    data_dir = a.data or Path("data") / a.game
+    heldout_dir = a.heldout or Path("data") / f"{a.game}-heldout"
+    state_path, snap_path = run_dir / "state", run_dir / "snapshot"
+
+    # -- seed ------------------------------------------------------------------------------
+    torch.manual_seed(a.seed + rank)
+    np.random.seed(a.seed + rank)
+
+    # -- data ------------------------------------------------------------------------------
+    store, heldout = EpisodeStore(data_dir), EpisodeStore(heldout_dir)
+    if main_proc:
+        for d in (data_dir, heldout_dir):
+            if d.is_dir():
+                remove_stale_temp_files(d)
+        if store.num_steps(a.game) == 0:
+            print(f"no {a.game} data in {data_dir}: collecting {a.collect_steps} steps ({a.policy})")
+            collect(a.game, store, a.collect_steps, a.policy, a.epsilon, seed=a.seed, progress=a.progress)
+        if a.eval_every and heldout.num_steps(a.game) == 0:
+            collect(a.game, heldout, a.heldout_steps, a.policy, a.epsilon, seed=10_000 + a.seed, progress=a.progress)
+    if ddp:
+        dist.barrier()
+    episodes, errors = store.load_all(a.game)
+    for e in errors:
+        print(f"warning: skipping {e}", file=sys.stderr)
+    if not episodes:
+        print(f"error: no readable {a.game} episodes in {data_dir}", file=sys.stderr)
+        return 2
+    sampler = WindowSampler(episodes, seed=a.seed + 1000 * rank)
+    heldout_eps = heldout.load_all(a.game)[0] if a.eval_every else []
+
+    # -- model, EMA, optimiser -------------------------------------------------------------
+    cfg = preset_config(a.preset, a.game, action_meanings(a.game))
+    bf16 = use_bf16(device, a.precision)
+    resume_tree = None
+    if a.resume:
+        try:
+            resume_tree, meta = checkpoint.load(state_path)
+        except CheckpointError as e:
+            print(f"error: cannot resume: {e}", file=sys.stderr)
+            return 2
+        cfg = WorldModelConfig(**meta["config"])
+        if cfg.game != a.game:
+            print(f"error: {state_path} is a {cfg.game} run, not {a.game}", file=sys.stderr)
+            return 2
+    elif main_proc and state_path.with_suffix(".json").exists():
+        print(f"error: {run_dir} already holds a run; pass --resume to continue it or pick another --run-dir",
+              file=sys.stderr)
+        return 2
+    model = prepare(WorldModel(cfg), device)
+    ema = prepare(WorldModel(cfg), device).requires_grad_(False)
+    ema.load_state_dict(model.state_dict())
+    if a.compile:
+        model.denoiser.net = torch.compile(model.denoiser.net)
+    opt_den = torch.optim.AdamW(model.denoiser.parameters(), lr=a.lr, weight_decay=a.weight_decay)
+    opt_re = torch.optim.AdamW(model.reward_end.parameters(), lr=a.lr, weight_decay=a.weight_decay)
+    step = 0
+    if resume_tree is not None:
+        checkpoint.load_state_dict_strict(model, resume_tree["model"], str(state_path))
+        checkpoint.load_state_dict_strict(ema, resume_tree["ema"], str(state_path))
+        opt_den.load_state_dict(resume_tree["opt_den"])
+        opt_re.load_state_dict(resume_tree["opt_re"])
+        step = int(resume_tree["step"])
+        torch.set_rng_state(resume_tree["rng"]["torch"])
+        sampler.rng = np.random.default_rng([a.seed + 1000 * rank, step])
+        print(f"resumed {run_dir} at step {step}")
+    den, rem = LossOf(model.denoiser), LossOf(model.reward_end)
+    if ddp:  # gradients are all-reduced inside backward()
+        den = torch.nn.parallel.DistributedDataParallel(den)
+        rem = torch.nn.parallel.DistributedDataParallel(rem)
+
+    # -- logging ---------------------------------------------------------------------------
+    writer = None
+    if main_proc:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tb"))
+        (run_dir / "args.json").write_text(json.dumps({k: str(v) for k, v in vars(a).items()}, indent=1))
+    metrics_file = open(run_dir / "metrics.jsonl", "a") if main_proc else None
+
+    def log(values: dict[str, float]) -> None:
+        if not main_proc:
+            return
+        for k, v in values.items():
+            writer.add_scalar(k, v, step)
+        metrics_file.write(json.dumps({"step": step, "time": time.time(), **values}) + "\n")
+        metrics_file.flush()
+
+    def save_all() -> None:
+        if not main_proc:
+            return
+        meta = {"kind": "train_state", "config": cfg.to_dict(), "args": {k: str(v) for k, v in vars(a).items()}}
+        tree = {"model": model.state_dict(), "ema": ema.state_dict(), "opt_den": opt_den.state_dict(),
+                "opt_re": opt_re.state_dict(), "step": step, "rng": rng_state()}
+        checkpoint.save(state_path, tree, meta)
+        ema.save_snapshot(snap_path, {"step": step, "train_steps": step, "preset": a.preset})
+
+    def evaluate() -> None:
+        if not (main_proc and heldout_eps):
+            return
+        from training.evaluate import fidelity, strip_image
+
+        ema.bf16 = bf16
+        ema.eval()
+        res = fidelity(ema, heldout_eps, starts=a.eval_starts, sampler=SamplerConfig(), seed=0)
+        (run_dir / "eval").mkdir(exist_ok=True)
+        strip_image(res.pop("_dream")[0], res.pop("_real")[0]).save(run_dir / "eval" / f"strip_{step:07d}.png")
+        (run_dir / "eval" / f"fidelity_{step:07d}.json").write_text(json.dumps(res, indent=1))
+        vals = {}
+        for h, r in res["horizons"].items():
+            for k in ("psnr_dream", "motion_psnr_dream", "ssim_dream"):
+                if r[k] is not None:
+                    vals[f"eval/h{h}/{k}"] = r[k]
+        log(vals)
+        tqdm.write(f"step {step} eval: " + " ".join(f"{k.split('/', 1)[1]}={v:.2f}" for k, v in vals.items()))
+
+    stop = {"now": False}
+
+    def on_signal(signum, frame):  # checkpoint on Ctrl-C / SIGTERM, then exit
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    # -- the loop --------------------------------------------------------------------------
+    L = cfg.context_frames
+    bar = tqdm(total=a.steps, initial=step, desc=f"train {a.game}", disable=not (main_proc and a.progress))
+    model.train()
+    t_last = time.time()
+    while step < a.steps and not stop["now"]:
+        for g in opt_den.param_groups + opt_re.param_groups:
+            g["lr"] = lr_at(step, a)
+
+        # Denoiser: predict obs[t+1] from obs[t-L+1..t] and actions[t-L+1..t].
+        b = sampler.sample(a.batch_size, L, device)
+        obs_ctx, act_ctx, target = b.obs[:, :-1], b.actions, b.obs[:, -1]
+        target = target.contiguous(memory_format=torch.channels_last)
+        with autocast(device, bf16):
+            loss, m = den(obs_ctx, act_ctx, target)
+        opt_den.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.denoiser.parameters(), a.grad_clip)
+        opt_den.step()
+        with torch.no_grad():  # EMA of the denoiser and reward/end weights
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.lerp_(pm, 1 - a.ema_decay)
+
+        logs = {"denoiser/train/loss": loss.item(), "denoiser/train/mse": m["mse"],
+                "denoiser/train/grad_norm": float(gnorm), "lr": lr_at(step, a)}
+        if "motion_fraction" in m:
+            logs["denoiser/train/motion_fraction"] = m["motion_fraction"]
+
+        # Reward / termination model on sequences of re_seq transitions.
+        if step % a.re_every == 0:
+            rb = sampler.sample(max(4, a.batch_size // 4), a.re_seq, device)
+            with autocast(device, bf16):
+                re_loss, rm = rem(rb.obs[:, :-1], rb.obs[:, 1:], rb.actions, rb.rewards, rb.ends)
+            opt_re.zero_grad(set_to_none=True)
+            re_loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.reward_end.parameters(), a.grad_clip)
+            opt_re.step()
+            logs.update({f"reward_end/train/{k}": v for k, v in rm.items()})
+
+        step += 1
+        bar.update(1)
+        if main_proc and (step % a.log_every == 0 or step == a.steps):
+            now = time.time()
+            logs["perf/sec_per_step"] = (now - t_last) / a.log_every
+            t_last = now
+            log(logs)
+            bar.set_postfix(loss=f"{logs['denoiser/train/loss']:.4f}", s_step=f"{logs['perf/sec_per_step']:.2f}")
+        if step % a.ckpt_every == 0 or step == a.steps:
+            save_all()
+        if a.eval_every and step % a.eval_every == 0:
+            evaluate()
+            model.train()
+    bar.close()
+    if stop["now"]:
+        save_all()
+        if main_proc:
+            print(f"stopped at step {step}; checkpoint saved to {state_path}; continue with --resume")
+    if metrics_file:
+        metrics_file.close()
+        writer.close()
+    if ddp:
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
