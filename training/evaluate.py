@@ -183,6 +183,40 @@ def stability(model: WorldModel, episodes: list[Episode], steps: int = 500, batc
     return {"steps": steps, "dreams": batch, "per_100_steps": chunks, "collapse": collapsed, "last_frames": prev}
 
 
+@torch.no_grad()
+def reward_end_accuracy(model: WorldModel, episodes: list[Episode], end_on_life_loss: bool = True) -> dict:
+    """Teacher-forced accuracy of the reward/end model on real transitions, with per-class recall
+    (rewards and ends are rare, so plain accuracy alone flatters the model)."""
+    from model.reward_end import reward_to_class
+    from model.world_model import frames_to_tensor
+
+    pred_r, true_r, pred_e, true_e = [], [], [], []
+    for ep in episodes:
+        obs = frames_to_tensor(torch.from_numpy(ep.obs)).to(model.device)[None]  # (1, T+1, C, H, W)
+        act = torch.from_numpy(ep.actions).to(model.device)[None]
+        logits_r, logits_e, _ = model.reward_end(obs[:, :-1], obs[:, 1:], act)
+        pred_r.append(logits_r[0].argmax(-1).cpu())
+        pred_e.append(logits_e[0].argmax(-1).cpu())
+        true_r.append(reward_to_class(torch.from_numpy(ep.rewards)))
+        end = ep.terminated | ep.life_lost if end_on_life_loss else ep.terminated
+        true_e.append(torch.from_numpy(end.astype(np.int64)))
+    pr, tr, pe, te = (torch.cat(x) for x in (pred_r, true_r, pred_e, true_e))
+
+    def recall(p, t, c):
+        n = int((t == c).sum())
+        return None if n == 0 else float(((p == c) & (t == c)).sum() / n)
+
+    return {
+        "transitions": int(len(tr)),
+        "reward_accuracy": float((pr == tr).float().mean()),
+        "reward_recall": {"negative": recall(pr, tr, 0), "zero": recall(pr, tr, 1), "positive": recall(pr, tr, 2)},
+        "reward_counts": {"negative": int((tr == 0).sum()), "zero": int((tr == 1).sum()), "positive": int((tr == 2).sum())},
+        "end_accuracy": float((pe == te).float().mean()),
+        "end_recall": {"continue": recall(pe, te, 0), "end": recall(pe, te, 1)},
+        "end_counts": {"continue": int((te == 0).sum()), "end": int((te == 1).sum())},
+    }
+
+
 def format_table(result: dict) -> str:
     lines = ["| h | PSNR dream | PSNR repeat-last | motion PSNR dream | motion PSNR repeat-last | SSIM dream | SSIM repeat-last |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -221,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         if not episodes:
             raise ValueError(f"no readable {model.cfg.game} episodes in {args.data}")
         res = fidelity(model, episodes, horizons, args.starts, sampler, args.seed, progress=True)
+        res["reward_end"] = reward_end_accuracy(model, episodes)
         stab = None
         if args.stability_steps:
             stab = stability(model, episodes, args.stability_steps, sampler=sampler, seed=args.seed, progress=True)
@@ -237,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     res["heldout_episodes"] = len(episodes)
     (out / "fidelity.json").write_text(json.dumps(res, indent=1))
     print(format_table(res))
+    re = res["reward_end"]
+    print(f"reward/end on {re['transitions']} held-out transitions: reward acc {re['reward_accuracy']:.3f} "
+          f"(recall {re['reward_recall']}), end acc {re['end_accuracy']:.3f} (recall {re['end_recall']})")
     if stab is not None:
         print(f"stability over {stab['steps']} random-key steps: collapse={stab['collapse']}")
         for c in stab["per_100_steps"]:

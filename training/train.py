@@ -4,6 +4,7 @@
     python training/train.py --resume                # continue the same run after a stop or a kill
     python training/train.py --preset paper         # the paper's U-Net (for a GPU)
     torchrun --nproc_per_node=2 training/train.py    # data-parallel (gloo on CPU, nccl on CUDA)
+    python training/train.py --agent                 # full DIAMOND loop with an actor-critic (training/agent.py)
 
 Writes to --run-dir: `snapshot.{safetensors,json}` (EMA weights + config, for play and
 evaluation), `state.{safetensors,json}` (full resume state), `metrics.jsonl`, TensorBoard
@@ -130,6 +131,13 @@ def rng_state() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # -- issue 6: `--agent` runs DIAMOND's full loop (collect -> denoiser -> reward/end -> agent) --
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--agent" in argv:
+        from training.agent import run_loop
+
+        return run_loop([x for x in argv if x != "--agent"])
+    # -- end issue 6 --
     a = parse_args(argv)
     try:
         check_game(a.game)

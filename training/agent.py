@@ -1,0 +1,581 @@
+"""Train an actor-critic inside the dream, and DIAMOND's full loop (DESIGN.md §2, issue 6).
+
+    # the full loop, epoch after epoch: collect with the agent -> denoiser -> reward/end -> agent
+    python training/train.py --agent                        # CPU presets, Breakout
+    python training/train.py --agent --resume               # continue after a stop or a kill
+    python training/train.py --agent --preset paper --agent-preset paper --dream-steps 3   # the paper (GPU)
+
+    # the agent alone in a frozen world model (no collection, no world-model training)
+    python training/train.py --agent --world-model runs/Breakout/snapshot --data data/Breakout \\
+        --collect-steps 0 --denoiser-steps 0 --re-steps 0 --epochs 20 --agent-steps 50
+
+Imagination: real 4-frame contexts (with their 3 actions) from the episode store; the world
+model's reward/end LSTM and the agent's LSTM are burnt in on them; then `horizon` dreamed steps
+with actions sampled from the policy, rewards and ends from the reward/end model (argmax, as in
+DIAMOND). Steps after a dream has ended are masked out of the loss.
+
+Writes to --run-dir: `agent.{safetensors,json}` (the agent snapshot), `snapshot.{safetensors,json}`
+(EMA world model), `state.{safetensors,json}` (full resume state), `metrics.jsonl`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from model import checkpoint
+from model.agent import (
+    AGENT_PRESETS,
+    ActorCritic,
+    ActorCriticConfig,
+    ActorCriticLossConfig,
+    AgentPolicy,
+    actor_critic_loss,
+    agent_preset,
+)
+from model.checkpoint import CheckpointError
+from model.device import autocast, pick_device, prepare, use_bf16
+from model.sampler import SamplerConfig
+from model.world_model import PRESETS, WorldModel, WorldModelConfig, preset_config
+from training.data import WindowSampler
+from training.envs import UnknownGameError, action_meanings, check_game, make_env
+from training.episode_store import Episode, EpisodeStore, remove_stale_temp_files
+
+
+# -- imagination ---------------------------------------------------------------------------------
+@dataclass
+class Rollout:
+    logits: torch.Tensor  # (B, H, A), with gradients
+    values: torch.Tensor  # (B, H+1), with gradients
+    actions: torch.Tensor  # (B, H)
+    rewards: torch.Tensor  # (B, H)
+    ends: torch.Tensor  # (B, H) bool
+
+
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """What the agent sees of a dreamed frame: rounded to uint8 levels, as real frames are."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
+
+
+def imagine(
+    world_model: WorldModel,
+    agent: ActorCritic,
+    obs_ctx: torch.Tensor,
+    act_prev: torch.Tensor,
+    horizon: int,
+    sampler: SamplerConfig,
+    generator: torch.Generator | None = None,
+) -> Rollout:
+    """Dream `horizon` steps from real contexts, acting with the agent (gradients through the agent only).
+
+    obs_ctx: (B, L, C, H, W) in [-1, 1]; act_prev: (B, L-1) actions between the context frames.
+    """
+    b = obs_ctx.shape[0]
+    wm_hidden = world_model.burn_in(obs_ctx, act_prev)  # reward/end LSTM over the context transitions
+    hidden = agent.burn_in(obs_ctx[:, :-1])  # agent LSTM over all but the last context frame
+    act_ctx = torch.cat([act_prev, torch.zeros_like(act_prev[:, :1])], dim=1)  # (B, L), last = action now
+    x = obs_ctx[:, -1]
+    logits, values, actions, rewards, ends = [], [], [], [], []
+    for _ in range(horizon):
+        lg, v, hidden = agent(x, hidden)
+        a = torch.distributions.Categorical(logits=lg.detach().float()).sample()
+        act_ctx = torch.cat([act_ctx[:, :-1], a[:, None]], dim=1)
+        nxt, r, end_prob, wm_hidden = world_model.dream_step(obs_ctx, act_ctx, wm_hidden, sampler, generator)
+        # Slide the window: (B, L, C, H, W) drops the oldest frame, appends the dream.
+        obs_ctx = torch.cat([obs_ctx[:, 1:], nxt[:, None]], dim=1)
+        act_ctx = torch.cat([act_ctx[:, 1:], torch.zeros_like(a[:, None])], dim=1)
+        x = quantize(nxt)
+        logits.append(lg)
+        values.append(v)
+        actions.append(a)
+        rewards.append(r.float())
+        ends.append(end_prob > 0.5)
+    values.append(agent(x, hidden)[1])  # V(x_H) for the bootstrap
+    stack = lambda xs: torch.stack(xs, dim=1)  # noqa: E731  H x (B, ...) -> (B, H, ...)
+    out = Rollout(stack(logits), stack(values), stack(actions), stack(rewards), stack(ends))
+    assert out.actions.shape == (b, horizon)
+    return out
+
+
+def agent_update(
+    world_model: WorldModel,
+    agent: ActorCritic,
+    opt: torch.optim.Optimizer,
+    sampler: WindowSampler,
+    batch_size: int,
+    loss_cfg: ActorCriticLossConfig,
+    dream_sampler: SamplerConfig,
+    grad_clip: float,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
+    """One actor-critic step on `batch_size` imagined rollouts from real contexts."""
+    L = world_model.cfg.context_frames
+    ctx = sampler.sample(batch_size, L - 1, world_model.device)  # obs (B, L, C, H, W), actions (B, L-1)
+    roll = imagine(world_model, agent, ctx.obs, ctx.actions, loss_cfg.horizon, dream_sampler, generator)
+    loss, m = actor_critic_loss(roll.logits, roll.values, roll.actions, roll.rewards, roll.ends, loss_cfg)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    m["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(agent.parameters(), grad_clip))
+    opt.step()
+    return m
+
+
+# -- collection with the agent ------------------------------------------------------------------
+class Collector:
+    """Plays the real game with the current agent (epsilon-random), a few steps per epoch.
+
+    The episode in progress carries over from one epoch to the next; finished episodes go to the
+    store. `partial()` gives the unfinished one, so training can use its steps at once.
+    """
+
+    def __init__(self, game: str, store: EpisodeStore, epsilon: float, seed: int, max_episode_steps: int) -> None:
+        self.game, self.store, self.epsilon = game, store, epsilon
+        self.env = make_env(game)
+        self.seed, self.max_episode_steps = seed, max_episode_steps
+        self.episodes = 0
+        self.returns: list[float] = []
+        self.buf: dict[str, list] | None = None
+
+    def _reset(self, policy: AgentPolicy) -> None:
+        obs, info = self.env.reset(seed=self.seed + self.episodes)
+        self.buf = {"obs": [obs], "actions": [], "rewards": [], "terms": [], "lost": []}
+        self.lives = info.get("lives", 0)
+        policy.reset()
+
+    def _episode(self) -> Episode:
+        b = self.buf
+        return Episode(
+            obs=np.stack(b["obs"]),
+            actions=np.array(b["actions"], dtype=np.int64),
+            rewards=np.array(b["rewards"], dtype=np.float32),
+            terminated=np.array(b["terms"], dtype=bool),
+            life_lost=np.array(b["lost"], dtype=bool),
+            meta={
+                "game": self.game,
+                "policy": "agent",
+                "epsilon": self.epsilon,
+                "seed": self.seed + self.episodes,
+                "source": "agent_loop",
+            },
+        )
+
+    def collect(self, policy: AgentPolicy, steps: int) -> list[Episode]:
+        """Play `steps` steps; returns the episodes that finished (already written to the store)."""
+        policy.epsilon = self.epsilon
+        done: list[Episode] = []
+        if self.buf is None:
+            self._reset(policy)
+        for _ in range(steps):
+            a, _, _ = policy.act(self.buf["obs"][-1])
+            obs, r, term, trunc, info = self.env.step(a)
+            b = self.buf
+            b["obs"].append(obs)
+            b["actions"].append(a)
+            b["rewards"].append(float(r))
+            b["terms"].append(bool(term))
+            b["lost"].append(info.get("lives", 0) < self.lives)
+            self.lives = info.get("lives", 0)
+            if term or trunc or len(b["actions"]) >= self.max_episode_steps:
+                ep = self._episode()
+                self.store.add(ep)
+                done.append(ep)
+                self.returns.append(float(ep.rewards.sum()))
+                self.episodes += 1
+                self._reset(policy)
+        return done
+
+    def partial(self) -> Episode | None:
+        return self._episode() if self.buf is not None and self.buf["actions"] else None
+
+    def close(self) -> None:
+        self.env.close()
+
+
+# -- the loop -----------------------------------------------------------------------------------
+@dataclass
+class LoopArgs:
+    """Options of `train.py --agent`. Defaults: DIAMOND's Atari 100k loop with CPU-sized models."""
+
+    game: str = "Breakout"
+    """ALE game name."""
+    preset: str = "cpu"
+    """World-model size: cpu, paper or tiny (ignored with --world-model or --resume)."""
+    agent_preset: str = "cpu"
+    """Actor-critic size: cpu (LSTM 256), paper (LSTM 512) or tiny."""
+    world_model: Path | None = None
+    """Start from this world-model snapshot (path without suffix) instead of a fresh one."""
+    run_dir: Path | None = None
+    """Output folder (default runs/<game>-agent)."""
+    data: Path | None = None
+    """Episode store: read for training, collected episodes are appended (default data/<game>-loop)."""
+    epochs: int = 1000
+    """Paper (Atari 100k): 1,000 epochs."""
+    collect_steps: int = 100
+    """Real steps collected per epoch with the agent (0 = none: train on --data only)."""
+    collect_epsilon: float = 0.01
+    """Random-action probability when collecting."""
+    max_episode_steps: int = 2500
+    denoiser_steps: int = 400
+    """Denoiser updates per epoch."""
+    re_steps: int = 400
+    """Reward/end model updates per epoch."""
+    agent_steps: int = 400
+    """Actor-critic updates (batches of imagined rollouts) per epoch."""
+    batch_size: int = 32
+    """World-model batch (denoiser windows; reward/end sequences)."""
+    re_seq: int = 8
+    """Sequence length for the reward/end model's LSTM."""
+    lr: float = 1e-4
+    weight_decay: float = 1e-2
+    warmup: int = 100
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    agent_batch_size: int = 32
+    """Imagined rollouts per actor-critic update (all dreamed in one batch)."""
+    agent_lr: float = 1e-4
+    agent_grad_clip: float = 100.0
+    horizon: int = 15
+    gamma: float = 0.985
+    lam: float = 0.95
+    entropy_weight: float = 0.001
+    dream_steps: int = 1
+    """Denoising steps per dreamed frame in imagination (paper: 3; 1 is 3x cheaper on a CPU)."""
+    max_episodes: int = 0
+    """Use only the last N stored episodes (0 = all)."""
+    ckpt_every: int = 1
+    """Save snapshots and the resume state every N epochs."""
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    """auto (bf16 on CUDA and bf16-capable CPUs), bf16 or fp32 (the world model; the agent is fp32)."""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default)."""
+    resume: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in (
+            "epochs",
+            "batch_size",
+            "re_seq",
+            "agent_batch_size",
+            "horizon",
+            "ckpt_every",
+            "max_episode_steps",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("collect_steps", "denoiser_steps", "re_steps", "agent_steps", "max_episodes", "threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.collect_epsilon <= 1:
+            raise ValueError(f"--collect-epsilon must be in [0, 1], got {self.collect_epsilon}")
+        if self.preset not in PRESETS or self.agent_preset not in AGENT_PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r} / agent preset {self.agent_preset!r}")
+        ActorCriticLossConfig(self.horizon, self.gamma, self.lam, self.entropy_weight)
+        SamplerConfig(num_steps=self.dream_steps)
+
+
+def parse_loop_args(argv: list[str] | None = None) -> LoopArgs:
+    p = argparse.ArgumentParser(
+        prog="train.py --agent", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    for f in fields(LoopArgs):
+        flag, default = "--" + f.name.replace("_", "-"), f.default
+        if isinstance(default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        elif f.name in ("run_dir", "data", "world_model"):
+            p.add_argument(flag, type=Path, default=default)
+        elif f.name == "preset":
+            p.add_argument(flag, choices=PRESETS, default=default)
+        elif f.name == "agent_preset":
+            p.add_argument(flag, choices=AGENT_PRESETS, default=default)
+        else:
+            p.add_argument(flag, type=type(default), default=default)
+    try:
+        return LoopArgs(**vars(p.parse_args(argv)))
+    except ValueError as e:
+        p.error(str(e))
+        raise  # unreachable: p.error exits
+
+
+def _lr_at(step: int, lr: float, warmup: int) -> float:
+    return lr * min(1.0, (step + 1) / max(1, warmup))
+
+
+def run_loop(argv: list[str] | None = None) -> int:
+    """DIAMOND's training loop: every epoch collect -> denoiser -> reward/end -> actor-critic."""
+    a = parse_loop_args(argv)
+    try:
+        check_game(a.game)
+    except UnknownGameError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    device = pick_device(a.device)
+    run_dir = a.run_dir or Path("runs") / f"{a.game}-agent"
+    data_dir = a.data or Path("data") / f"{a.game}-loop"
+    state_path, snap_path, agent_path = run_dir / "state", run_dir / "snapshot", run_dir / "agent"
+
+    # -- seed ------------------------------------------------------------------------------------
+    torch.manual_seed(a.seed)
+    np.random.seed(a.seed)
+
+    # -- models and optimisers ---------------------------------------------------------------------
+    names = action_meanings(a.game)
+    resume_tree = None
+    init_wm: dict[str, torch.Tensor] | None = None
+    try:
+        if a.resume:
+            resume_tree, meta = checkpoint.load(state_path)
+            if meta.get("kind") != "agent_loop_state":
+                raise CheckpointError(f"{state_path} is not an agent-loop state (kind={meta.get('kind')!r})")
+            cfg = WorldModelConfig(**meta["config"])
+            ac_cfg = ActorCriticConfig(**meta["agent_config"])
+        else:
+            if state_path.with_suffix(".json").exists():
+                print(
+                    f"error: {run_dir} already holds a run; pass --resume to continue it or pick another --run-dir",
+                    file=sys.stderr,
+                )
+                return 2
+            if a.world_model is not None:
+                wm = WorldModel.from_snapshot(a.world_model)
+                cfg, init_wm = wm.cfg, wm.state_dict()
+            else:
+                cfg = preset_config(a.preset, a.game, names)
+            ac_cfg = agent_preset(a.agent_preset, a.game, names)
+    except (CheckpointError, TypeError, ValueError, KeyError) as e:
+        print(f"error: cannot start: {e}", file=sys.stderr)
+        return 2
+    if cfg.game != a.game or cfg.action_meanings != names:
+        print(f"error: the world model is for {cfg.game} {cfg.action_meanings}, not {a.game} {names}", file=sys.stderr)
+        return 2
+
+    bf16 = use_bf16(device, a.precision)
+    model = prepare(WorldModel(cfg), device)
+    if init_wm is not None:
+        model.load_state_dict(init_wm)
+    model.bf16 = bf16
+    ema = prepare(WorldModel(cfg), device).requires_grad_(False)
+    ema.load_state_dict(model.state_dict())
+    agent = ActorCritic(ac_cfg).to(device)
+    opt_den = torch.optim.AdamW(model.denoiser.parameters(), lr=a.lr, weight_decay=a.weight_decay)
+    opt_re = torch.optim.AdamW(model.reward_end.parameters(), lr=a.lr, weight_decay=a.weight_decay)
+    opt_ac = torch.optim.AdamW(agent.parameters(), lr=a.agent_lr, weight_decay=0.0)
+    loss_cfg = ActorCriticLossConfig(a.horizon, a.gamma, a.lam, a.entropy_weight)
+    dream_sampler = SamplerConfig(num_steps=a.dream_steps)
+    epoch, wm_step, counters = 0, 0, {"agent_steps": 0, "real_steps": 0}
+    if resume_tree is not None:
+        try:
+            checkpoint.load_state_dict_strict(model, resume_tree["model"], str(state_path))
+            checkpoint.load_state_dict_strict(ema, resume_tree["ema"], str(state_path))
+            checkpoint.load_state_dict_strict(agent, resume_tree["agent"], str(state_path))
+            opt_den.load_state_dict(resume_tree["opt_den"])
+            opt_re.load_state_dict(resume_tree["opt_re"])
+            opt_ac.load_state_dict(resume_tree["opt_ac"])
+        except (CheckpointError, ValueError, KeyError) as e:
+            print(f"error: cannot resume: {e}", file=sys.stderr)
+            return 2
+        epoch, wm_step = int(resume_tree["epoch"]), int(resume_tree["wm_step"])
+        counters = {k: int(v) for k, v in resume_tree["counters"].items()}
+        torch.set_rng_state(resume_tree["rng"])
+        print(f"resumed {run_dir} at epoch {epoch}")
+
+    # -- data ------------------------------------------------------------------------------------
+    store = EpisodeStore(data_dir)
+    if a.collect_steps and data_dir.is_dir():
+        remove_stale_temp_files(data_dir)
+    episodes, errors = store.load_all(a.game) if data_dir.is_dir() else ([], [])
+    for e in errors:
+        print(f"warning: skipping {e}", file=sys.stderr)
+    if a.max_episodes:
+        episodes = episodes[-a.max_episodes :]
+    if not episodes and not a.collect_steps:
+        print(f"error: no readable {a.game} episodes in {data_dir} and --collect-steps 0", file=sys.stderr)
+        return 2
+    collector = None
+    if a.collect_steps:
+        collector = Collector(
+            a.game,
+            store,
+            a.collect_epsilon,
+            seed=a.seed * 1_000_003 + 7919 * epoch,
+            max_episode_steps=a.max_episode_steps,
+        )
+    policy = AgentPolicy(agent, epsilon=a.collect_epsilon, seed=a.seed + epoch)
+    gen = torch.Generator(device=device).manual_seed(a.seed + 17 * epoch)
+
+    # -- logging -----------------------------------------------------------------------------------
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "args.json").write_text(json.dumps({k: str(v) for k, v in asdict(a).items()}, indent=1))
+    metrics_file = open(run_dir / "metrics.jsonl", "a")
+
+    def log(values: dict[str, float]) -> None:
+        metrics_file.write(json.dumps({"epoch": epoch, "time": time.time(), **counters, **values}) + "\n")
+        metrics_file.flush()
+
+    def save_all() -> None:
+        extra = {
+            "epoch": epoch,
+            "agent_steps": counters["agent_steps"],
+            "real_steps": counters["real_steps"],
+            "horizon": a.horizon,
+            "dream_steps": a.dream_steps,
+        }
+        agent.save_snapshot(agent_path, extra)
+        ema.save_snapshot(snap_path, {"step": wm_step, "train_steps": wm_step, "preset": cfg.preset})
+        meta = {
+            "kind": "agent_loop_state",
+            "config": cfg.to_dict(),
+            "agent_config": ac_cfg.to_dict(),
+            "args": {k: str(v) for k, v in asdict(a).items()},
+        }
+        tree = {
+            "model": model.state_dict(),
+            "ema": ema.state_dict(),
+            "agent": agent.state_dict(),
+            "opt_den": opt_den.state_dict(),
+            "opt_re": opt_re.state_dict(),
+            "opt_ac": opt_ac.state_dict(),
+            "epoch": epoch,
+            "wm_step": wm_step,
+            "counters": dict(counters),
+            "rng": torch.get_rng_state(),
+        }
+        checkpoint.save(state_path, tree, meta)
+
+    stop = {"now": False}
+
+    def on_signal(signum, frame):  # checkpoint on Ctrl-C / SIGTERM, then exit
+        stop["now"] = True
+
+    old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    # -- the loop ----------------------------------------------------------------------------------
+    L = cfg.context_frames
+    bar = tqdm(total=a.epochs, initial=epoch, desc=f"loop {a.game}", unit="epoch", disable=not a.progress)
+    while epoch < a.epochs and not stop["now"]:
+        t0 = time.time()
+        logs: dict[str, float] = {}
+
+        # 1. Collect real steps with the current agent (epsilon-random).
+        if collector is not None:
+            agent.eval()
+            finished = collector.collect(policy, a.collect_steps)
+            episodes.extend(finished)
+            counters["real_steps"] += a.collect_steps
+            if finished:
+                logs["collect/return"] = float(np.mean([float(e.rewards.sum()) for e in finished]))
+        partial = collector.partial() if collector is not None else None
+        pool = episodes + ([partial] if partial is not None else [])
+        sampler = WindowSampler(pool, seed=[a.seed, epoch])
+        t_collect = time.time()
+
+        # 2. Denoiser, 3. reward/end model (on the real data so far).
+        model.train()
+        for i in range(a.denoiser_steps + a.re_steps):
+            if stop["now"]:
+                break
+            for g in opt_den.param_groups + opt_re.param_groups:
+                g["lr"] = _lr_at(wm_step, a.lr, a.warmup)
+            if i < a.denoiser_steps:  # predict obs[t+1] from obs[t-L+1..t] and actions[t-L+1..t]
+                b = sampler.sample(a.batch_size, L, device)
+                target = b.obs[:, -1].contiguous(memory_format=torch.channels_last)
+                with autocast(device, bf16):
+                    loss, m = model.denoiser.loss(b.obs[:, :-1], b.actions, target)
+                opt_den.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.denoiser.parameters(), a.grad_clip)
+                opt_den.step()
+                with torch.no_grad():  # EMA of the denoiser weights
+                    for pe, pm in zip(ema.denoiser.parameters(), model.denoiser.parameters(), strict=True):
+                        pe.lerp_(pm, 1 - a.ema_decay)
+                logs["denoiser/train/loss"] = loss.item()
+                wm_step += 1
+            else:  # reward / termination on sequences of re_seq transitions
+                rb = sampler.sample(a.batch_size, a.re_seq, device)
+                with autocast(device, bf16):
+                    loss, rm = model.reward_end.loss(rb.obs[:, :-1], rb.obs[:, 1:], rb.actions, rb.rewards, rb.ends)
+                opt_re.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.reward_end.parameters(), a.grad_clip)
+                opt_re.step()
+                ema.reward_end.load_state_dict(model.reward_end.state_dict())
+                logs.update({f"reward_end/train/{k}": v for k, v in rm.items()})
+        t_wm = time.time()
+
+        # 4. Actor-critic in imagination (the world model frozen meanwhile).
+        model.eval()
+        agent.train()
+        ac_logs: list[dict[str, float]] = []
+        for _ in tqdm(range(a.agent_steps), desc=f"epoch {epoch + 1} agent", leave=False, disable=not a.progress):
+            if stop["now"]:
+                break
+            ac_logs.append(
+                agent_update(
+                    model, agent, opt_ac, sampler, a.agent_batch_size, loss_cfg, dream_sampler, a.agent_grad_clip, gen
+                )
+            )
+            counters["agent_steps"] += 1
+        for k in ac_logs[0] if ac_logs else []:
+            logs[f"agent/train/{k}"] = float(np.mean([m[k] for m in ac_logs]))
+        t_ac = time.time()
+
+        epoch += 1
+        logs.update(
+            {
+                "perf/sec_collect": t_collect - t0,
+                "perf/sec_world_model": t_wm - t_collect,
+                "perf/sec_agent": t_ac - t_wm,
+            }
+        )
+        log(logs)
+        bar.update(1)
+        post = {
+            k.rsplit("/", 1)[1]: f"{v:.3f}"
+            for k, v in logs.items()
+            if k in ("agent/train/return", "agent/train/entropy", "denoiser/train/loss", "collect/return")
+        }
+        bar.set_postfix(post)
+        if epoch % a.ckpt_every == 0 or epoch == a.epochs:
+            save_all()
+    bar.close()
+    if stop["now"]:
+        save_all()
+        print(f"stopped at epoch {epoch}; checkpoint saved to {state_path}; continue with --resume")
+    if collector is not None:
+        collector.close()
+    metrics_file.close()
+    for s, h in old_handlers.items():
+        signal.signal(s, h)
+    print(f"agent snapshot: {agent_path}.safetensors (epoch {epoch}, {counters['agent_steps']} agent steps)")
+    return 0
+
+
+def load_policy(path: str | Path, greedy: bool = False, epsilon: float = 0.0, seed: int | None = None) -> AgentPolicy:
+    """The server's entry point: an agent snapshot -> AgentPolicy (raises CheckpointError on a bad path)."""
+    return AgentPolicy.from_snapshot(path, greedy=greedy, epsilon=epsilon, seed=seed)
+
+
+def describe(path: str | Path) -> dict[str, Any]:
+    """Config and training metadata of an agent snapshot."""
+    return dict(ActorCritic.from_snapshot(path).meta)
+
+
+if __name__ == "__main__":
+    sys.exit(run_loop())
