@@ -240,7 +240,11 @@ class AgentPolicy:
         self.model = model.eval()
         self.greedy = greedy
         self.epsilon = epsilon
-        self.generator = torch.Generator().manual_seed(seed if seed is not None else torch.seed() % 2**63)
+        self.generator = torch.Generator()
+        if seed is None:
+            self.generator.seed()  # non-deterministic, without touching the global RNG
+        else:
+            self.generator.manual_seed(seed)
         self.hidden: Hidden | None = None
 
     @classmethod

@@ -17,7 +17,7 @@ Plain BC is the same code with lambda = 0 (then phi is never evaluated).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,8 @@ class PolicyConfig:
     layers: int = 3
     embed_dim: int = 32
     """Pixel policies: size of the bottleneck features (the state embedding phi diffuses over)."""
+    channels: list[int] = field(default_factory=lambda: [16, 32])
+    """Pixel policies: channels of the two conv layers (8x8 stride 4, 4x4 stride 2)."""
 
     def __post_init__(self) -> None:
         if self.action_dim < 1 or (self.discrete and self.action_dim < 2):
@@ -90,6 +92,9 @@ class PolicyConfig:
             raise ValueError(f"obs_dim must be >= 1, got {self.obs_dim}")
         if self.hidden < 1 or self.layers < 1 or self.frames < 1 or self.embed_dim < 1:
             raise ValueError("hidden, layers, frames and embed_dim must be >= 1")
+        self.channels = list(self.channels)
+        if len(self.channels) != 2 or min(self.channels) < 1:
+            raise ValueError(f"channels must be two positive ints, got {self.channels}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -158,12 +163,16 @@ class JointDiffusion(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(cfg.time_dim, cfg.time_dim * 2), nn.Mish())
         self.net = mlp(self.x_dim + cfg.time_dim * 2, cfg.hidden, cfg.layers, self.x_dim)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.sqrt_abar.dtype
+
     # -- encoding ------------------------------------------------------------------------------
     def encode_action(self, a: torch.Tensor) -> torch.Tensor:
         """Continuous (B, A) -> z-scored; discrete indices (B,) -> centred one-hot (B, K)."""
         if self.cfg.discrete:
-            return F.one_hot(a.long(), self.cfg.action_dim).float() * 2 - 1
-        return self.action_norm(a.float())
+            return F.one_hot(a.long(), self.cfg.action_dim).to(self.dtype) * 2 - 1
+        return self.action_norm(a.to(self.dtype))
 
     def encode_probs(self, probs: torch.Tensor) -> torch.Tensor:
         """A distribution over actions (B, K) as the expected centred one-hot."""
@@ -171,11 +180,11 @@ class JointDiffusion(nn.Module):
 
     def joint(self, s: torch.Tensor, a_enc: torch.Tensor) -> torch.Tensor:
         """x_0 = [s_norm, a_enc]: (B, S) + (B, A) -> (B, S + A)."""
-        return torch.cat([self.state_norm(s.float()), a_enc], dim=-1)
+        return torch.cat([self.state_norm(s.to(self.dtype)), a_enc], dim=-1)
 
     # -- DDPM ----------------------------------------------------------------------------------
     def forward(self, x_noisy: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-        temb = self.time_mlp(timestep_embedding(n, self.cfg.time_dim))
+        temb = self.time_mlp(timestep_embedding(n, self.cfg.time_dim).to(self.dtype))
         return self.net(torch.cat([x_noisy, temb], dim=-1))
 
     def q_sample(self, x0: torch.Tensor, n: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -187,7 +196,7 @@ class JointDiffusion(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw (n, eps): n ~ U{0..N-1}, eps ~ N(0, I) of shape (B, S + A)."""
         n = torch.randint(0, self.cfg.num_steps, (batch,), device=device, generator=generator)
-        eps = torch.randn(batch, self.x_dim, device=device, generator=generator)
+        eps = torch.randn(batch, self.x_dim, device=device, generator=generator, dtype=self.dtype)
         return n, eps
 
     def eps_loss(self, x0: torch.Tensor, n: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -242,7 +251,15 @@ class DBCLoss:
     expert: torch.Tensor
 
     def items(self) -> dict[str, float]:
-        return {k: float(getattr(self, k).detach()) for k in ("total", "bc", "dm", "agent", "expert")}
+        """Means over any ensemble dims, as floats for logging."""
+        return {k: float(getattr(self, k).detach().float().mean()) for k in ("total", "bc", "dm", "agent", "expert")}
+
+
+def _flat_eps_loss(phi: JointDiffusion, s: torch.Tensor, a_enc: torch.Tensor, n: torch.Tensor, eps: torch.Tensor):
+    """eps_loss over any leading dims: s (..., S), a_enc (..., A), n (...), eps (..., S + A) -> (...)."""
+    lead = n.shape
+    x0 = phi.joint(s.reshape(-1, s.shape[-1]), a_enc.reshape(-1, a_enc.shape[-1]))
+    return phi.eps_loss(x0, n.reshape(-1), eps.reshape(-1, eps.shape[-1])).view(lead)
 
 
 def dbc_loss_continuous(
@@ -250,58 +267,69 @@ def dbc_loss_continuous(
     a_expert: torch.Tensor,
     s: torch.Tensor,
     phi: JointDiffusion | None,
-    lam: float,
+    lam: float | torch.Tensor,
     clamp: str = "batch",
     noise: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> DBCLoss:
     """L = L_BC + lambda * max(L_agent - L_expert, 0) (DBC eq. 7).
 
-    a_pi: the policy's actions (B, A) (raw units, differentiable); a_expert: (B, A); s: raw states.
+    a_pi: the policy's actions (..., B, A) (raw units, differentiable); a_expert: (..., B, A);
+    s: raw states (..., B, S). Leading dims (an ensemble of policies) give per-member losses (...).
+    lam: a float or a tensor broadcastable to the leading dims (lambda = 0: plain BC).
     clamp: 'batch' clamps the batch means (the paper's code), 'sample' clamps each sample.
-    noise: (n, eps) to share; drawn here if None.
+    noise: (n (..., B), eps (..., B, S + A)) to share; drawn here if None.
     """
-    bc = F.mse_loss(a_pi, a_expert)  # L_BC = ||a - pi(s)||^2 (eq. 1)
-    zero = bc.new_zeros(())
-    if phi is None or lam == 0:
+    bc = (a_pi - a_expert).pow(2).mean((-2, -1))  # L_BC = ||a - pi(s)||^2 (eq. 1)
+    zero = torch.zeros_like(bc)
+    if phi is None or (not torch.is_tensor(lam) and lam == 0):
         return DBCLoss(bc, bc, zero, zero, zero)
-    n, eps = noise if noise is not None else phi.sample_noise(s.shape[0], s.device)
-    l_agent = phi.eps_loss(phi.joint(s, phi.encode_action(a_pi)), n, eps)  # eq. 5, same (n, eps)
+    if noise is None:
+        n, eps = phi.sample_noise(a_pi[..., 0].numel(), a_pi.device)
+        noise = n.view(a_pi.shape[:-1]), eps.view(*a_pi.shape[:-1], -1)
+    n, eps = noise
+    l_agent = _flat_eps_loss(phi, s, phi.encode_action(a_pi), n, eps)  # eq. 5 on (s, pi(s)), same (n, eps)
     with torch.no_grad():
-        l_expert = phi.eps_loss(phi.joint(s, phi.encode_action(a_expert)), n, eps)  # eq. 5 on (s, a)
+        l_expert = _flat_eps_loss(phi, s, phi.encode_action(a_expert), n, eps)  # eq. 5 on (s, a)
     if clamp == "batch":
-        dm = torch.relu(l_agent.mean() - l_expert.mean())  # L_DM = max(L_agent - L_expert, 0) (eq. 6)
+        dm = torch.relu(l_agent.mean(-1) - l_expert.mean(-1))  # L_DM = max(L_agent - L_expert, 0) (eq. 6)
     elif clamp == "sample":
-        dm = torch.relu(l_agent - l_expert).mean()  # per-sample variant
+        dm = torch.relu(l_agent - l_expert).mean(-1)  # per-sample variant
     else:
         raise ValueError(f"unknown clamp {clamp!r}: expected batch or sample")
-    return DBCLoss(bc + lam * dm, bc, dm, l_agent.mean().detach(), l_expert.mean())
+    return DBCLoss(bc + lam * dm, bc, dm, l_agent.mean(-1).detach(), l_expert.mean(-1))
 
 
 def dbc_loss_discrete(
     logits: torch.Tensor,
     a_expert: torch.Tensor,
-    s: torch.Tensor,
+    s: torch.Tensor | None,
     phi: JointDiffusion | None,
-    lam: float,
+    lam: float | torch.Tensor,
     noise: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> DBCLoss:
     """L = CE(pi(s), a) + lambda * mean_b relu(sum_k pi_k l_k - l_E) (DESIGN.md §5.4).
 
-    logits: (B, K); a_expert: (B,) indices; s: the (embedded) states phi was fitted on.
-    l_k uses the same (n, eps) for every k and for the expert, so only pi carries a gradient.
+    logits: (..., B, K); a_expert: (..., B) indices; s: the (embedded) states phi was fitted on,
+    (..., B, S). l_k uses the same (n, eps) for every k and for the expert, so only pi carries a
+    gradient, and it is exact: d L_DM / d pi_k = l_k where the margin is positive.
     """
-    bc = F.cross_entropy(logits, a_expert.long())  # L_BC for discrete actions
-    zero = bc.new_zeros(())
-    if phi is None or lam == 0:
+    K = logits.shape[-1]
+    ce = F.cross_entropy(logits.reshape(-1, K), a_expert.reshape(-1).long(), reduction="none")
+    bc = ce.view(a_expert.shape).mean(-1)  # L_BC for discrete actions: cross-entropy
+    zero = torch.zeros_like(bc)
+    if phi is None or s is None or (not torch.is_tensor(lam) and lam == 0):
         return DBCLoss(bc, bc, zero, zero, zero)
-    n, eps = noise if noise is not None else phi.sample_noise(s.shape[0], s.device)
+    lead = a_expert.shape
+    s_flat = s.reshape(-1, s.shape[-1])
+    n, eps = noise if noise is not None else phi.sample_noise(s_flat.shape[0], s.device)
     with torch.no_grad():
-        losses = phi.action_losses(s, n, eps)  # l_k: (B, K), constants w.r.t. pi
-    l_expert = losses.gather(1, a_expert.long()[:, None])[:, 0]  # l_E: (B,)
+        losses = phi.action_losses(s_flat, n.reshape(-1), eps.reshape(s_flat.shape[0], -1))  # l_k: (N, K)
+    losses = losses.view(*lead, K)  # constants w.r.t. pi
+    l_expert = losses.gather(-1, a_expert.long()[..., None])[..., 0]  # l_E: (..., B)
     probs = logits.softmax(-1)
     l_agent = (probs * losses).sum(-1)  # E_{a~pi}[l_a] = sum_k pi_k l_k
-    dm = torch.relu(l_agent - l_expert).mean()  # L_DM = mean relu(sum_k pi_k l_k - l_E)
-    return DBCLoss(bc + lam * dm, bc, dm, l_agent.mean().detach(), l_expert.mean())
+    dm = torch.relu(l_agent - l_expert).mean(-1)  # L_DM = mean relu(sum_k pi_k l_k - l_E)
+    return DBCLoss(bc + lam * dm, bc, dm, l_agent.mean(-1).detach(), l_expert.mean(-1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,14 +359,15 @@ class ConvPolicy(nn.Module):
     def __init__(self, cfg: PolicyConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        c = 3 * cfg.frames
+        c, (c1, c2) = 3 * cfg.frames, cfg.channels
         self.conv = nn.Sequential(
-            nn.Conv2d(c, 32, 8, stride=4), nn.ReLU(),  # 64 -> 15
-            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),  # 15 -> 6
-            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),  # 6 -> 4
-            nn.Flatten(),
+            nn.Conv2d(c, c1, 8, stride=4),  # 64 -> 15
+            nn.ReLU(),
+            nn.Conv2d(c1, c2, 4, stride=2),  # 15 -> 6
+            nn.ReLU(),
+            nn.Flatten(),  # (B, c2, 6, 6) -> (B, c2*36)
         )
-        self.bottleneck = nn.Linear(64 * 4 * 4, cfg.embed_dim)
+        self.bottleneck = nn.Linear(c2 * 36, cfg.embed_dim)
         self.head = mlp(cfg.embed_dim, cfg.hidden, 1, cfg.action_dim)
 
     def embed(self, frames: torch.Tensor) -> torch.Tensor:

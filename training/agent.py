@@ -572,6 +572,44 @@ def load_policy(path: str | Path, greedy: bool = False, epsilon: float = 0.0, se
     return AgentPolicy.from_snapshot(path, greedy=greedy, epsilon=epsilon, seed=seed)
 
 
+class ServerAgentPolicy:
+    """Adapter to the server's `Policy` hook (server/policies.py): act(Observation) -> action index.
+
+    The last probabilities and value are kept in `last_probs` / `last_value` for display.
+    """
+
+    name, needs_env = "agent", False
+
+    def __init__(self, policy: AgentPolicy) -> None:
+        self.policy = policy
+        self.last_probs: list[float] = []
+        self.last_value: float = 0.0
+
+    def reset(self) -> None:
+        self.policy.reset()
+        self.last_probs, self.last_value = [], 0.0
+
+    def act(self, obs: Any) -> int:
+        frames = getattr(obs, "frames", obs)  # server Observation (frames uint8 (L, H, W, 3)) or frames
+        action, self.last_probs, self.last_value = self.policy.act(np.asarray(frames))
+        return action
+
+
+def server_policy(game: str, meanings: list[str]) -> ServerAgentPolicy:
+    """Factory for `--policy agent=training.agent:server_policy`: loads checkpoints/<game>-agent
+    (or $DREAM_AGENT_DIR/<game>-agent); raises CheckpointError / ValueError with the reason."""
+    import os
+
+    path = Path(os.environ.get("DREAM_AGENT_DIR", "checkpoints")) / f"{game}-agent"
+    policy = load_policy(path)
+    if policy.game != game or policy.action_meanings != list(meanings):
+        raise ValueError(f"{path} is an agent for {policy.game} {policy.action_meanings}, not {game} {list(meanings)}")
+    return ServerAgentPolicy(policy)
+
+
+server_policy.needs_env = False  # read by server.policies.register_from_spec
+
+
 def describe(path: str | Path) -> dict[str, Any]:
     """Config and training metadata of an agent snapshot."""
     return dict(ActorCritic.from_snapshot(path).meta)

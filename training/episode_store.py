@@ -104,7 +104,7 @@ class EpisodeStore:
         entries: list[dict[str, Any]] = []
         if p.is_file():
             try:
-                entries = json.loads(p.read_text())["episodes"]
+                entries = [dict(e, file=e["file"]) for e in json.loads(p.read_text())["episodes"]]  # list of dicts
             except (json.JSONDecodeError, KeyError, TypeError):
                 log.warning("index %s is corrupt; rebuilding it from the episode files", p)
                 entries = []

@@ -55,18 +55,19 @@ class MazeTask:
     def cell_center(self, rc: tuple[int, int]) -> np.ndarray:
         return np.array([(rc[1] + 0.5) * self.scale - self.x_center, self.y_center - (rc[0] + 0.5) * self.scale])
 
-    def free(self, xy: np.ndarray, margin: float) -> bool:
-        """True if a square of half-width `margin` around xy touches no wall cell."""
-        for dx in (-margin, margin):
-            for dy in (-margin, margin):
-                r, c = self.cell_of(xy + np.array([dx, dy]))
-                if self.grid[r, c] == 1:
-                    return False
-        return True
+    def cells_of(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectorised cell_of: points (P, 2) -> rows (P,), cols (P,)."""
+        col = np.floor((xy[:, 0] + self.x_center) / self.scale).astype(np.int64)
+        row = np.floor((self.y_center - xy[:, 1]) / self.scale).astype(np.int64)
+        return np.clip(row, 0, self.grid.shape[0] - 1), np.clip(col, 0, self.grid.shape[1] - 1)
 
     def visible(self, a: np.ndarray, b: np.ndarray, margin: float = 0.2) -> bool:
-        k = max(2, int(np.linalg.norm(b - a) / 0.05))
-        return all(self.free(a + (b - a) * i / k, margin) for i in range(k + 1))
+        """True if a square of half-width `margin` swept from a to b touches no wall cell."""
+        k = max(2, int(np.linalg.norm(b - a) / 0.1))
+        pts = a + (b - a) * np.linspace(0, 1, k + 1)[:, None]  # (k+1, 2)
+        corners = np.array([[-margin, -margin], [-margin, margin], [margin, -margin], [margin, margin]])
+        rows, cols = self.cells_of((pts[:, None] + corners[None]).reshape(-1, 2))  # (k+1, 4, 2) -> (4(k+1), 2)
+        return not self.grid[rows, cols].any()
 
     # -- episode ---------------------------------------------------------------------------
     def reset(self, seed: int) -> np.ndarray:
@@ -121,21 +122,23 @@ class MazeTask:
             points.append(self.cell_center(rc))
         return [*points[:-1], goal.copy()] if points else [goal.copy()]
 
-    def expert_action(self, obs: np.ndarray, kp: float = 10.0, kd: float = 1.0) -> np.ndarray:
+    def expert_action(self, obs: np.ndarray, kp: float = 10.0, kd: float = 1.0, lookahead: int = 4) -> np.ndarray:
         """PD control towards the farthest point of the shortest path still in straight sight.
 
         a = clip(kp * (target - pos) - kd * vel, -1, 1).
         """
         pos, vel, goal = obs[:2], obs[2:4], obs[4:6]
         target = None
-        for p in self.path(pos, goal):
+        for p in self.path(pos, goal)[:lookahead]:
             if target is not None and not self.visible(pos, p):
                 break
             target = p
         return np.clip(kp * (target - pos) - kd * vel, -1.0, 1.0)
 
     # -- drawing -----------------------------------------------------------------------------
-    def draw(self, size: int = 256, trail: list[np.ndarray] | None = None, arrow: np.ndarray | None = None) -> Image.Image:
+    def draw(
+        self, size: int = 256, trail: list[np.ndarray] | None = None, arrow: np.ndarray | None = None
+    ) -> Image.Image:
         """Top-down RGB image: walls, goal, trail, the ball and (optionally) the action as an arrow."""
         rows, cols = self.grid.shape
         px = size / max(rows, cols)

@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.game != a.game:
             print(f"error: {state_path} is a {cfg.game} run, not {a.game}", file=sys.stderr)
             return 2
-    elif main_proc and state_path.with_suffix(".json").exists():
+    elif state_path.with_suffix(".json").exists():  # every rank: a rank that went on alone would hang
         print(f"error: {run_dir} already holds a run; pass --resume to continue it or pick another --run-dir",
               file=sys.stderr)
         return 2

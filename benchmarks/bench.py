@@ -1,0 +1,223 @@
+"""Speed of the world model on this machine: what players and training actually get.
+
+    python benchmarks/bench.py --out benchmarks/results.json           # paper + cpu presets, all modes
+    python benchmarks/bench.py --presets cpu --repeats 3                # one preset, fewer repeats
+    python benchmarks/bench.py --quick                                   # seconds: checks the script works
+
+Measures, per preset and precision mode:
+- dreamed frames/s through `Dreams.step` (denoiser sampling + reward/end model, uint8 frames out) at
+  batch 1 and 8 with 1 and 3 Euler steps;
+- one denoiser forward (`Denoiser.denoise`) at batch 1, in ms;
+- one denoiser training step at batch 32: forward + backward + grad clip + AdamW step, in s.
+
+Modes: `fp32` (contiguous tensors, no autocast) and `bf16+cl` (bf16 autocast + channels_last, the
+default on CPUs where `model.device.cpu_has_fast_bf16()`). Each measurement runs warm-up iterations
+first and reports the median of the timed repeats. Run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+
+from model.device import autocast, cpu_has_fast_bf16
+from model.sampler import SamplerConfig
+from model.world_model import PRESETS, Dreams, WorldModel, preset_config
+
+ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT"]  # Breakout's minimal action set
+MODES = ("fp32", "bf16+cl")
+
+
+def timed(fn: Callable[[], object], warmup: int, repeats: int) -> float:
+    """Median wall time of fn() in seconds, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def build(preset: str, mode: str, seed: int = 0) -> WorldModel:
+    torch.manual_seed(seed)
+    model = WorldModel(preset_config(preset, "Breakout", ACTIONS))
+    with torch.no_grad():  # a trained-looking output layer instead of the zero init
+        torch.nn.init.normal_(model.denoiser.net.conv_out.weight, std=0.02)
+    if mode == "bf16+cl":
+        return model.configure(torch.device("cpu"), "bf16")  # channels_last + bf16 autocast
+    model.bf16 = False
+    return model.eval()
+
+
+def bench_dreams(model: WorldModel, batch: int, steps: int, warmup: int, repeats: int) -> float:
+    """Dreamed frames per second (all dreams of the batch together) through Dreams.step."""
+    dreams = Dreams(model, SamplerConfig(num_steps=steps), seed=0)
+    g = torch.Generator().manual_seed(0)
+    dreams.reset(
+        torch.randint(0, 256, (batch, 4, 64, 64, 3), dtype=torch.uint8, generator=g),
+        torch.randint(0, model.num_actions, (batch, 3), generator=g),
+    )
+    actions = torch.randint(0, model.num_actions, (batch,), generator=g)
+    return batch / timed(lambda: dreams.step(actions), warmup, repeats)
+
+
+def _inputs(model: WorldModel, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    ctx = torch.rand(batch, 4, 3, 64, 64, generator=g) * 2 - 1
+    nxt = torch.rand(batch, 3, 64, 64, generator=g) * 2 - 1
+    if model.bf16:
+        nxt = nxt.contiguous(memory_format=torch.channels_last)
+    return ctx, torch.randint(0, model.num_actions, (batch, 4), generator=g), nxt
+
+
+@torch.no_grad()
+def bench_forward(model: WorldModel, warmup: int, repeats: int) -> float:
+    """One denoiser evaluation at batch 1, in seconds."""
+    ctx, act, nxt = _inputs(model, 1)
+    sigma = torch.full((1,), 1.0)
+    level = torch.zeros(1, dtype=torch.long)
+
+    def run() -> None:
+        with autocast(torch.device("cpu"), model.bf16):
+            model.denoiser.denoise(nxt, sigma, ctx, act, level)
+
+    return timed(run, warmup, repeats)
+
+
+def bench_train_step(model: WorldModel, batch: int, warmup: int, repeats: int) -> float:
+    """One denoiser training step (forward + backward + clip + AdamW), in seconds."""
+    den = model.denoiser.train()
+    opt = torch.optim.AdamW(den.parameters(), lr=1e-4, weight_decay=1e-2)
+    ctx, act, nxt = _inputs(model, batch)
+
+    def run() -> None:
+        with autocast(torch.device("cpu"), model.bf16):
+            loss, _ = den.loss(ctx, act, nxt)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(den.parameters(), 1.0)
+        opt.step()
+
+    t = timed(run, warmup, repeats)
+    den.eval()
+    return t
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "fast_bf16": cpu_has_fast_bf16(),
+        "python": platform.python_version(),
+    }
+
+
+def run(
+    presets: list[str],
+    modes: list[str],
+    dream_batches: list[int],
+    dream_steps: list[int],
+    train_batch: int,
+    warmup: int,
+    repeats: int,
+    train_repeats: int,
+) -> list[dict]:
+    rows = []
+    for preset in presets:
+        for mode in modes:
+            model = build(preset, mode)
+            row = {
+                "preset": preset,
+                "mode": mode,
+                "params_denoiser": sum(p.numel() for p in model.denoiser.parameters()),
+            }
+            row["forward_b1_ms"] = 1000 * bench_forward(model, warmup, repeats)
+            for b in dream_batches:
+                for s in dream_steps:
+                    row[f"dream_b{b}_n{s}_fps"] = bench_dreams(model, b, s, warmup, repeats)
+            row[f"train_b{train_batch}_s"] = bench_train_step(model, train_batch, min(warmup, 1), train_repeats)
+            rows.append(row)
+            print(f"  done {preset} {mode}", file=sys.stderr)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    keys = [k for k in rows[0] if k not in ("preset", "mode")]
+    lines = ["| preset | mode | " + " | ".join(keys) + " |", "| --- | --- |" + " --- |" * len(keys)]
+    for r in rows:
+        cells = [f"{r[k]:,}" if isinstance(r[k], int) else f"{r[k]:.3g}" for k in keys]
+        lines.append(f"| {r['preset']} | {r['mode']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--presets", default="paper,cpu", help=f"comma-separated, from {', '.join(PRESETS)}")
+    p.add_argument(
+        "--modes",
+        default="auto",
+        help="fp32, bf16+cl or both comma-separated; auto = fp32 plus bf16+cl where the CPU has fast bf16",
+    )
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per dream / forward measurement")
+    p.add_argument("--train-repeats", type=int, default=3, help="timed repeats of the training step")
+    p.add_argument("--warmup", type=int, default=2, help="untimed warm-up iterations before each measurement")
+    p.add_argument("--train-batch", type=int, default=32)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="check the script works in seconds: tiny preset, batch-4 training, 1 repeat",
+    )
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    a = p.parse_args(argv)
+    presets = a.presets.split(",")
+    if a.quick:
+        presets, a.repeats, a.train_repeats, a.warmup, a.train_batch = ["tiny"], 1, 1, 1, 4
+    modes = (["fp32", "bf16+cl"] if cpu_has_fast_bf16() else ["fp32"]) if a.modes == "auto" else a.modes.split(",")
+    bad = [x for x in presets if x not in PRESETS] + [m for m in modes if m not in MODES]
+    if bad or min(a.repeats, a.train_repeats, a.train_batch) < 1 or a.warmup < 0:
+        p.error(f"bad --presets/--modes {bad} or non-positive counts")
+    if a.threads:
+        torch.set_num_threads(a.threads)
+
+    info = machine()
+    print(
+        f"{info['cpu']} | torch {info['torch']} | {info['threads']} threads | {info['cpu_capability']} | "
+        f"fast bf16: {info['fast_bf16']}",
+        file=sys.stderr,
+    )
+    rows = run(presets, modes, [1, 8], [1, 3], a.train_batch, a.warmup, a.repeats, a.train_repeats)
+    print(table(rows))
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        settings = {k: v for k, v in vars(a).items() if k != "out"}
+        a.out.write_text(json.dumps({"machine": info, "settings": settings, "results": rows}, indent=1))
+        print(f"wrote {a.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""What the app holds for its lifetime: the loaded games, their inference workers, the emulator
+thread pool and the open connections. Built once by the app's lifespan."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from model.checkpoint import CheckpointError
+from model.device import pick_device
+from model.world_model import WorldModel
+from server import policies
+from server.config import Settings
+from server.keymap import keymap
+from server.session import GameRuntime
+from server.worker import InferenceWorker
+from training.envs import UnknownGameError, action_meanings
+
+log = logging.getLogger(__name__)
+
+
+def discover_snapshots(folder: Path) -> list[Path]:
+    """Snapshot stems in a folder: every <name>.json that has a <name>.safetensors beside it."""
+    if not folder.is_dir():
+        return []
+    return [p.with_suffix("") for p in sorted(folder.glob("*.json")) if p.with_suffix(".safetensors").is_file()]
+
+
+@lru_cache(maxsize=64)
+def emulator_actions(game: str) -> tuple[str, ...]:
+    """The emulator's minimal action set (cached: building an env takes a second)."""
+    return tuple(action_meanings(game))
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process (Linux /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class Engine:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.games: dict[str, GameRuntime] = {}
+        self.load_errors: list[str] = []
+        self.connections: dict[str, Any] = {}
+        self.executor = ThreadPoolExecutor(settings.env_threads, thread_name_prefix="emulator")
+        self.started = time.time()
+        self.rejected_full = 0
+        self.closed_sessions = 0
+
+    # -- lifetime ----------------------------------------------------------------------------
+    def start(self) -> None:
+        for name, spec in self.settings.policies.items():
+            policies.register_from_spec(name, spec)
+        device = pick_device(self.settings.device)
+        paths = [Path(p).with_suffix("") for p in self.settings.checkpoints]
+        paths += discover_snapshots(Path(self.settings.checkpoint_dir))
+        for path in paths:
+            try:
+                self._load(path, device)
+            except (CheckpointError, UnknownGameError, ValueError, OSError) as e:
+                msg = f"skipping snapshot {path}: {e}"
+                log.error(msg)
+                self.load_errors.append(msg)
+        if not self.games:
+            log.warning(
+                "no world-model snapshots found in %s; see docs/serving.md to make a development one",
+                self.settings.checkpoint_dir,
+            )
+
+    def _load(self, path: Path, device: Any) -> None:
+        model = WorldModel.from_snapshot(path, device, self.settings.precision)
+        game = model.cfg.game
+        if game in self.games:
+            log.info("%s already served from %s; ignoring %s", game, self.games[game].snapshot, path)
+            return
+        meanings = list(model.cfg.action_meanings)
+        env_meanings = list(emulator_actions(game))
+        if meanings != env_meanings:
+            raise ValueError(f"model actions {meanings} differ from the emulator's {env_meanings}")
+        worker = InferenceWorker(model, self.settings.max_batch, name=game)
+        worker.start()
+        self.games[game] = GameRuntime(game, model, worker, meanings, keymap(meanings), path)
+        log.info("serving %s from %s (%s preset)", game, path, model.cfg.preset)
+
+    def stop(self) -> None:
+        for rt in self.games.values():
+            rt.worker.stop()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- admission ---------------------------------------------------------------------------
+    def admit(self, conn_id: str, conn: Any) -> bool:
+        if len(self.connections) >= self.settings.max_sessions:
+            self.rejected_full += 1
+            return False
+        self.connections[conn_id] = conn
+        return True
+
+    def release(self, conn_id: str) -> None:
+        if self.connections.pop(conn_id, None) is not None:
+            self.closed_sessions += 1
+
+    # -- views -------------------------------------------------------------------------------
+    def game_info(self, rt: GameRuntime) -> dict[str, Any]:
+        return {
+            "game": rt.game,
+            "action_meanings": rt.meanings,
+            "keymap": rt.keymap,
+            "policies": policies.available(rt.game),
+            "context_frames": rt.context_frames,
+            "preset": rt.model.cfg.preset,
+            "snapshot": rt.snapshot.name,
+        }
+
+    def metrics(self) -> dict[str, Any]:
+        sessions = [c.metrics() for c in list(self.connections.values())]
+        return {
+            "uptime_s": time.time() - self.started,
+            "rss_bytes": rss_bytes(),
+            "pid": os.getpid(),
+            "sessions": {
+                "active": len(sessions),
+                "cap": self.settings.max_sessions,
+                "closed": self.closed_sessions,
+                "rejected_full": self.rejected_full,
+                "list": sessions,
+            },
+            "fps": {"total": sum(s["fps"] for s in sessions)},
+            "drops": sum(s["drops"] for s in sessions),
+            "workers": {g: {**rt.worker.stats.to_dict(), "pending": rt.worker.pending} for g, rt in self.games.items()},
+        }

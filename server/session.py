@@ -1,0 +1,440 @@
+"""One player's game: the real emulator, the dream, their controls and the tick loop.
+
+Everything that changes a session's state runs in its tick loop task, one thing at a time:
+control messages are queued as commands and applied between ticks, so a reset never lands in
+the middle of a dream step. The emulator runs in a thread pool, the dream in the model's
+inference worker; the loop itself only moves frames around. No model maths here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.sampler import SamplerConfig
+from model.world_model import WorldModel, frames_to_tensor, tensor_to_frames
+from server import policies
+from server.protocol import DreamInfo, EpisodeEnd, Error, Mode, PlaySettings, RealInfo, SamplerName, State
+from server.worker import InferenceWorker
+from training.envs import make_env
+from training.episode_store import Episode, EpisodeStore
+
+log = logging.getLogger(__name__)
+
+SAMPLER_ORDER = {"euler": 1, "heun": 2}
+
+
+class SessionError(ValueError):
+    """A request the session refuses; `code` goes to the client in an error message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class GameRuntime:
+    """A loaded game: its model, the model's inference worker and what the page needs."""
+
+    game: str
+    model: WorldModel
+    worker: InferenceWorker
+    meanings: list[str]
+    keymap: dict[str, Any]
+    snapshot: Path
+
+    @property
+    def context_frames(self) -> int:
+        return self.model.cfg.context_frames
+
+
+@dataclass
+class _RealTrack:
+    """The real episode so far (for saving) and the last L real frames (for resync)."""
+
+    obs: list[np.ndarray] = field(default_factory=list)
+    actions: list[int] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    terminated: list[bool] = field(default_factory=list)
+    life_lost: list[bool] = field(default_factory=list)
+    lives: int = 0
+    done: bool = False
+
+
+@dataclass
+class _DreamTrack:
+    obs_ctx: torch.Tensor  # (1, L, C, H, W) in [-1, 1]
+    act_ctx: torch.Tensor  # (1, L) long; the last slot takes the action of the next step
+    hidden: tuple[torch.Tensor, torch.Tensor]  # reward/end LSTM state, (1, 1, D) each
+    shown: deque  # the last L dreamed frames, uint8 (H, W, 3)
+    episode_return: float = 0.0
+
+
+FrameSink = Callable[[dict[str, Any], list[np.ndarray]], None]
+Sender = Callable[[Any], Awaitable[None]]
+
+
+class Session:
+    def __init__(
+        self,
+        runtime: GameRuntime,
+        executor: Executor,
+        emit_frame: FrameSink,
+        send: Sender,
+        *,
+        mode: Mode = "side",
+        steps: int = 3,
+        sampler: SamplerName = "euler",
+        fps: int = 15,
+        control: str = "human",
+        seed: int | None = None,
+        data_dir: Path = Path("data"),
+        max_episode_steps: int = 10_000,
+    ) -> None:
+        self.rt = runtime
+        self.executor = executor
+        self.emit_frame = emit_frame
+        self.send = send
+        self.mode: Mode = mode
+        self.steps, self.sampler_name, self.fps = steps, sampler, fps
+        self.control = "human"
+        self.policy: policies.Policy | None = None
+        self.seed = seed
+        self.data_dir = Path(data_dir)
+        self.max_episode_steps = max_episode_steps
+        self.paused = False
+        self.over = False
+        self.env = None
+        self.real = _RealTrack()
+        self.dream: _DreamTrack | None = None
+        self.tick = 0
+        self.action = 0
+        self.seq = -1
+        self.last_dream_ms = 0.0
+        self._tick_times: deque[float] = deque(maxlen=32)
+        self._commands: asyncio.Queue[tuple[Callable[..., Awaitable[None]], tuple]] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._step_requested = False
+        self._saving = False
+        self.set_control(control)
+
+    # -- settings --------------------------------------------------------------------------
+    @property
+    def has_real(self) -> bool:
+        return self.mode in ("real", "side")
+
+    @property
+    def has_dream(self) -> bool:
+        return self.mode in ("dream", "side")
+
+    @property
+    def sampler(self) -> SamplerConfig:
+        return SamplerConfig(num_steps=self.steps, order=SAMPLER_ORDER[self.sampler_name])
+
+    def settings(self) -> PlaySettings:
+        return PlaySettings(
+            mode=self.mode,
+            steps=self.steps,
+            sampler=self.sampler_name,
+            fps=self.fps,
+            control=self.control,
+            paused=self.paused,
+            over=self.over,
+        )
+
+    def check_control(self, control: str, mode: Mode) -> None:
+        if control != "human" and control not in policies.available(self.rt.game):
+            choices = ", ".join(policies.available(self.rt.game))
+            raise SessionError("bad_control", f"unknown control {control!r} for {self.rt.game}: expected {choices}")
+        if policies.needs_env(control) and mode == "dream":
+            raise SessionError("bad_control", f"control {control!r} needs the real emulator: use Real or Side mode")
+
+    def set_control(self, control: str) -> None:
+        self.check_control(control, self.mode)
+        self.control = control
+        self.policy = None if control == "human" else policies.make(control, self.rt.game, self.rt.meanings)
+
+    def set_input(self, seq: int, action: int) -> None:
+        if not 0 <= action < len(self.rt.meanings):
+            raise SessionError("bad_action", f"action must be 0..{len(self.rt.meanings) - 1} for {self.rt.game}")
+        self.seq, self.action = seq, action
+
+    # -- commands (applied in the tick loop) ------------------------------------------------
+    def command(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        self._commands.put_nowait((fn, args))
+        self._wake.set()
+
+    async def cmd_reset(self, seed: int | None = None) -> None:
+        if seed is not None:
+            self.seed = seed
+        await self.new_episode()
+        await self._announce("reset")
+
+    async def cmd_pause(self, paused: bool | None) -> None:
+        self.paused = (not self.paused) if paused is None else paused
+        await self._announce("pause")
+
+    async def cmd_step(self) -> None:
+        if not self.paused:
+            self.paused = True
+            await self._announce("pause")
+        self._step_requested = True
+
+    async def cmd_resync(self) -> None:
+        if not self.has_dream:
+            raise SessionError("no_dream", "resync needs a dream: use Dream or Side mode")
+        frames = list(self.real.obs[-self.rt.context_frames :])
+        actions = list(self.real.actions[-(self.rt.context_frames - 1) :])
+        await self._seed_dream(frames, actions)
+        self._emit(frames[-1] if self.has_real else None, frames[-1], None, None, 0.0, 0.0)
+        await self._announce("resync")
+
+    async def cmd_configure(
+        self, mode: Mode | None, steps: int | None, sampler: str | None, fps: int | None, control: str | None
+    ) -> None:
+        new_mode = mode or self.mode
+        self.check_control(control or self.control, new_mode)
+        if steps is not None:
+            self.steps = steps
+        if sampler is not None:
+            self.sampler_name = sampler
+        if fps is not None:
+            self.fps = fps
+        if control is not None and control != self.control:
+            self.set_control(control)
+        if new_mode != self.mode:
+            self.mode = new_mode
+            await self.new_episode()  # every mode starts from fresh real frames
+        await self._announce("configure")
+
+    async def _announce(self, reason: str) -> None:
+        await self.send(State(settings=self.settings(), reason=reason))
+
+    # -- episodes ----------------------------------------------------------------------------
+    def _env_reset(self) -> tuple[list[np.ndarray], list[int], dict]:
+        """Reset the emulator and play the seed actions: the first L real frames (thread pool)."""
+        if self.env is None:
+            self.env = make_env(self.rt.game)
+        obs, info = self.env.reset(seed=self.seed)
+        first = self.rt.meanings.index("FIRE") if "FIRE" in self.rt.meanings else 0
+        noop = self.rt.meanings.index("NOOP") if "NOOP" in self.rt.meanings else 0
+        seed_actions = [first] + [noop] * (self.rt.context_frames - 2)
+        frames, lives = [obs], info.get("lives", 0)
+        self.real = _RealTrack(obs=[obs], lives=lives)
+        for a in seed_actions:
+            obs, r, term, trunc, info = self.env.step(a)
+            self._record(obs, a, r, term, info)
+            frames.append(obs)
+        return frames, seed_actions, info
+
+    def _record(self, obs: np.ndarray, action: int, reward: float, term: bool, info: dict) -> None:
+        lives = info.get("lives", 0)
+        self.real.obs.append(obs)
+        self.real.actions.append(int(action))
+        self.real.rewards.append(float(reward))
+        self.real.terminated.append(bool(term))
+        self.real.life_lost.append(lives < self.real.lives)
+        self.real.lives = lives
+
+    async def new_episode(self) -> None:
+        loop = asyncio.get_running_loop()
+        frames, actions, _ = await loop.run_in_executor(self.executor, self._env_reset)
+        self.over = False
+        self.dream = None
+        if self.has_dream:
+            await self._seed_dream(frames, actions)
+        if self.policy is not None:
+            self.policy.reset()
+        self._emit(frames[-1] if self.has_real else None, frames[-1] if self.has_dream else None, None, None, 0, 0)
+
+    async def _seed_dream(self, frames: list[np.ndarray], actions: list[int]) -> None:
+        device = self.rt.model.device
+        obs_ctx = frames_to_tensor(torch.from_numpy(np.stack(frames))[None]).to(device)  # (1, L, C, H, W)
+        act_prev = torch.tensor([actions], dtype=torch.long, device=device)  # (1, L-1)
+        hidden = await self.rt.worker.burn_in(obs_ctx, act_prev)
+        act_ctx = torch.cat([act_prev, torch.zeros_like(act_prev[:, :1])], dim=1)
+        self.dream = _DreamTrack(obs_ctx, act_ctx, hidden, deque(frames, maxlen=self.rt.context_frames))
+
+    # -- the tick loop -----------------------------------------------------------------------
+    async def run(self) -> None:
+        next_t = time.monotonic()
+        while True:
+            while not self._commands.empty():
+                fn, args = self._commands.get_nowait()
+                try:
+                    await fn(*args)
+                except SessionError as e:
+                    await self.send(Error(code=e.code, message=str(e)))
+                next_t = time.monotonic()
+            idle = self.over or (self.paused and not self._step_requested)
+            wait = None if idle else next_t - time.monotonic()
+            if idle or (wait > 0 and not self._step_requested):
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                except TimeoutError:
+                    pass
+                if not self._commands.empty() or idle:
+                    continue
+            self._step_requested = False
+            await self._tick()
+            next_t = max(next_t + 1 / self.fps, time.monotonic() - 1 / self.fps)
+
+    def _choose_action(self) -> int:
+        """Thread pool: the policy's action (it may read the emulator), or the held keys."""
+        if self.policy is None:
+            return self.action
+        shown = self.real.obs[-self.rt.context_frames :] if self.has_real else list(self.dream.shown)
+        obs = policies.Observation(np.stack(shown), self.env if self.has_real else None, self.rt.meanings)
+        return int(self.policy.act(obs))
+
+    def _env_step(self, action: int) -> tuple[np.ndarray, float, bool, int]:
+        obs, reward, term, trunc, info = self.env.step(action)
+        self._record(obs, action, reward, term, info)
+        done = bool(term or trunc) or len(self.real.actions) >= self.max_episode_steps
+        return obs, float(reward), done, int(info.get("lives", 0))
+
+    async def _dream_step(self, action: int) -> tuple[np.ndarray, float, float, float]:
+        d = self.dream
+        act_ctx = torch.cat([d.act_ctx[:, :-1], torch.tensor([[action]], device=d.act_ctx.device)], dim=1)
+        nxt, reward, end_prob, hidden, ms = await self.rt.worker.dream(d.obs_ctx, act_ctx, d.hidden, self.sampler)
+        # Slide the window: (1, L, C, H, W) drops the oldest frame, appends the dream.
+        d.obs_ctx = torch.cat([d.obs_ctx[:, 1:], nxt[:, None]], dim=1)
+        d.act_ctx = torch.cat([act_ctx[:, 1:], torch.zeros_like(act_ctx[:, :1])], dim=1)
+        d.hidden = hidden
+        frame = tensor_to_frames(nxt[0]).cpu().numpy()
+        d.shown.append(frame)
+        d.episode_return += reward
+        return frame, reward, end_prob, ms
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        t0 = time.perf_counter()
+        seq = self.seq
+        action = self.action if self.policy is None else await loop.run_in_executor(self.executor, self._choose_action)
+        jobs = []
+        if self.has_real:
+            jobs.append(loop.run_in_executor(self.executor, self._env_step, action))
+        if self.has_dream:
+            jobs.append(self._dream_step(action))
+        results = await asyncio.gather(*jobs)
+        real = results[0] if self.has_real else None
+        dream = results[-1] if self.has_dream else None
+        self.tick += 1
+        self._tick_times.append(time.monotonic())
+        real_info = dream_info = None
+        if real is not None:
+            obs, reward, done, lives = real
+            real_info = RealInfo(reward=reward, done=done, lives=lives, episode_return=float(sum(self.real.rewards)))
+        if dream is not None:
+            dframe, dreward, end_prob, self.last_dream_ms = dream
+            dream_info = DreamInfo(reward=dreward, end_prob=end_prob, episode_return=self.dream.episode_return)
+        tick_ms = (time.perf_counter() - t0) * 1000
+        self._emit(
+            real[0] if real else None,
+            dream[0] if dream else None,
+            real_info,
+            dream_info,
+            self.last_dream_ms if dream else 0.0,
+            tick_ms,
+            action=action,
+            seq=seq,
+        )
+        if real is not None and real[2]:
+            self.over = True
+            await self.send(
+                EpisodeEnd(
+                    length=len(self.real.actions),
+                    real_return=float(sum(self.real.rewards)),
+                    dream_return=self.dream.episode_return if self.dream else None,
+                )
+            )
+            await self._announce("over")
+
+    def measured_fps(self) -> float:
+        t = [x for x in self._tick_times if x > time.monotonic() - 2.0]
+        return (len(t) - 1) / (t[-1] - t[0]) if len(t) >= 2 and t[-1] > t[0] else 0.0
+
+    def _emit(
+        self,
+        real: np.ndarray | None,
+        dream: np.ndarray | None,
+        real_info: RealInfo | None,
+        dream_info: DreamInfo | None,
+        ms: float,
+        tick_ms: float,
+        action: int | None = None,
+        seq: int | None = None,
+    ) -> None:
+        names, frames = [], []
+        for name, f in (("real", real), ("dream", dream)):
+            if f is not None:
+                names.append(name)
+                frames.append(f)
+        h, w = frames[0].shape[:2]
+        header = {
+            "tick": self.tick,
+            "seq": self.seq if seq is None else seq,
+            "action": self.action if action is None else action,
+            "mode": self.mode,
+            "width": w,
+            "height": h,
+            "frames": names,
+            "real": real_info,
+            "dream": dream_info,
+            "ms": ms,
+            "tick_ms": tick_ms,
+            "fps": self.measured_fps(),
+        }
+        self.emit_frame(header, frames)
+
+    # -- saving human play -------------------------------------------------------------------
+    def check_save(self) -> None:
+        if not self.has_real:
+            raise SessionError("no_real_play", "only Real or Side-by-side play has real frames to save")
+        if self._saving:
+            raise SessionError("busy", "an episode is already being saved")
+
+    def snapshot_episode(self) -> Episode:
+        self.check_save()
+        n = len(self.real.actions)
+        return Episode(
+            obs=np.stack(self.real.obs[: n + 1]),
+            actions=np.array(self.real.actions[:n], dtype=np.int64),
+            rewards=np.array(self.real.rewards[:n], dtype=np.float32),
+            terminated=np.array(self.real.terminated[:n], dtype=bool),
+            life_lost=np.array(self.real.life_lost[:n], dtype=bool),
+            meta={
+                "game": self.rt.game,
+                "policy": self.control,
+                "source": "browser",
+                "seed": self.seed,
+                "mode": self.mode,
+                "action_meanings": self.rt.meanings,
+            },
+        )
+
+    async def save_episode(self) -> tuple[str, Path, int, float]:
+        ep = self.snapshot_episode()
+        self._saving = True
+        root = self.data_dir / self.rt.game
+        try:
+            name = await asyncio.get_running_loop().run_in_executor(self.executor, EpisodeStore(root).add, ep)
+        finally:
+            self._saving = False
+        return name, root / name, len(ep), float(ep.rewards.sum())
+
+    async def close(self) -> None:
+        env, self.env = self.env, None
+        if env is not None:
+            await asyncio.get_running_loop().run_in_executor(self.executor, env.close)

@@ -1,0 +1,482 @@
+"""Policy viewer: two DBC/BC policies act live side by side on the same seed (docs/dbc.md).
+
+Routes (an `APIRouter` named `router`; the app includes it with `app.include_router(router)`):
+
+- `GET /viewer`                      the page (web/viewer.html; its JS/CSS under /viewer/static/)
+- `GET /api/viewer/tasks`            tasks, their policies and modes
+- `GET /api/viewer/results/{task}`   the evaluation JSON written by training/evaluate_dbc.py
+- `GET /api/viewer/plot/{task}.png`  its plot
+- `WS  /ws/viewer`                   the live session
+
+Websocket protocol. Client -> server, JSON with a `type`:
+  {"type": "start", "task": "maze", "left": "maze/bc_s0", "right": "maze/dbc_s0", "seed": 0,
+   "mode": "real" | "dream", "fps": 15}
+  {"type": "pause"} | {"type": "resume"} | {"type": "stop"} | {"type": "speed", "fps": 30}
+Server -> client:
+  JSON {"type": "started", ...} | {"type": "tick", ...} | {"type": "error", "message": ...}
+  followed, for every tick, by ONE binary message holding both sides' PNG frames:
+  [uint32 big-endian length][PNG left][uint32 length][PNG right], so the two can never drift.
+
+A tick reports per side: the action (a 2-D vector for Maze, probabilities for Breakout), and the
+diffusion model's expert-likeness E[L_agent - L_expert] of the chosen action (<= 0: as
+expert-like as the expert; in the dream, where no RAM expert exists, relative to phi's most
+expert-like action), the running success rate / mean return. Each episode pair shares a seed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import struct
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse, JSONResponse
+from PIL import Image
+from pydantic import BaseModel, Field, ValidationError
+
+from model.checkpoint import CheckpointError
+from model.dbc import JointDiffusion, act, load_diffusion, load_policy
+
+ROOT = Path(__file__).resolve().parents[1]
+WEB = ROOT / "web"
+TASKS = ("maze", "breakout")
+STATIC = {"viewer.js": "text/javascript", "viewer.css": "text/css"}
+
+
+@dataclass
+class ViewerSettings:
+    policy_dir: Path = field(default_factory=lambda: Path(os.environ.get("DBC_POLICY_DIR", ROOT / "policies")))
+    """Folder of policy / diffusion checkpoints and eval.json per task (policies/<task>/...)."""
+    world_model: Path = field(
+        default_factory=lambda: Path(os.environ.get("DBC_WORLD_MODEL", ROOT / "checkpoints/Breakout.safetensors"))
+    )
+    """Breakout world model for dream mode."""
+    world_model_factory: Any = None
+    """Optional callable -> WorldModel (tests inject a tiny model); overrides `world_model`."""
+    max_episode_steps: int = 1000
+    """Breakout episodes (real or dream) are cut here in the viewer."""
+    likeness_draws: int = 32
+    """(n, eps) draws for the Monte-Carlo expert-likeness."""
+    max_fps: float = 60.0
+
+    def __post_init__(self) -> None:
+        self.policy_dir, self.world_model = Path(self.policy_dir), Path(self.world_model)
+        if self.max_episode_steps < 1 or self.likeness_draws < 1 or self.max_fps <= 0:
+            raise ValueError("max_episode_steps, likeness_draws and max_fps must be positive")
+
+
+# ---------------------------------------------------------------------------------------------
+# Messages
+# ---------------------------------------------------------------------------------------------
+class StartMsg(BaseModel):
+    type: Literal["start"]
+    task: str
+    left: str
+    right: str
+    seed: int = 0
+    mode: Literal["real", "dream"] = "real"
+    fps: float = Field(15.0, gt=0)
+
+
+class SpeedMsg(BaseModel):
+    type: Literal["speed"]
+    fps: float = Field(gt=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Catalogue of shipped checkpoints
+# ---------------------------------------------------------------------------------------------
+class Catalogue:
+    """Policies and diffusion models found under policy_dir, by task. Cached, loaded lazily."""
+
+    def __init__(self, settings: ViewerSettings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._policies: dict[str, tuple[torch.nn.Module, dict]] = {}
+        self._diffusion: dict[str, tuple[JointDiffusion, torch.nn.Module | None] | None] = {}
+        self._world_model = None
+
+    def scan(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {t: {"policies": [], "diffusion": None} for t in TASKS}
+        root = self.settings.policy_dir
+        for p in sorted(root.rglob("*.json")) if root.is_dir() else []:
+            try:
+                meta = json.loads(p.read_text()).get("meta", {})
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+                continue
+            task = meta.get("task")
+            if task not in out or not p.with_suffix(".safetensors").is_file():
+                continue
+            name = p.relative_to(root).with_suffix("").as_posix()
+            if meta.get("kind") == "dbc_policy":
+                out[task]["policies"].append(
+                    {"name": name, "algo": meta.get("algo"), "seed": meta.get("seed"), "lambda": meta.get("lambda")}
+                )
+            elif meta.get("kind") == "dbc_diffusion":
+                out[task]["diffusion"] = name
+        for task, info in out.items():
+            info["modes"] = ["real", "dream"] if task == "breakout" else ["real"]
+            info["has_results"] = (root / task / "eval.json").is_file()
+        out["breakout"]["dream_available"] = (
+            self.settings.world_model_factory is not None or self.settings.world_model.is_file()
+        )
+        return out
+
+    def policy(self, task: str, name: str) -> tuple[torch.nn.Module, dict]:
+        known = {p["name"] for p in self.scan()[task]["policies"]}
+        if name not in known:
+            raise ValueError(f"unknown policy {name!r} for task {task!r}: expected one of {', '.join(sorted(known))}")
+        with self._lock:
+            if name not in self._policies:
+                self._policies[name] = load_policy(self.settings.policy_dir / name, task=task)
+            return self._policies[name]
+
+    def diffusion(self, task: str) -> tuple[JointDiffusion, torch.nn.Module | None] | None:
+        with self._lock:
+            if task not in self._diffusion:
+                name = self.scan()[task]["diffusion"]
+                self._diffusion[task] = None
+                if name is not None:
+                    phi, emb, _ = load_diffusion(self.settings.policy_dir / name, task=task)
+                    self._diffusion[task] = (phi, emb)
+            return self._diffusion[task]
+
+    def world_model(self):
+        with self._lock:
+            if self._world_model is None:
+                from model.world_model import WorldModel
+
+                if self.settings.world_model_factory is not None:
+                    self._world_model = self.settings.world_model_factory()
+                elif self.settings.world_model.is_file():
+                    self._world_model = WorldModel.from_snapshot(self.settings.world_model)
+                else:
+                    raise ValueError(f"dream mode needs a world model at {self.settings.world_model} (none found)")
+            return self._world_model
+
+
+# ---------------------------------------------------------------------------------------------
+# One side of the split screen
+# ---------------------------------------------------------------------------------------------
+def png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+class Side:
+    """A policy acting in its own copy of the task; reset(seed) / step() -> (info, PNG)."""
+
+    def __init__(self, name: str, policy: torch.nn.Module, meta: dict, diffusion, settings: ViewerSettings) -> None:
+        self.name, self.policy, self.meta, self.settings = name, policy, meta, settings
+        self.phi, self.embedder = diffusion if diffusion is not None else (None, None)
+        self.episodes = 0
+        self.successes = 0
+        self.returns: list[float] = []
+        self.done = False
+        self.t = 0
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "episodes": self.episodes,
+            "successes": self.successes,
+            "success_rate": 100.0 * self.successes / self.episodes if self.episodes else None,
+            "mean_return": float(np.mean(self.returns)) if self.returns else None,
+        }
+
+    def finish(self, success: bool, ret: float) -> None:
+        self.done = True
+        self.episodes += 1
+        self.successes += int(success)
+        self.returns.append(ret)
+
+
+class MazeSide(Side):
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        from training.maze import MazeTask
+
+        self.task = MazeTask()
+        self.trail: list[np.ndarray] = []
+
+    def reset(self, seed: int) -> bytes:
+        obs = self.task.reset(seed)
+        self.trail, self.done, self.t = [obs[:2].copy()], False, 0
+        return png(self.task.draw())
+
+    def step(self) -> tuple[dict, bytes]:
+        obs = torch.from_numpy(self.task.obs).float()[None]
+        a, _ = act(self.policy, obs)
+        likeness = None
+        if self.phi is not None:
+            expert = torch.from_numpy(self.task.expert_action(self.task.obs)).float()[None]
+            likeness = float(self.phi.expert_likeness(obs, a, expert, draws=self.settings.likeness_draws)[0])
+        self.task.step(a[0].numpy())
+        self.t += 1
+        self.trail.append(self.task.obs[:2].copy())
+        if self.task.done:
+            self.finish(self.task.success, float(self.task.success))
+        info = {"action": [round(float(v), 3) for v in a[0]], "expert_likeness": likeness, "success": self.task.success}
+        return info, png(self.task.draw(trail=self.trail, arrow=a[0].numpy()))
+
+
+class BreakoutSide(Side):
+    """Real game (RAM expert available) or the dream (world model), the policy seeing 4 stacked frames."""
+
+    def __init__(self, *args: Any, dream=None) -> None:
+        super().__init__(*args)
+        from training.envs import action_meanings, make_env
+        from training.experts import make_policy
+
+        self.env = make_env("Breakout")
+        self.meanings = action_meanings(self.env)
+        self.expert = make_policy("Breakout", "expert")
+        self.rng = np.random.default_rng(0)
+        self.world_model = dream
+        self.dreams = None
+        self.ret = 0.0
+
+    def reset(self, seed: int) -> bytes:
+        from training.dbc_data import FrameStack
+
+        frame, _ = self.env.reset(seed=seed)
+        self.stack = FrameStack()
+        self.stack.reset(frame)
+        self.done, self.t, self.ret = False, 0, 0.0
+        if self.world_model is not None:
+            from model.world_model import Dreams
+
+            # Real context: serve, then 2 NOOPs -> 4 frames and the 3 actions between them.
+            frames, actions = [frame], []
+            for a in (1, 0, 0):
+                frame, *_ = self.env.step(a)
+                frames.append(frame)
+                actions.append(a)
+                self.stack.push(frame)
+            self.dreams = Dreams(self.world_model, seed=seed)
+            self.dreams.reset(torch.from_numpy(np.stack(frames))[None], torch.tensor([actions]))
+        return png(Image.fromarray(self.stack.get()[-1]))
+
+    def step(self) -> tuple[dict, bytes]:
+        obs = torch.from_numpy(self.stack.get())[None]
+        a, probs = act(self.policy, obs)
+        action = int(a[0])
+        likeness, ref = None, None
+        if self.phi is not None:
+            losses = self.phi.discrete_losses(self.embedder.embed(obs), draws=self.settings.likeness_draws)[0]
+            ref = int(losses.argmin()) if self.dreams is not None else int(self.expert(self.env, self.rng))
+            likeness = float(losses[action] - losses[ref])
+        if self.dreams is None:
+            frame, r, term, trunc, _ = self.env.step(action)
+            end = term or trunc
+        else:
+            frames, rew, end_p = self.dreams.step(torch.tensor([action]))
+            frame, r, end = frames[0].numpy(), float(rew[0]), bool(end_p[0] > 0.5)
+        self.stack.push(frame)
+        self.ret += float(r)
+        self.t += 1
+        if end or self.t >= self.settings.max_episode_steps:
+            self.finish(False, self.ret)
+        info = {
+            "action": action,
+            "action_name": self.meanings[action],
+            "probs": [round(float(p), 3) for p in probs[0]],
+            "expert_likeness": likeness,
+            "reference_action": None if ref is None else self.meanings[ref],
+            "return": self.ret,
+        }
+        return info, png(Image.fromarray(frame))
+
+
+def make_side(cat: Catalogue, task: str, name: str, mode: str) -> Side:
+    policy, meta = cat.policy(task, name)
+    diffusion = cat.diffusion(task)
+    if task == "maze":
+        if mode != "real":
+            raise ValueError("the maze has no dream mode: use mode 'real'")
+        return MazeSide(name, policy, meta, diffusion, cat.settings)
+    dream = cat.world_model() if mode == "dream" else None
+    return BreakoutSide(name, policy, meta, diffusion, cat.settings, dream=dream)
+
+
+def pack_frames(frames: list[bytes]) -> bytes:
+    """[uint32 BE length][PNG] per side, in one binary message."""
+    return b"".join(struct.pack(">I", len(f)) + f for f in frames)
+
+
+# ---------------------------------------------------------------------------------------------
+# Session
+# ---------------------------------------------------------------------------------------------
+class Session:
+    """Both sides step in lock-step; a new episode pair (seed + 1) starts when both are done."""
+
+    def __init__(self, cat: Catalogue, msg: StartMsg) -> None:
+        if msg.task not in TASKS:
+            raise ValueError(f"unknown task {msg.task!r}: expected one of {', '.join(TASKS)}")
+        self.msg = msg
+        self.sides = [make_side(cat, msg.task, msg.left, msg.mode), make_side(cat, msg.task, msg.right, msg.mode)]
+        self.seed = msg.seed
+        self.episode = 0
+        self.step_count = 0
+        self.frames = [s.reset(self.seed) for s in self.sides]
+
+    def tick(self) -> tuple[dict, bytes]:
+        if all(s.done for s in self.sides):
+            self.seed += 1
+            self.episode += 1
+            self.frames = [s.reset(self.seed) for s in self.sides]
+        infos = []
+        for i, side in enumerate(self.sides):
+            if side.done:  # wait for the other side, showing the last frame
+                infos.append({"done": True})
+                continue
+            info, self.frames[i] = side.step()
+            infos.append({**info, "done": side.done})
+        self.step_count += 1
+        sides = [
+            {"name": s.name, "algo": s.meta.get("algo"), "t": s.t, **info, "stats": s.stats()}
+            for s, info in zip(self.sides, infos, strict=True)
+        ]
+        tick = {"type": "tick", "episode": self.episode, "seed": self.seed, "step": self.step_count, "sides": sides}
+        return tick, pack_frames(self.frames)
+
+
+# ---------------------------------------------------------------------------------------------
+# Router
+# ---------------------------------------------------------------------------------------------
+def make_router(settings: ViewerSettings | None = None) -> APIRouter:
+    settings = settings or ViewerSettings()
+    cat = Catalogue(settings)
+    r = APIRouter()
+    r.catalogue = cat  # type: ignore[attr-defined]
+
+    def check(task: str) -> str:
+        if task not in TASKS:
+            raise HTTPException(404, f"unknown task {task!r}: expected one of {', '.join(TASKS)}")
+        return task
+
+    @r.get("/viewer", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(WEB / "viewer.html", media_type="text/html")
+
+    @r.get("/viewer/static/{name}", include_in_schema=False)
+    def static(name: str) -> FileResponse:
+        if name not in STATIC:
+            raise HTTPException(404, f"no static file {name!r}")
+        return FileResponse(WEB / name, media_type=STATIC[name])
+
+    @r.get("/api/viewer/tasks")
+    def tasks() -> dict:
+        return {"tasks": cat.scan()}
+
+    @r.get("/api/viewer/results/{task}")
+    def results(task: str) -> JSONResponse:
+        path = settings.policy_dir / check(task) / "eval.json"
+        if not path.is_file():
+            raise HTTPException(404, f"no evaluation results for {task} ({path} missing)")
+        return JSONResponse(json.loads(path.read_text()))
+
+    @r.get("/api/viewer/plot/{task}.png")
+    def plot(task: str) -> FileResponse:
+        path = settings.policy_dir / check(task) / "eval.png"
+        if not path.is_file():
+            raise HTTPException(404, f"no plot for {task} ({path} missing)")
+        return FileResponse(path, media_type="image/png")
+
+    @r.websocket("/ws/viewer")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        state: dict[str, Any] = {"session": None, "paused": False, "fps": 15.0}
+        runner: asyncio.Task | None = None
+
+        async def run(session: Session) -> None:
+            while True:
+                if state["paused"]:
+                    await asyncio.sleep(0.05)
+                    continue
+                t0 = asyncio.get_running_loop().time()
+                tick, frames = await asyncio.to_thread(session.tick)
+                await websocket.send_text(json.dumps(tick))
+                await websocket.send_bytes(frames)
+                delay = 1.0 / min(state["fps"], settings.max_fps) - (asyncio.get_running_loop().time() - t0)
+                await asyncio.sleep(max(0.0, delay))
+
+        async def stop() -> None:
+            nonlocal runner
+            if runner is not None:
+                runner.cancel()
+                try:
+                    await runner
+                except (asyncio.CancelledError, Exception):
+                    pass
+                runner = None
+
+        try:
+            while True:
+                raw = await websocket.receive_text()
+                try:
+                    msg = json.loads(raw)
+                    kind = msg.get("type") if isinstance(msg, dict) else None
+                    if kind == "start":
+                        start = StartMsg(**msg)
+                        await stop()
+                        session = await asyncio.to_thread(Session, cat, start)
+                        state.update(session=session, paused=False, fps=start.fps)
+                        await websocket.send_text(
+                            json.dumps(
+                                {
+                                    "type": "started",
+                                    "task": start.task,
+                                    "mode": start.mode,
+                                    "seed": start.seed,
+                                    "sides": [
+                                        {
+                                            "name": s.name,
+                                            "algo": s.meta.get("algo"),
+                                            "lambda": s.meta.get("lambda"),
+                                            "seed": s.meta.get("seed"),
+                                        }
+                                        for s in session.sides
+                                    ],
+                                    "likeness": session.sides[0].phi is not None,
+                                }
+                            )
+                        )
+                        await websocket.send_bytes(pack_frames(session.frames))
+                        runner = asyncio.create_task(run(session))
+                    elif kind == "pause":
+                        state["paused"] = True
+                    elif kind == "resume":
+                        state["paused"] = False
+                    elif kind == "speed":
+                        state["fps"] = SpeedMsg(**msg).fps
+                    elif kind == "stop":
+                        await stop()
+                        await websocket.send_text(json.dumps({"type": "stopped"}))
+                    else:
+                        raise ValueError(f"unknown message type {kind!r}: expected start, pause, resume, speed, stop")
+                except (ValueError, ValidationError, CheckpointError, json.JSONDecodeError) as e:
+                    text = str(e).splitlines()[0] if not isinstance(e, ValidationError) else _first_error(e)
+                    await websocket.send_text(json.dumps({"type": "error", "message": text}))
+        except WebSocketDisconnect:
+            pass
+        finally:
+            await stop()
+
+    return r
+
+
+def _first_error(e: ValidationError) -> str:
+    err = e.errors()[0]
+    return f"bad message: {'.'.join(str(x) for x in err['loc'])}: {err['msg']}"
+
+
+router = make_router()

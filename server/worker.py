@@ -1,0 +1,175 @@
+"""The inference worker: one thread per model that batches the dream steps of all sessions.
+
+Sessions submit one dream step each (a 1-dream batch) and await a future. The thread takes every
+pending request, groups them by sampler (same sigma schedule), concatenates each group into one
+`WorldModel.dream_step` call and hands each session its slice. When the thread is busy, requests
+pile up and the next call is bigger: N players cost far less than N times one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from model.sampler import SamplerConfig
+from model.world_model import Hidden, WorldModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Job:
+    kind: str  # "dream" or "burn_in"
+    args: tuple
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    key: tuple = ()
+
+
+@dataclass
+class WorkerStats:
+    calls: int = 0
+    frames: int = 0
+    busy_s: float = 0.0
+    batch_sizes: Counter = field(default_factory=Counter)
+    recent_ms_per_frame: deque = field(default_factory=lambda: deque(maxlen=64))
+    errors: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        recent = list(self.recent_ms_per_frame)
+        return {
+            "calls": self.calls,
+            "frames": self.frames,
+            "mean_batch": self.frames / self.calls if self.calls else 0.0,
+            "batch_sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())},
+            "ms_per_frame": sum(recent) / len(recent) if recent else 0.0,
+            "busy_s": self.busy_s,
+            "errors": self.errors,
+        }
+
+
+class InferenceWorker:
+    def __init__(self, model: WorldModel, max_batch: int = 16, name: str = "worker") -> None:
+        self.model = model
+        self.max_batch = max_batch
+        self.stats = WorkerStats()
+        self._jobs: list[_Job] = []
+        self._cv = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name=f"inference-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def pending(self) -> int:
+        return len(self._jobs)
+
+    # -- called from the event loop ----------------------------------------------------------
+    def _submit(self, kind: str, args: tuple, key: tuple = ()) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        with self._cv:
+            if self._stop:
+                raise RuntimeError("inference worker is stopped")
+            self._jobs.append(_Job(kind, args, fut, loop, key))
+            self._cv.notify()
+        return fut
+
+    async def dream(
+        self, obs_ctx: torch.Tensor, act_ctx: torch.Tensor, hidden: Hidden, sampler: SamplerConfig
+    ) -> tuple[torch.Tensor, float, float, Hidden, float]:
+        """One dream: obs_ctx (1, L, C, H, W), act_ctx (1, L), hidden ((1, 1, D), (1, 1, D)).
+
+        Returns next frame (1, C, H, W), reward, end probability, new hidden, ms per frame of the batch.
+        """
+        key = (sampler.num_steps, sampler.order, sampler.sigma_min, sampler.sigma_max, sampler.rho)
+        return await self._submit("dream", (obs_ctx, act_ctx, hidden, sampler), key)
+
+    async def burn_in(self, obs_ctx: torch.Tensor, act_prev: torch.Tensor) -> Hidden:
+        return await self._submit("burn_in", (obs_ctx, act_prev))
+
+    # -- the thread ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._jobs and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    jobs, self._jobs = self._jobs, []
+                    for job in jobs:
+                        _resolve(job, exc=RuntimeError("inference worker stopped"))
+                    return
+                jobs, self._jobs = self._jobs, []
+            for job in [j for j in jobs if j.kind == "burn_in"]:
+                try:
+                    _resolve(job, self.model.burn_in(*job.args))
+                except Exception as e:  # noqa: BLE001 - reported to the session that asked
+                    self.stats.errors += 1
+                    _resolve(job, exc=e)
+            groups: dict[tuple, list[_Job]] = {}
+            for job in jobs:
+                if job.kind == "dream":
+                    groups.setdefault(job.key, []).append(job)
+            for group in groups.values():
+                for i in range(0, len(group), self.max_batch):
+                    self._dream_batch(group[i : i + self.max_batch])
+
+    def _dream_batch(self, jobs: list[_Job]) -> None:
+        jobs = [j for j in jobs if not j.future.cancelled()]
+        if not jobs:
+            return
+        t0 = time.perf_counter()
+        try:
+            # B sessions of (1, L, C, H, W) -> (B, L, C, H, W); LSTM state (1, 1, D) -> (1, B, D).
+            obs = torch.cat([j.args[0] for j in jobs])
+            act = torch.cat([j.args[1] for j in jobs])
+            h = torch.cat([j.args[2][0] for j in jobs], dim=1)
+            c = torch.cat([j.args[2][1] for j in jobs], dim=1)
+            nxt, reward, end, (h, c) = self.model.dream_step(obs, act, (h, c), jobs[0].args[3])
+            reward, end = reward.float().cpu(), end.float().cpu()
+        except Exception as e:  # noqa: BLE001 - a failed batch fails its sessions, not the server
+            log.exception("dream batch of %d failed", len(jobs))
+            self.stats.errors += 1
+            for job in jobs:
+                _resolve(job, exc=e)
+            return
+        dt = time.perf_counter() - t0
+        ms = dt * 1000 / len(jobs)
+        self.stats.calls += 1
+        self.stats.frames += len(jobs)
+        self.stats.busy_s += dt
+        self.stats.batch_sizes[len(jobs)] += 1
+        self.stats.recent_ms_per_frame.append(ms)
+        for i, job in enumerate(jobs):
+            hidden = (h[:, i : i + 1].clone(), c[:, i : i + 1].clone())
+            _resolve(job, (nxt[i : i + 1], float(reward[i]), float(end[i]), hidden, dt * 1000))
+
+
+def _resolve(job: _Job, result: Any = None, exc: BaseException | None = None) -> None:
+    def done() -> None:
+        if job.future.done():
+            return
+        if exc is not None:
+            job.future.set_exception(exc)
+        else:
+            job.future.set_result(result)
+
+    try:
+        job.loop.call_soon_threadsafe(done)
+    except RuntimeError:  # the loop is closed (shutdown)
+        pass

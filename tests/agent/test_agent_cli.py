@@ -1,0 +1,92 @@
+"""The full loop through `train.py --agent` (tiny presets), resume, and `evaluate_agent.py`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from model.agent import ActorCritic, AgentPolicy
+from training import evaluate_agent, train
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = [
+    "--agent", "--preset", "tiny", "--agent-preset", "tiny", "--collect-steps", "12", "--max-episode-steps", "10",
+    "--denoiser-steps", "2", "--re-steps", "2", "--agent-steps", "2", "--batch-size", "2", "--re-seq", "2",
+    "--agent-batch-size", "2", "--horizon", "3", "--threads", "1", "--no-progress",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two epochs of the loop, run as a script (the way people call it)."""
+    root = tmp_path_factory.mktemp("loop")
+    cmd = [sys.executable, str(ROOT / "training" / "train.py"), *TINY, "--epochs", "2"]
+    cmd += ["--run-dir", str(root / "run"), "--data", str(root / "data")]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    assert res.returncode == 0, res.stderr
+    return root
+
+
+def test_loop_writes_snapshots_metrics_and_episodes(run: Path) -> None:
+    for name in ("agent", "snapshot", "state"):
+        assert (run / "run" / f"{name}.safetensors").is_file() and (run / "run" / f"{name}.json").is_file()
+    lines = [json.loads(x) for x in (run / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2]
+    assert lines[-1]["real_steps"] == 24 and lines[-1]["agent_steps"] == 4
+    for key in ("denoiser/train/loss", "reward_end/train/loss_end", "agent/train/loss", "agent/train/entropy"):
+        assert key in lines[-1]
+    assert len(list((run / "data").glob("ep_*.npz"))) == 2  # episodes capped at 10 steps reach the store
+    meta = ActorCritic.from_snapshot(run / "run" / "agent").meta
+    assert meta["epoch"] == 2 and meta["config"]["preset"] == "tiny"
+
+
+def test_loop_resume_and_refuses_to_overwrite(run: Path, capsys: pytest.CaptureFixture) -> None:
+    args = [*TINY, "--run-dir", str(run / "run"), "--data", str(run / "data")]
+    assert train.main([*args, "--epochs", "2"]) == 2  # a run is there: no silent overwrite
+    assert "--resume" in capsys.readouterr().err
+    assert train.main([*args, "--epochs", "3", "--resume"]) == 0
+    lines = [json.loads(x) for x in (run / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["epoch"] == 3 and lines[-1]["agent_steps"] == 6
+    assert ActorCritic.from_snapshot(run / "run" / "agent").meta["epoch"] == 3
+
+
+def test_evaluate_agent_cli(run: Path, capsys: pytest.CaptureFixture) -> None:
+    out = run / "eval.json"
+    argv = ["--agent", str(run / "run" / "agent"), "--game", "Breakout", "--episodes", "2", "--max-steps", "30"]
+    assert evaluate_agent.main([*argv, "--out", str(out), "--no-progress"]) == 0
+    table = capsys.readouterr().out
+    assert "agent" in table and "random" in table and "expert" in table
+    res = json.loads(out.read_text())
+    assert set(res["policies"]) == {"agent", "random", "expert"}
+    for s in res["policies"].values():
+        assert s["episodes"] == 2 and len(s["returns"]) == 2 and s["mean_steps"] <= 30
+    assert isinstance(res["agent_beats_random"], bool)
+    # the same snapshot, loaded for the server, plays
+    policy = AgentPolicy.from_snapshot(run / "run" / "agent.safetensors".removesuffix(".safetensors"))
+    assert policy.action_meanings == ["NOOP", "FIRE", "RIGHT", "LEFT"]
+
+
+def test_bad_paths_clear_errors(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert evaluate_agent.main(["--agent", str(tmp_path / "missing"), "--episodes", "1"]) == 2
+    assert "checkpoint file missing" in capsys.readouterr().err
+    # a world-model snapshot is not an agent
+    assert evaluate_agent.main(["--agent", str(run / "run" / "snapshot"), "--episodes", "1"]) == 2
+    assert "not an agent snapshot" in capsys.readouterr().err
+    assert evaluate_agent.main(["--agent", str(run / "run" / "agent"), "--game", "Pong", "--episodes", "1"]) == 2
+    assert "trained on Breakout" in capsys.readouterr().err
+    # the loop: nothing to resume, a bad world-model path, an unknown game
+    base = [*TINY, "--epochs", "1", "--data", str(tmp_path / "data")]
+    assert train.main([*base, "--run-dir", str(tmp_path / "r1"), "--resume"]) == 2
+    assert "checkpoint file missing" in capsys.readouterr().err
+    assert train.main([*base, "--run-dir", str(tmp_path / "r2"), "--world-model", str(tmp_path / "nope")]) == 2
+    assert "checkpoint file missing" in capsys.readouterr().err
+    assert train.main([*base, "--run-dir", str(tmp_path / "r3"), "--game", "NoSuchGame"]) == 2
+    assert "unknown game" in capsys.readouterr().err
+    # and a non-zero exit from the real command line
+    cmd = [sys.executable, str(ROOT / "training" / "evaluate_agent.py"), "--agent", str(tmp_path / "missing")]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 2 and "checkpoint file missing" in res.stderr

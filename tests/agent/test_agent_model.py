@@ -1,0 +1,112 @@
+"""The actor-critic: built from presets, saved, loaded, giving identical actions; imagination shapes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.agent import ActorCritic, ActorCriticConfig, ActorCriticLossConfig, AgentPolicy, agent_preset
+from model.checkpoint import CheckpointError
+from model.sampler import SamplerConfig
+from model.world_model import WorldModel, preset_config
+from training.agent import agent_update, imagine, server_policy
+from training.data import WindowSampler
+from training.episode_store import Episode
+
+NAMES = ["NOOP", "FIRE", "RIGHT", "LEFT"]
+
+
+def frames(n: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 64, 64, 3), dtype=torch.uint8, generator=g)
+
+
+def test_presets_and_validation() -> None:
+    assert agent_preset("paper", "Breakout", NAMES).lstm_dim == 512
+    assert agent_preset("cpu", "Breakout", NAMES).lstm_dim < 512
+    with pytest.raises(ValueError, match="unknown agent preset"):
+        agent_preset("huge", "Breakout", NAMES)
+    with pytest.raises(ValueError):
+        ActorCriticConfig(num_actions=3)  # 4 default action meanings
+    with pytest.raises(ValueError):
+        ActorCriticConfig(lstm_dim=0)
+
+
+def test_save_load_identical_actions(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = ActorCritic(agent_preset("tiny", "Breakout", NAMES))
+    torch.nn.init.normal_(model.actor.weight, std=0.5)  # not the uniform initial policy
+    model.save_snapshot(tmp_path / "agent", {"epoch": 3})
+    loaded = ActorCritic.from_snapshot(tmp_path / "agent")
+    assert loaded.meta["epoch"] == 3 and loaded.cfg == model.cfg
+    obs = frames(12)
+    for greedy in (False, True):
+        p1, p2 = AgentPolicy(model, greedy=greedy, seed=5), AgentPolicy(loaded, greedy=greedy, seed=5)
+        out1 = [p1.act(obs[:4])] + [p1.act(obs[i - 3 : i + 1]) for i in range(4, 12)]
+        out2 = [p2.act(obs[:4])] + [p2.act(obs[i - 3 : i + 1]) for i in range(4, 12)]
+        assert out1 == out2
+        action, probs, value = out1[0]
+        assert 0 <= action < 4 and len(probs) == 4 and sum(probs) == pytest.approx(1, abs=1e-5)
+        assert isinstance(value, float)
+    # reset() forgets the episode: the same frames give the same answers again.
+    p = AgentPolicy(loaded, greedy=True, seed=1)
+    first = p.act(obs[:4])
+    p.act(obs[4])
+    p.reset()
+    assert p.act(obs[:4]) == first
+
+
+def test_policy_rejects_bad_frames() -> None:
+    p = AgentPolicy(ActorCritic(agent_preset("tiny", "Breakout", NAMES)))
+    with pytest.raises(ValueError, match="uint8"):
+        p.act(torch.zeros(64, 64, 3))
+    with pytest.raises(ValueError, match="uint8"):
+        p.act(torch.zeros(32, 32, 3, dtype=torch.uint8))
+
+
+def test_bad_snapshot_paths(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="missing"):
+        ActorCritic.from_snapshot(tmp_path / "nope")
+    wm = WorldModel(preset_config("tiny", "Breakout", NAMES))
+    wm.save_snapshot(tmp_path / "wm")
+    with pytest.raises(CheckpointError, match="not an agent snapshot"):
+        ActorCritic.from_snapshot(tmp_path / "wm")
+
+
+def test_imagination_and_one_update() -> None:
+    torch.manual_seed(0)
+    wm = WorldModel(preset_config("tiny", "Breakout", NAMES)).configure(torch.device("cpu"), "fp32")
+    agent = ActorCritic(agent_preset("tiny", "Breakout", NAMES))
+    obs = torch.rand(3, 4, 3, 64, 64) * 2 - 1
+    roll = imagine(wm, agent, obs, torch.randint(0, 4, (3, 3)), 4, SamplerConfig(num_steps=1))
+    assert roll.logits.shape == (3, 4, 4) and roll.values.shape == (3, 5)
+    assert roll.rewards.shape == roll.ends.shape == roll.actions.shape == (3, 4)
+    assert roll.logits.requires_grad and roll.values.requires_grad
+
+    ep = Episode(
+        frames(21).numpy(),
+        torch.randint(0, 4, (20,)).numpy(),
+        torch.zeros(20).numpy(),
+        torch.zeros(20, dtype=torch.bool).numpy(),
+        torch.zeros(20, dtype=torch.bool).numpy(),
+    )
+    opt = torch.optim.AdamW(agent.parameters(), lr=1e-3)
+    before = [p.detach().clone() for p in agent.parameters()]
+    m = agent_update(
+        wm, agent, opt, WindowSampler([ep]), 2, ActorCriticLossConfig(horizon=3), SamplerConfig(num_steps=1), 100.0
+    )
+    assert {"loss", "loss_policy", "loss_value", "entropy", "return"} <= set(m)
+    assert any((a != b).any() for a, b in zip(agent.parameters(), before, strict=True))
+
+
+def test_server_policy_adapter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ActorCritic(agent_preset("tiny", "Breakout", NAMES)).save_snapshot(tmp_path / "Breakout-agent")
+    monkeypatch.setenv("DREAM_AGENT_DIR", str(tmp_path))
+    p = server_policy("Breakout", NAMES)
+    p.reset()
+    assert 0 <= p.act(frames(4).numpy()) < 4
+    assert len(p.last_probs) == 4 and isinstance(p.last_value, float)
+    with pytest.raises(CheckpointError, match="missing"):
+        server_policy("Pong", ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"])

@@ -1,0 +1,94 @@
+"""Shared fixtures: tiny real Maze models trained through the real CLI (seconds, not minutes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def maze_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """policy_dir with maze/{diffusion, bc_s0, dbc_s0} (+ eval.json/.png), trained for a few steps."""
+    from training import evaluate_dbc, train_dbc
+
+    root = tmp_path_factory.mktemp("policies")
+    out, data = root / "maze", root / "data"
+    common = [
+        "--task",
+        "maze",
+        "--demos",
+        "3",
+        "--data-dir",
+        str(data),
+        "--hidden",
+        "32",
+        "--layers",
+        "2",
+        "--out",
+        str(out),
+    ]
+    assert train_dbc.main([*common, "--algo", "diffusion", "--steps", "20"]) == 0
+    assert train_dbc.main([*common, "--algo", "bc,dbc", "--seeds", "0", "--steps", "20"]) == 0
+    assert (
+        evaluate_dbc.main(
+            [
+                "--task",
+                "maze",
+                "--policies",
+                str(out / "bc_s0"),
+                str(out / "dbc_s0"),
+                "--episodes",
+                "2",
+                "--out",
+                str(out / "eval.json"),
+            ]
+        )
+        == 0
+    )
+    return root
+
+
+@pytest.fixture(scope="session")
+def breakout_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Breakout policies/{diffusion, bc_s0, dbc_s0} from 24 real expert frames + a 5-step human episode."""
+    import numpy as np
+
+    from training import train_dbc
+    from training.episode_store import Episode, EpisodeStore
+
+    root = tmp_path_factory.mktemp("breakout")
+    human = root / "human"
+    rng = np.random.default_rng(0)
+    EpisodeStore(human).add(
+        Episode(
+            obs=rng.integers(0, 255, (6, 64, 64, 3), dtype=np.uint8),
+            actions=np.array([1, 2, 3, 0, 2]),
+            rewards=np.zeros(5),
+            terminated=np.zeros(5, bool),
+            life_lost=np.zeros(5, bool),
+            meta={"game": "Breakout", "policy": "human"},
+        )
+    )
+    common = [
+        "--task",
+        "breakout",
+        "--demos",
+        "24",
+        "--data-dir",
+        str(root / "data"),
+        "--human",
+        str(human),
+        "--hidden",
+        "16",
+        "--batch-size",
+        "8",
+        "--out",
+        str(root / "policies"),
+    ]
+    assert train_dbc.main([*common, "--algo", "diffusion", "--embed-steps", "3", "--steps", "3"]) == 0
+    assert train_dbc.main([*common, "--algo", "bc,dbc", "--seeds", "0", "--steps", "3"]) == 0
+    return root

@@ -1,0 +1,138 @@
+"""EDM preconditioning and loss of the denoiser (DESIGN.md §2), checked against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from model.denoiser import Denoiser, DenoiserConfig
+from model.unet import UNetConfig
+
+TINY_UNET = UNetConfig(channels=[16, 16, 16, 16], blocks_per_level=1, cond_channels=64)
+
+# sigma -> (c_in, c_skip, c_out, c_noise) with s_off = 0.3, sigma_data = 0.5, s = sqrt(sigma^2 + 0.09),
+# worked out by hand:
+#   sigma = 0:          s = 0.3, s^2 + sd^2 = 0.34 -> 1/sqrt(.34), .25/.34, .15/sqrt(.34), ln(.3)/4
+#   sigma = 0.4:        s = 0.5, s^2 + sd^2 = 0.5  -> sqrt(2), 0.5, 0.25*sqrt(2), ln(.5)/4
+#   sigma = sqrt(0.91): s = 1,   s^2 + sd^2 = 1.25 -> 2/sqrt(5), 0.2, 1/sqrt(5), 0
+#   sigma = 5:          s^2 = 25.09, s^2 + sd^2 = 25.34
+HAND = {
+    0.0: (1.714986, 0.735294, 0.257248, -0.300993),
+    0.4: (1.414214, 0.500000, 0.353553, -0.173287),
+    math.sqrt(0.91): (0.894427, 0.200000, 0.447214, 0.000000),
+    5.0: (0.198654, 0.009866, 0.497527, 0.402809),
+}
+
+
+@pytest.fixture
+def denoiser() -> Denoiser:
+    torch.manual_seed(0)
+    den = Denoiser(DenoiserConfig(unet=TINY_UNET))
+    torch.nn.init.normal_(den.net.conv_out.weight, std=0.05)  # zero-init would make F == 0
+    return den.eval()
+
+
+def test_preconditioning_matches_hand_computed_values(denoiser: Denoiser) -> None:
+    sigmas = torch.tensor(list(HAND), dtype=torch.float64)
+    c = denoiser.conditioners(sigmas)
+    for i, (c_in, c_skip, c_out, c_noise) in enumerate(HAND.values()):
+        assert c.c_in.flatten()[i].item() == pytest.approx(c_in, abs=1e-6)
+        assert c.c_skip.flatten()[i].item() == pytest.approx(c_skip, abs=1e-6)
+        assert c.c_out.flatten()[i].item() == pytest.approx(c_out, abs=1e-6)
+        assert c.c_noise[i].item() == pytest.approx(c_noise, abs=1e-6)
+    assert c.c_in.shape == (4, 1, 1, 1) and c.c_noise.shape == (4,)
+
+
+def test_preconditioning_keeps_unit_variance(denoiser: Denoiser) -> None:
+    """EDM's design rules: the network input and its training target both have unit variance."""
+    sigma = torch.logspace(-3, 1.3, 9, dtype=torch.float64)
+    c = denoiser.conditioners(sigma)
+    s2 = sigma**2 + 0.3**2
+    torch.testing.assert_close(c.c_in.flatten() ** 2 * (s2 + 0.25), torch.ones_like(sigma))
+    # Effective training target (x - c_skip (x + n)) / c_out has unit variance.
+    var_target = ((1 - c.c_skip.flatten()) ** 2 * 0.25 + c.c_skip.flatten() ** 2 * s2) / c.c_out.flatten() ** 2
+    torch.testing.assert_close(var_target, torch.ones_like(sigma))
+
+
+def test_loss_target_reconstructs_next_frame(denoiser: Denoiser) -> None:
+    """D(x) = c_skip x_noisy + c_out F equals x_next exactly when F equals the loss target."""
+    g = torch.Generator().manual_seed(0)
+    x_next = torch.rand(3, 3, 8, 8, generator=g, dtype=torch.float64) * 2 - 1
+    sigma = torch.tensor([0.01, 0.5, 12.0], dtype=torch.float64)
+    x_noisy = x_next + sigma.view(-1, 1, 1, 1) * torch.randn(3, 3, 8, 8, generator=g, dtype=torch.float64)
+    c = denoiser.conditioners(sigma)
+    target = (x_next - c.c_skip * x_noisy) / c.c_out
+    torch.testing.assert_close(c.c_skip * x_noisy + c.c_out * target, x_next)
+
+
+def test_denoise_is_skip_plus_scaled_network_output(denoiser: Denoiser) -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, 64, 64, generator=g) * 0.3
+    ctx = torch.rand(2, 4, 3, 64, 64, generator=g) * 2 - 1
+    act = torch.tensor([[0, 1, 2, 3], [3, 3, 0, 1]])
+    sigma = torch.tensor([0.05, 0.2])
+    with torch.no_grad():
+        c = denoiser.conditioners(sigma)
+        f = denoiser.net(c.c_in * x, c.c_noise, ctx.flatten(1, 2) / 0.5, act)  # (B, L, C, H, W) -> (B, L*C, H, W)
+        want = (c.c_skip * x + c.c_out * f).clamp(-1, 1)
+        got = denoiser.denoise(x, sigma, ctx, act)
+    assert f.abs().max() > 0.01  # the network really contributes
+    torch.testing.assert_close(got, want)
+    assert got.min() >= -1 and got.max() <= 1
+
+
+def test_loss_is_mse_to_edm_target() -> None:
+    """Re-draw the loss's own random numbers and recompute MSE(F, (x_next - c_skip x_noisy) / c_out)."""
+    torch.manual_seed(0)
+    den = Denoiser(DenoiserConfig(unet=TINY_UNET))  # no context noise, no motion weight
+    torch.nn.init.normal_(den.net.conv_out.weight, std=0.05)
+    g = torch.Generator().manual_seed(2)
+    ctx = torch.rand(2, 4, 3, 64, 64, generator=g) * 2 - 1
+    nxt = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
+    act = torch.tensor([[0, 1, 2, 3], [1, 1, 1, 1]])
+
+    torch.manual_seed(7)
+    loss, metrics = den.loss(ctx, act, nxt)
+
+    torch.manual_seed(7)  # same draws, in the same order: sigma, offset noise, noise
+    sigma = (torch.randn(2) * 1.2 - 0.4).exp().clip(2e-3, 20)
+    offset = 0.3 * torch.randn(2, 3, 1, 1)
+    x_noisy = nxt + offset + sigma.view(-1, 1, 1, 1) * torch.randn_like(nxt)
+    c = den.conditioners(sigma)
+    f = den.net(c.c_in * x_noisy, c.c_noise, ctx.flatten(1, 2) / 0.5, act)
+    want = ((f - (nxt - c.c_skip * x_noisy) / c.c_out) ** 2).mean()
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+    assert metrics["mse"] == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_training_sigma_distribution_is_clipped_lognormal(denoiser: Denoiser) -> None:
+    torch.manual_seed(0)
+    s = denoiser.sample_sigma(20000, torch.device("cpu"))
+    assert s.min() >= 2e-3 and s.max() <= 20
+    assert s.log().mean().item() == pytest.approx(-0.4, abs=0.05)
+    assert s.log().std().item() == pytest.approx(1.2, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"sigma_data": 0.0},
+        {"sigma_offset_noise": -0.1},
+        {"train_sigma_min": 5.0, "train_sigma_max": 1.0},
+        {"context_noise_clean_prob": 1.5},
+        {"motion_weight": -1.0},
+    ],
+)
+def test_bad_denoiser_config_raises(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        DenoiserConfig(unet=TINY_UNET, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"num_actions": 0}, {"channels": [12, 16]}, {"channels": []}, {"cond_channels": 66}]
+)
+def test_bad_unet_config_raises(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        UNetConfig(**kwargs)

@@ -1,0 +1,92 @@
+"""Karras schedule and Euler / Heun sampling (DESIGN.md §2)."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import pytest
+import torch
+
+from model.sampler import SamplerConfig, karras_sigmas, sample_next_frame
+
+
+def test_schedule_n3_matches_paper() -> None:
+    sigmas = karras_sigmas(3, 2e-3, 5.0, 7.0)
+    assert [round(s, 4) for s in sigmas] == [5.0, 0.2831, 0.002, 0.0]
+
+
+def test_schedule_n1_is_sigma_max_then_zero() -> None:
+    assert karras_sigmas(1, 2e-3, 5.0, 7.0) == (5.0, 0.0)
+
+
+def test_schedule_is_decreasing_and_ends_at_zero() -> None:
+    for n in (2, 5, 10):
+        s = karras_sigmas(n, 2e-3, 5.0, 7.0)
+        assert len(s) == n + 1 and s[-1] == 0.0
+        assert s[0] == pytest.approx(5.0) and s[-2] == pytest.approx(2e-3)
+        assert all(a > b for a, b in pairwise(s))
+
+
+def test_schedule_is_cached_per_step_count() -> None:
+    a = karras_sigmas(4, 2e-3, 5.0, 7.0)
+    hits = karras_sigmas.cache_info().hits
+    assert karras_sigmas(4, 2e-3, 5.0, 7.0) is a
+    assert karras_sigmas.cache_info().hits == hits + 1
+    assert karras_sigmas(5, 2e-3, 5.0, 7.0) != a  # each N has its own schedule
+
+
+def _count_calls(model) -> list[int]:
+    calls = [0]
+    model.denoiser.net.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+def _inputs(b: int = 2):
+    g = torch.Generator().manual_seed(0)
+    ctx = torch.rand(b, 4, 3, 64, 64, generator=g) * 2 - 1
+    return ctx, torch.zeros(b, 4, dtype=torch.long)
+
+
+@pytest.mark.parametrize(("steps", "order", "nfe"), [(1, 1, 1), (3, 1, 3), (3, 2, 5), (2, 2, 3)])
+def test_network_evaluations_per_frame(tiny_model, steps: int, order: int, nfe: int) -> None:
+    """Euler: N evaluations; Heun: 2N - 1 (no correction on the last step, which goes to sigma = 0)."""
+    calls = _count_calls(tiny_model)
+    ctx, act = _inputs()
+    out = sample_next_frame(tiny_model.denoiser, ctx, act, SamplerConfig(num_steps=steps, order=order))
+    assert calls[0] == nfe
+    assert out.shape == (2, 3, 64, 64) and out.min() >= -1 and out.max() <= 1
+
+
+def test_one_euler_step_returns_the_denoised_estimate(tiny_model) -> None:
+    """With N = 1, x + (x - D(x)) / s_max * (0 - s_max) = D(x): the sampler returns D at sigma_max."""
+    ctx, act = _inputs()
+    out = sample_next_frame(tiny_model.denoiser, ctx, act, SamplerConfig(num_steps=1), torch.Generator().manual_seed(3))
+    x0 = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3)) * 5.0
+    with torch.no_grad():
+        d = tiny_model.denoiser.denoise(x0, torch.full((2,), 5.0), ctx, act, torch.zeros(2, dtype=torch.long))
+    torch.testing.assert_close(out, d)
+
+
+def test_fixed_generator_gives_identical_samples(tiny_model) -> None:
+    ctx, act = _inputs()
+    cfg = SamplerConfig(num_steps=2)
+    a = sample_next_frame(tiny_model.denoiser, ctx, act, cfg, torch.Generator().manual_seed(5))
+    b = sample_next_frame(tiny_model.denoiser, ctx, act, cfg, torch.Generator().manual_seed(5))
+    c = sample_next_frame(tiny_model.denoiser, ctx, act, cfg, torch.Generator().manual_seed(6))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"num_steps": 0},
+        {"num_steps": 51},
+        {"order": 3},
+        {"sigma_min": 0.0},
+        {"sigma_min": 6.0, "sigma_max": 5.0},
+    ],
+)
+def test_bad_sampler_config_raises(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        SamplerConfig(**kwargs)

@@ -1,0 +1,158 @@
+"""Playing through the websocket: modes, controls, batching, saving human play."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from server_helpers import make_client, recv, recv_all, start
+from starlette.websockets import WebSocketDisconnect
+
+from server.protocol import CloseCode
+from training.episode_store import EpisodeStore
+
+
+def frames(ws, n: int) -> list[dict]:
+    return [recv(ws, "frame") for _ in range(n)]
+
+
+def test_side_by_side_same_start_and_inputs(client):
+    with client.websocket_connect("/ws") as ws:
+        ready = start(ws, mode="side", fps=30, seed=1)
+        assert ready["settings"]["mode"] == "side" and ready["context_frames"] == 4
+        first = recv(ws, "frame")
+        assert first["header"]["frames"] == ["real", "dream"]
+        # Both start from the same real frame.
+        assert np.array_equal(first["frames"]["real"], first["frames"]["dream"])
+        ws.send_json({"type": "input", "seq": 5, "action": 2})
+        seen = frames(ws, 6)
+        last = seen[-1]["header"]
+        assert last["seq"] == 5 and last["action"] == 2
+        assert last["real"] is not None and last["dream"] is not None
+        assert 0.0 <= last["dream"]["end_prob"] <= 1.0
+        assert seen[-1]["frames"]["dream"].shape == (64, 64, 3)
+        ticks = [f["header"]["tick"] for f in seen]
+        assert ticks == sorted(ticks) and ticks[-1] > ticks[0]
+
+
+def test_pause_step_resync_reset_configure(client):
+    with client.websocket_connect("/ws") as ws:
+        start(ws, mode="side", fps=30)
+        recv(ws, "frame")
+        ws.send_json({"type": "pause", "paused": True})
+        assert recv(ws, "state")["settings"]["paused"] is True
+        ws.send_json({"type": "ping", "t": 1})  # drain in-flight frames up to the pong
+        recv(ws, "pong")
+        ws.send_json({"type": "step"})
+        tick = recv(ws, "frame")["header"]["tick"]
+        ws.send_json({"type": "step"})
+        assert recv(ws, "frame")["header"]["tick"] == tick + 1
+        ws.send_json({"type": "resync"})
+        got = recv_all(ws, "frame", "state")
+        assert got["state"]["reason"] == "resync"
+        synced = got["frame"]
+        assert np.array_equal(synced["frames"]["real"], synced["frames"]["dream"])
+        ws.send_json({"type": "configure", "steps": 2, "sampler": "heun", "fps": 20, "control": "expert"})
+        s = recv(ws, "state")["settings"]
+        assert (s["steps"], s["sampler"], s["fps"], s["control"]) == (2, "heun", 20, "expert")
+        ws.send_json({"type": "step"})
+        assert recv(ws, "frame")["header"]["frames"] == ["real", "dream"]
+        ws.send_json({"type": "reset", "seed": 3})
+        got = recv_all(ws, "frame", "state")
+        assert got["state"]["reason"] == "reset" and got["frame"]["header"]["real"] is None
+
+
+def test_modes(client):
+    with client.websocket_connect("/ws") as ws:
+        start(ws, mode="dream", fps=30)
+        assert recv(ws, "frame")["header"]["frames"] == ["dream"]
+        ws.send_json({"type": "configure", "mode": "real"})
+        assert recv(ws, "state")["settings"]["mode"] == "real"
+        hdr = recv(ws, "frame")["header"]
+        while hdr["mode"] != "real":
+            hdr = recv(ws, "frame")["header"]
+        assert hdr["frames"] == ["real"] and hdr["dream"] is None
+        ws.send_json({"type": "configure", "control": "expert", "mode": "dream"})  # expert needs the emulator
+        assert recv(ws, "error")["code"] == "bad_control"
+
+
+def test_agent_control_random_in_dream(client):
+    with client.websocket_connect("/ws") as ws:
+        start(ws, mode="dream", fps=30, control="random")
+        actions = {f["header"]["action"] for f in frames(ws, 12)}
+        assert len(actions) > 1
+
+
+def test_save_real_play_as_episode(client, data_dir):
+    with client.websocket_connect("/ws") as ws:
+        start(ws, mode="real", fps=30)
+        ws.send_json({"type": "input", "seq": 1, "action": 1})
+        frames(ws, 5)
+        ws.send_json({"type": "save_episode"})
+        saved = recv(ws, "saved")
+    assert saved["length"] >= 4 + 3  # 4 ticks after the seed frame; the 3 seed steps are real play too
+    store = EpisodeStore(data_dir / "Breakout")
+    ep = store.load(saved["file"])
+    assert ep.obs.shape[1:] == (64, 64, 3) and len(ep.obs) == len(ep.actions) + 1
+    assert ep.meta["source"] == "browser" and ep.meta["policy"] == "human" and ep.meta["game"] == "Breakout"
+
+
+def test_save_refused_in_dream_mode(client):
+    with client.websocket_connect("/ws") as ws:
+        start(ws, mode="dream")
+        ws.send_json({"type": "save_episode"})
+        assert recv(ws, "error")["code"] == "no_real_play"
+
+
+def test_worker_batches_sessions(client):
+    """Several dream sessions share the inference worker; some calls hold more than one dream."""
+    before = client.get("/api/metrics").json()["workers"]["Breakout"]["batch_sizes"]
+    with (
+        client.websocket_connect("/ws") as a,
+        client.websocket_connect("/ws") as b,
+        client.websocket_connect("/ws") as c,
+    ):
+        for ws in (a, b, c):
+            start(ws, mode="dream", fps=30, steps=3)
+        for _ in range(10):
+            for ws in (a, b, c):
+                recv(ws, "frame")
+        m = client.get("/api/metrics").json()
+        assert m["sessions"]["active"] == 3
+    sizes = {int(k): v - before.get(k, 0) for k, v in m["workers"]["Breakout"]["batch_sizes"].items()}
+    assert any(k > 1 and v > 0 for k, v in sizes.items()), sizes
+
+
+def test_session_cap(snapshot_dir, data_dir):
+    with make_client(snapshot_dir, data_dir, max_sessions=1) as c:
+        with c.websocket_connect("/ws") as first:
+            assert recv(first)["type"] == "hello"
+            with c.websocket_connect("/ws") as second:
+                err = recv(second)
+                assert err["type"] == "error" and err["code"] == "server_full" and err["fatal"]
+                with pytest.raises(WebSocketDisconnect) as e:
+                    recv(second)
+                assert e.value.code == CloseCode.SERVER_FULL
+            first.send_json({"type": "ping"})
+            assert recv(first, "pong")["type"] == "pong"
+
+
+def test_origin_allow_list(snapshot_dir, data_dir):
+    with make_client(snapshot_dir, data_dir, allowed_origins=["http://good.example"]) as c:
+        with pytest.raises(WebSocketDisconnect) as e:
+            with c.websocket_connect("/ws", headers={"origin": "http://evil.example"}) as ws:
+                recv(ws)
+        assert e.value.code == CloseCode.ORIGIN_REJECTED
+        with c.websocket_connect("/ws", headers={"origin": "http://good.example"}) as ws:
+            assert recv(ws)["type"] == "hello"
+        with c.websocket_connect("/ws", headers={"origin": "http://testserver"}) as ws:  # same origin
+            assert recv(ws)["type"] == "hello"
+
+
+def test_idle_timeout(snapshot_dir, data_dir):
+    with make_client(snapshot_dir, data_dir, idle_timeout_s=0.5) as c:
+        with c.websocket_connect("/ws") as ws:
+            assert recv(ws)["type"] == "hello"
+            assert recv(ws, "error")["code"] == "idle_timeout"
+            with pytest.raises(WebSocketDisconnect) as e:
+                recv(ws)
+            assert e.value.code == CloseCode.IDLE

@@ -1,0 +1,115 @@
+"""The on-disk episode store: atomic files, a rebuildable index, corrupt files reported by name."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.data import WindowSampler
+from training.episode_store import INDEX, CorruptEpisodeError, Episode, EpisodeStore, remove_stale_temp_files
+
+
+@pytest.fixture
+def store(tmp_path: Path, episodes) -> EpisodeStore:
+    s = EpisodeStore(tmp_path / "store")
+    for ep in episodes:
+        s.add(ep)
+    return s
+
+
+def _same(a: Episode, b: Episode) -> bool:
+    return (
+        all(
+            np.array_equal(getattr(a, k), getattr(b, k))
+            for k in ("obs", "actions", "rewards", "terminated", "life_lost")
+        )
+        and a.meta == b.meta
+    )
+
+
+def test_add_load_round_trip(store: EpisodeStore, episodes) -> None:
+    names = [e["file"] for e in store.index()]
+    assert names == ["ep_000000.npz", "ep_000001.npz"]
+    assert [e["length"] for e in store.index()] == [12, 20] and store.num_steps() == 32 and len(store) == 2
+    assert store.index()[0]["return"] == pytest.approx(float(episodes[0].rewards.sum()))
+    for name, ep in zip(names, episodes, strict=True):
+        got = store.load(name)
+        assert _same(got, ep) and got.obs.dtype == np.uint8
+    loaded, errors = store.load_all("Breakout")
+    assert errors == [] and len(loaded) == 2
+    assert store.load_all("Pong")[0] == []
+
+
+@pytest.mark.parametrize("damage", ["delete", "garbage", "wrong-shape"])
+def test_index_is_rebuilt_when_missing_or_corrupt(store: EpisodeStore, damage: str, caplog) -> None:
+    before = store.index()
+    p = store.root / INDEX
+    if damage == "delete":
+        p.unlink()
+    elif damage == "garbage":
+        p.write_text("{ this is not json")
+    else:
+        p.write_text(json.dumps({"episodes": "nope"}))
+    with caplog.at_level(logging.WARNING):
+        assert store.index() == before
+    assert store.load_all()[1] == []
+    assert store.add(store.load("ep_000000.npz")) == "ep_000002.npz"  # and the store keeps working
+    assert json.loads(p.read_text())["episodes"][-1]["file"] == "ep_000002.npz"
+
+
+def test_truncated_episode_is_reported_by_name_while_others_load(store: EpisodeStore) -> None:
+    bad = store.root / "ep_000001.npz"
+    bad.write_bytes(bad.read_bytes()[:1000])
+    episodes, errors = store.load_all()
+    assert len(episodes) == 1 and len(episodes[0]) == 12
+    assert len(errors) == 1 and "ep_000001.npz" in errors[0]
+    with pytest.raises(CorruptEpisodeError, match="ep_000001.npz"):
+        store.load("ep_000001.npz")
+
+
+def test_unindexed_corrupt_file_is_skipped_and_named(store: EpisodeStore, caplog) -> None:
+    (store.root / INDEX).unlink()
+    (store.root / "ep_000005.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    with caplog.at_level(logging.ERROR):
+        entries = store.index()
+    assert [e["file"] for e in entries] == ["ep_000000.npz", "ep_000001.npz"]
+    assert "ep_000005.npz" in caplog.text
+    assert store.add(store.load("ep_000000.npz")) not in {"ep_000000.npz", "ep_000001.npz", "ep_000005.npz"}
+
+
+def test_inconsistent_episode_is_rejected(tmp_path: Path, episodes) -> None:
+    ep = episodes[0]
+    bad = Episode(ep.obs[:-1], ep.actions, ep.rewards, ep.terminated, ep.life_lost, ep.meta)
+    with pytest.raises(CorruptEpisodeError, match="frames for"):
+        EpisodeStore(tmp_path).add(bad)
+    # The same inconsistency inside a file on disk is named when loading.
+    (tmp_path / "ep_000000.npz").write_bytes(bad.to_bytes())
+    with pytest.raises(CorruptEpisodeError, match="ep_000000.npz"):
+        Episode.from_file(tmp_path / "ep_000000.npz")
+
+
+def test_stale_temp_files_are_removed(store: EpisodeStore) -> None:
+    (store.root / ".ep_000002.npz.abc.tmp").write_bytes(b"half an episode")
+    assert remove_stale_temp_files(store.root) == 1
+    assert not list(store.root.glob(".*.tmp")) and len(store) == 2
+
+
+def test_window_sampler_shapes_and_padding(episodes) -> None:
+    sampler = WindowSampler(episodes, seed=0)
+    b = sampler.sample(6, 4)
+    assert b.obs.shape == (6, 5, 3, 64, 64) and b.actions.shape == b.rewards.shape == b.ends.shape == (6, 4)
+    assert b.obs.min() >= -1 and b.obs.max() <= 1
+    # A window that starts before the episode is padded with its first frame and NOOP.
+    sampler.rng = np.random.default_rng(0)
+    for _ in range(50):
+        b = sampler.sample(1, 4)
+        if b.actions[0, 0] == 0 and (b.obs[0, 0] == b.obs[0, 1]).all():
+            break
+    else:
+        pytest.fail("never sampled a padded window")
+    with pytest.raises(ValueError):
+        WindowSampler([])

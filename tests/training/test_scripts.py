@@ -1,0 +1,348 @@
+"""Every entry script run for a few steps through its command line (cleanrl-style smoke tests), resume
+after a stop and after kill -9, bad input, and data-parallel training under torchrun."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from model import checkpoint
+from model.world_model import WorldModel
+from training.episode_store import EpisodeStore
+
+REPO = Path(__file__).resolve().parents[2]
+TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
+TINY = ["--preset", "tiny", "--batch-size", "4", "--re-seq", "4", "--threads", "1", "--no-progress"]
+
+
+def one_error(proc: subprocess.CompletedProcess) -> str:
+    """The run failed cleanly: non-zero exit, exactly one error line on stderr, no traceback."""
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def file_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def step_of(run_dir: Path) -> int:
+    tree, meta = checkpoint.load(run_dir / "state")
+    assert meta["kind"] == "train_state"
+    return int(tree["step"])
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, store_dir: Path) -> Path:
+    root = tmp_path_factory.mktemp("scripts")
+    shutil.copytree(store_dir, root / "data")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(work: Path, run_script) -> subprocess.CompletedProcess:
+    """6 steps, checkpoints at 3 and 6, fidelity evaluation at 6 on held-out play that train.py collects."""
+    return run_script(
+        "training/train.py",
+        *TINY,
+        "--steps",
+        "6",
+        "--collect-steps",
+        "300",
+        "--heldout-steps",
+        "60",
+        "--policy",
+        "expert",
+        "--eval-every",
+        "6",
+        "--eval-starts",
+        "2",
+        "--ckpt-every",
+        "3",
+        "--log-every",
+        "3",
+        "--run-dir",
+        work / "run",
+        "--data",
+        work / "data",
+        "--heldout",
+        work / "heldout",
+    )
+
+
+@pytest.fixture(scope="module")
+def resumed(work: Path, trained, run_script) -> subprocess.CompletedProcess:
+    assert trained.returncode == 0, trained.stderr
+    return run_script(
+        "training/train.py",
+        *TINY,
+        "--steps",
+        "8",
+        "--eval-every",
+        "0",
+        "--ckpt-every",
+        "3",
+        "--run-dir",
+        work / "run",
+        "--data",
+        work / "data",
+        "--resume",
+    )
+
+
+def test_collect_cli(collected) -> None:
+    proc, out = collected
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote 1 episodes" in proc.stdout and "(200 steps in store)" in proc.stdout
+    store = EpisodeStore(out)
+    episodes, errors = store.load_all("Breakout")
+    assert errors == [] and len(episodes[0]) == 200 and episodes[0].meta["policy"] == "expert"
+    assert store.index()[0]["return"] > 0  # the expert scores within 200 steps
+
+
+def test_train_cli(work: Path, trained) -> None:
+    assert trained.returncode == 0, trained.stderr
+    run = work / "run"
+    assert step_of(run) == 6
+    model = WorldModel.from_snapshot(run / "snapshot", precision="fp32")
+    assert model.cfg.preset == "tiny" and model.meta["step"] == 6
+    metrics = (run / "metrics.jsonl").read_text().splitlines()
+    assert [int(line.split('"step": ')[1].split(",")[0]) for line in metrics][:2] == [3, 6]
+    assert '"denoiser/train/loss"' in metrics[0] and '"eval/h50/psnr_dream"' in (run / "metrics.jsonl").read_text()
+    assert (run / "eval" / "fidelity_0000006.json").is_file() and (run / "eval" / "strip_0000006.png").is_file()
+    assert list((run / "tb").iterdir())
+    assert EpisodeStore(work / "heldout").num_steps() == 60  # collected by train.py
+
+
+def test_train_resume_continues(work: Path, resumed) -> None:
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed" in resumed.stdout and "at step 6" in resumed.stdout
+    assert step_of(work / "run") == 8
+    assert WorldModel.from_snapshot(work / "run" / "snapshot", precision="fp32").meta["step"] == 8
+
+
+def test_evaluate_cli(work: Path, resumed, run_script) -> None:
+    assert resumed.returncode == 0
+    proc = run_script(
+        "training/evaluate.py",
+        "--checkpoint",
+        work / "run" / "snapshot",
+        "--data",
+        work / "heldout",
+        "--starts",
+        "2",
+        "--stability-steps",
+        "100",
+        "--steps",  # one denoising step per frame keeps the smoke test cheap
+        "1",
+        "--out",
+        work / "evalout",
+    )
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((work / "evalout" / "fidelity.json").read_text())
+    assert set(res["horizons"]) == {"1", "5", "15", "50"} and len(res["starts"]) == 2
+    assert res["horizons"]["1"]["psnr_repeat"] > 0 and len(res["stability"]["per_100_steps"]) == 1
+    assert "| 50 |" in proc.stdout and (work / "evalout" / "strip.png").is_file()
+    assert res["reward_end"]["transitions"] == 60  # teacher-forced reward/end accuracy on the held-out play
+
+
+def test_train_refuses_to_overwrite_a_run(work: Path, resumed, run_script) -> None:
+    assert resumed.returncode == 0
+    before = file_bytes(work / "run")
+    proc = run_script(
+        "training/train.py",
+        *TINY,
+        "--steps",
+        "9",
+        "--eval-every",
+        "0",
+        "--run-dir",
+        work / "run",
+        "--data",
+        work / "data",
+    )
+    assert "--resume" in one_error(proc)
+    assert file_bytes(work / "run") == before
+
+
+@pytest.mark.parametrize("damage", ["truncate", "missing-json"])
+def test_resume_from_damaged_checkpoint_fails_cleanly(work: Path, resumed, run_script, damage: str) -> None:
+    assert resumed.returncode == 0
+    run = work / f"damaged-{damage}"
+    shutil.copytree(work / "run", run)
+    if damage == "truncate":
+        w = run / "state.safetensors"
+        w.write_bytes(w.read_bytes()[:5000])
+    else:
+        (run / "state.json").unlink()
+    before = file_bytes(run)
+    proc = run_script(
+        "training/train.py",
+        *TINY,
+        "--steps",
+        "12",
+        "--eval-every",
+        "0",
+        "--run-dir",
+        run,
+        "--data",
+        work / "data",
+        "--resume",
+    )
+    assert "state." in one_error(proc)
+    assert file_bytes(run) == before
+
+
+def test_resume_without_a_run_fails_cleanly(work: Path, run_script) -> None:
+    proc = run_script(
+        "training/train.py",
+        *TINY,
+        "--eval-every",
+        "0",
+        "--run-dir",
+        work / "nothing",
+        "--data",
+        work / "data",
+        "--resume",
+    )
+    assert "state" in one_error(proc)
+    assert not (work / "nothing").exists()
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "says"),
+    [
+        ("training/collect.py", ["--game", "NotAGame", "--steps", "5", "--out", "OUT"], "unknown game"),
+        ("training/collect.py", ["--bogus-flag", "--out", "OUT"], "unrecognized arguments"),
+        ("training/collect.py", ["--steps", "0", "--out", "OUT"], "--steps"),
+        ("training/train.py", ["--game", "NotAGame", "--run-dir", "OUT"], "unknown game"),
+        ("training/train.py", ["--bogus-flag", "--run-dir", "OUT"], "unrecognized arguments"),
+        ("training/train.py", ["--preset", "huge", "--run-dir", "OUT"], "invalid choice"),
+        ("training/train.py", ["--steps", "0", "--run-dir", "OUT"], "--steps"),
+        ("training/evaluate.py", ["--data", "OUT"], "--checkpoint"),
+    ],
+)
+def test_bad_command_lines(tmp_path: Path, run_script, script: str, args: list[str], says: str) -> None:
+    out = tmp_path / "out"
+    proc = run_script(script, *[str(out) if x == "OUT" else x for x in args])
+    assert says in one_error(proc)
+    assert not out.exists()  # nothing written
+
+
+def test_evaluate_bad_checkpoint_and_data(work: Path, resumed, run_script, tmp_path: Path) -> None:
+    assert resumed.returncode == 0
+    proc = run_script("training/evaluate.py", "--checkpoint", tmp_path / "missing", "--data", work / "heldout")
+    assert "missing.json" in one_error(proc)
+
+    shutil.copy(work / "run" / "snapshot.json", tmp_path / "snap.json")
+    w = (work / "run" / "snapshot.safetensors").read_bytes()
+    (tmp_path / "snap.safetensors").write_bytes(w[: len(w) // 3])
+    proc = run_script(
+        "training/evaluate.py", "--checkpoint", tmp_path / "snap", "--data", work / "heldout", "--out", tmp_path / "out"
+    )
+    assert "snap.safetensors" in one_error(proc)
+    assert not (tmp_path / "out").exists()
+
+    bad = tmp_path / "bad-data"
+    shutil.copytree(work / "heldout", bad)
+    for f in bad.glob("ep_*.npz"):
+        f.write_bytes(f.read_bytes()[:2000])
+    before = file_bytes(bad)
+    proc = run_script(
+        "training/evaluate.py", "--checkpoint", work / "run" / "snapshot", "--data", bad, "--out", tmp_path / "out"
+    )
+    assert "no readable" in one_error(proc)
+    assert "ep_000000.npz" in proc.stderr  # the warning names the damaged file
+    assert file_bytes(bad) == before and not (tmp_path / "out").exists()
+
+
+def test_kill_9_then_resume(work: Path, script_env, run_script) -> None:
+    run, data = work / "killed", work / "data-kill"
+    shutil.copytree(work / "data", data)
+    cmd = [
+        sys.executable,
+        str(REPO / "training/train.py"),
+        *TINY,
+        "--steps",
+        "1000",
+        "--ckpt-every",
+        "2",
+        "--eval-every",
+        "0",
+        "--run-dir",
+        str(run),
+        "--data",
+        str(data),
+    ]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=script_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 1800
+        while not (run / "state.json").exists():
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.time() < deadline, "no checkpoint within 30 minutes"
+            time.sleep(0.2)
+        time.sleep(1.0)  # kill somewhere in the following steps, possibly mid-checkpoint
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    # Everything on disk still loads.
+    saved = step_of(run)
+    assert saved >= 2 and saved % 2 == 0
+    WorldModel.from_snapshot(run / "snapshot", precision="fp32")
+    episodes, errors = EpisodeStore(data).load_all()
+    assert errors == [] and episodes
+    res = run_script(
+        "training/train.py",
+        *TINY,
+        "--steps",
+        str(saved + 2),
+        "--ckpt-every",
+        "2",
+        "--eval-every",
+        "0",
+        "--run-dir",
+        run,
+        "--data",
+        data,
+        "--resume",
+    )
+    assert res.returncode == 0, res.stderr
+    assert f"at step {saved}" in res.stdout
+    assert step_of(run) == saved + 2
+
+
+def test_ddp_torchrun_gloo(work: Path, script_env) -> None:
+    run = work / "ddp"
+    cmd = [
+        TORCHRUN,
+        "--standalone",
+        "--nproc_per_node=2",
+        str(REPO / "training/train.py"),
+        *TINY,
+        "--steps",
+        "4",
+        "--ckpt-every",
+        "2",
+        "--eval-every",
+        "0",
+        "--device",
+        "cpu",
+        "--run-dir",
+        str(run),
+        "--data",
+        str(work / "data"),
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, env=script_env, capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert step_of(run) == 4
+    assert WorldModel.from_snapshot(run / "snapshot", precision="fp32").meta["step"] == 4

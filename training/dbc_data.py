@@ -1,0 +1,180 @@
+"""Demonstrations for DBC: scripted-expert trajectories for Maze and Breakout, human Breakout play.
+
+Maze: `maze_demos(n)` runs the scripted expert (training/maze.py) from seeds DEMO_SEED + i and
+returns states (N, 6) float32 and actions (N, 2) float32. Evaluation seeds never overlap.
+
+Breakout: `breakout_demos(frames)` plays the RAM-reading scripted expert in the real game
+(training/envs.py) and returns stacks of the last 4 frames (N, 4, 64, 64, 3) uint8 with the
+expert's actions (N,) int64. `store_demos(folder)` turns episodes of an EpisodeStore (e.g.
+data/Breakout, entries whose meta policy is 'human') into the same stacks.
+
+Datasets are cached as .npz (allow_pickle=False) when a cache path is given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from training.maze import MazeTask
+
+DEMO_SEED = 1_000_000
+"""Demonstrations use reset seeds DEMO_SEED + i; evaluation uses small seeds."""
+
+FRAME_STACK = 4
+
+
+def _cached(path: Path | None, make) -> dict[str, np.ndarray]:
+    if path is not None and Path(path).is_file():
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    data = make()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(path).with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, **data)
+        tmp.replace(path)
+    return data
+
+
+def maze_demos(n_traj: int = 100, cache: Path | None = None, progress: bool = True) -> dict[str, np.ndarray]:
+    """n_traj successful expert trajectories -> {'states', 'actions', 'episode'}."""
+
+    def make() -> dict[str, np.ndarray]:
+        task = MazeTask()
+        states, actions, episode = [], [], []
+        i, seed = 0, DEMO_SEED
+        bar = tqdm(total=n_traj, desc="maze expert demos", disable=not progress)
+        while i < n_traj:
+            obs, done = task.reset(seed), False
+            s_ep, a_ep = [], []
+            while not done:
+                a = task.expert_action(obs)
+                s_ep.append(obs.copy())
+                a_ep.append(a)
+                obs, _, done = task.step(a)
+            seed += 1
+            if not task.success:  # keep successful demonstrations only
+                continue
+            states += s_ep
+            actions += a_ep
+            episode += [i] * len(s_ep)
+            i += 1
+            bar.update()
+        bar.close()
+        task.close()
+        return {
+            "states": np.asarray(states, np.float32),
+            "actions": np.asarray(actions, np.float32),
+            "episode": np.asarray(episode, np.int64),
+        }
+
+    return _cached(cache, make)
+
+
+def stack_frames(obs: np.ndarray, k: int = FRAME_STACK) -> np.ndarray:
+    """Episode frames (T+1, H, W, 3) -> stacks (T+1, k, H, W, 3) of the last k frames (first frame repeated)."""
+    idx = np.arange(len(obs))[:, None] + np.arange(-k + 1, 1)[None]  # (T+1, k)
+    return obs[np.clip(idx, 0, None)]
+
+
+class FrameStack:
+    """The last k frames of a running episode, as the policies see them."""
+
+    def __init__(self, k: int = FRAME_STACK) -> None:
+        self.k = k
+        self.frames: list[np.ndarray] = []
+
+    def reset(self, frame: np.ndarray) -> np.ndarray:
+        self.frames = [frame] * self.k
+        return self.get()
+
+    def push(self, frame: np.ndarray) -> np.ndarray:
+        self.frames = [*self.frames[1:], frame]
+        return self.get()
+
+    def get(self) -> np.ndarray:
+        return np.stack(self.frames)  # (k, H, W, 3)
+
+
+def breakout_demos(
+    frames: int = 4000,
+    seed: int = DEMO_SEED,
+    max_episode_steps: int = 1500,
+    cache: Path | None = None,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Scripted-expert Breakout play -> {'obs': (N, 4, 64, 64, 3) uint8, 'actions': (N,) int64, 'episode'}."""
+
+    def make() -> dict[str, np.ndarray]:
+        from training.envs import make_env
+        from training.experts import make_policy
+
+        expert = make_policy("Breakout", "expert")
+        rng = np.random.default_rng(seed)
+        obs_l, act_l, ep_l = [], [], []
+        ep, n = 0, 0
+        bar = tqdm(total=frames, desc="breakout expert demos", disable=not progress)
+        while n < frames:
+            env = make_env("Breakout")
+            frame, _ = env.reset(seed=seed + ep)
+            stack = FrameStack()
+            s = stack.reset(frame)
+            for _ in range(max_episode_steps):
+                a = expert(env, rng)
+                obs_l.append(s)
+                act_l.append(a)
+                ep_l.append(ep)
+                n += 1
+                bar.update()
+                frame, _, term, trunc, _ = env.step(a)
+                s = stack.push(frame)
+                if term or trunc or n >= frames:
+                    break
+            env.close()
+            ep += 1
+        bar.close()
+        return {"obs": np.stack(obs_l), "actions": np.asarray(act_l, np.int64), "episode": np.asarray(ep_l, np.int64)}
+
+    return _cached(cache, make)
+
+
+def store_demos(folder: str | Path, game: str = "Breakout", policy: str = "human") -> dict[str, np.ndarray] | None:
+    """Stacks from an EpisodeStore's episodes whose meta policy is `policy`; None if there are none."""
+    from training.episode_store import EpisodeStore
+
+    store = EpisodeStore(folder)
+    obs_l, act_l, ep_l = [], [], []
+    for i, entry in enumerate(store.index()):
+        if entry.get("policy") != policy or entry.get("game") not in (None, game):
+            continue
+        ep = store.load(entry["file"])
+        obs_l.append(stack_frames(ep.obs)[:-1])  # the stack at each step t, before its action
+        act_l.append(ep.actions.astype(np.int64))
+        ep_l.append(np.full(len(ep), i, np.int64))
+    if not obs_l:
+        return None
+    return {"obs": np.concatenate(obs_l), "actions": np.concatenate(act_l), "episode": np.concatenate(ep_l)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Tasks
+# ---------------------------------------------------------------------------------------------
+TASKS = ("maze", "breakout")
+DEFAULT_LAMBDA = {"maze": 30.0, "breakout": 1.0}
+"""lambda per task: Maze 30 (paper); Breakout is ours (discrete L_DM is on another scale)."""
+
+PAPER_TABLE = {"BC": (92.1, 3.6), "Implicit BC": (78.3, 6.0), "Diffusion Policy": (95.5, 1.9), "DBC": (95.4, 1.7)}
+"""DBC paper, Maze success % (mean ± std over 3 seeds), DESIGN.md §5.3."""
+
+
+class UnknownTaskError(ValueError):
+    pass
+
+
+def check_task(task: str) -> str:
+    if task not in TASKS:
+        raise UnknownTaskError(f"unknown task {task!r}: expected one of {', '.join(TASKS)}")
+    return task

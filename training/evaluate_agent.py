@@ -1,0 +1,166 @@
+"""Play a trained agent on the real game, beside random play and the scripted expert.
+
+    python training/evaluate_agent.py --agent checkpoints/Breakout-agent --game Breakout --episodes 20
+
+Real test env (DIAMOND): no termination on life loss; episodes are capped at --max-steps agent
+steps (paper: 108k frames = 27k steps). Episode i starts from the same seed for every policy.
+Prints a table and writes JSON (stdout with --json, or --out FILE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+from tqdm import tqdm
+
+from model.agent import AgentPolicy
+from model.checkpoint import CheckpointError
+from training.envs import UnknownGameError, action_meanings, check_game, make_env
+from training.experts import EXPERTS, random_policy
+
+# A player: reset(), then act(env, obs, rng) -> action index.
+Player = tuple[Callable[[], None], Callable[..., int]]
+
+
+def agent_player(policy: AgentPolicy) -> Player:
+    return policy.reset, lambda env, obs, rng: policy.act(obs)[0]
+
+
+def scripted_player(fn: Callable) -> Player:
+    return (lambda: None), lambda env, obs, rng: fn(env, rng)
+
+
+def play(
+    game: str, player: Player, episodes: int, seed: int, max_steps: int, name: str = "", progress: bool = True
+) -> list[dict[str, float]]:
+    """Play `episodes` full games (no life-loss termination) -> [{return, steps}] per episode."""
+    env = make_env(game, terminal_on_life_loss=False)
+    reset, act = player
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in tqdm(range(episodes), desc=f"play {name}", disable=not progress, leave=False):
+        obs, _ = env.reset(seed=seed + i)
+        reset()
+        total, steps = 0.0, 0
+        while steps < max_steps:
+            obs, r, term, trunc, _ = env.step(act(env, obs, rng))
+            total += float(r)
+            steps += 1
+            if term or trunc:
+                break
+        out.append({"return": total, "steps": steps, "capped": steps >= max_steps})
+    env.close()
+    return out
+
+
+def summary(rows: list[dict[str, float]]) -> dict[str, float]:
+    r = np.array([x["return"] for x in rows], dtype=np.float64)
+    return {
+        "mean": float(r.mean()),
+        "std": float(r.std()),
+        "sem": float(r.std(ddof=1) / np.sqrt(len(r))) if len(r) > 1 else 0.0,
+        "min": float(r.min()),
+        "max": float(r.max()),
+        "mean_steps": float(np.mean([x["steps"] for x in rows])),
+        "capped": int(sum(bool(x["capped"]) for x in rows)),
+        "episodes": len(rows),
+        "returns": r.tolist(),
+    }
+
+
+def format_table(result: dict) -> str:
+    lines = [f"{'policy':<10} {'mean':>8} {'± sem':>7} {'min':>6} {'max':>6} {'steps':>7} {'capped':>6}"]
+    for name, s in result["policies"].items():
+        lines.append(
+            f"{name:<10} {s['mean']:8.2f} {s['sem']:7.2f} {s['min']:6.0f} {s['max']:6.0f} "
+            f"{s['mean_steps']:7.0f} {s['capped']:6d}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--agent", type=Path, required=True, help="agent snapshot (path with or without suffix)")
+    p.add_argument("--game", default=None, help="ALE game (default: the agent's game; must match it)")
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--max-steps", type=int, default=5000, help="cap per episode, in agent steps (frame skip 4)")
+    p.add_argument("--seed", type=int, default=1_000_000, help="episode i starts from seed + i")
+    p.add_argument("--greedy", action="store_true", help="argmax actions instead of sampling the policy")
+    p.add_argument("--epsilon", type=float, default=0.0, help="random-action probability for the agent")
+    p.add_argument("--baselines", default="random,expert", help="comma list of random, expert ('' = none)")
+    p.add_argument("--out", type=Path, default=None, help="write the JSON result here")
+    p.add_argument("--json", action="store_true", help="print the JSON result on stdout instead of the table")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    a = p.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(a.threads)
+    try:
+        if a.episodes < 1 or a.max_steps < 1:
+            raise ValueError(f"--episodes and --max-steps must be >= 1, got {a.episodes}, {a.max_steps}")
+        path = a.agent.with_suffix("") if a.agent.suffix in (".json", ".safetensors") else a.agent
+        policy = AgentPolicy.from_snapshot(path, greedy=a.greedy, epsilon=a.epsilon, seed=a.seed)
+        game = check_game(a.game or policy.game)
+        if game != policy.game:
+            raise ValueError(f"the agent was trained on {policy.game}, not {game}")
+        if action_meanings(game) != policy.action_meanings:
+            raise ValueError(f"action sets differ: agent {policy.action_meanings}, {game} {action_meanings(game)}")
+        baselines = [b for b in a.baselines.split(",") if b]
+        for b in baselines:
+            if b not in ("random", "expert"):
+                raise ValueError(f"unknown baseline {b!r}: expected random or expert")
+    except (CheckpointError, UnknownGameError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    players: dict[str, Player] = {"agent": agent_player(policy)}
+    if "random" in baselines:
+        players["random"] = scripted_player(random_policy)
+    if "expert" in baselines:
+        if game in EXPERTS:
+            players["expert"] = scripted_player(EXPERTS[game])
+        else:
+            print(f"note: no scripted expert for {game}; skipping it", file=sys.stderr)
+
+    t0 = time.time()
+    result = {
+        "game": game,
+        "agent": str(path),
+        "agent_meta": {k: v for k, v in policy.model.meta.items() if k != "config"},
+        "episodes": a.episodes,
+        "max_steps": a.max_steps,
+        "seed": a.seed,
+        "greedy": a.greedy,
+        "epsilon": a.epsilon,
+        "policies": {},
+    }
+    for name, player in players.items():
+        s = result["policies"][name] = summary(play(game, player, a.episodes, a.seed, a.max_steps, name, a.progress))
+        print(f"{name}: mean return {s['mean']:.2f} ± {s['sem']:.2f} over {s['episodes']}", file=sys.stderr, flush=True)
+    result["seconds"] = round(time.time() - t0, 1)
+    if "random" in result["policies"]:
+        result["agent_beats_random"] = result["policies"]["agent"]["mean"] > result["policies"]["random"]["mean"]
+    text = json.dumps(result, indent=1)
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(text)
+    if a.json:
+        print(text)
+    else:
+        print(format_table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

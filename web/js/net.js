@@ -1,0 +1,76 @@
+// One websocket to the server, a dispatcher on message type, and the binary frame decoder.
+// The protocol is documented in docs/protocol.md.
+
+const MAGIC = "DAF1";
+const decoder = new TextDecoder();
+
+export const CLOSE_REASONS = {
+  1000: "closed",
+  1001: "server shutting down",
+  1006: "connection lost",
+  1008: "origin not allowed",
+  1009: "message too big",
+  1011: "session failed on the server",
+  1013: "server full, try again later",
+  4001: "closed after being idle",
+  4008: "too many bad or rate-limited messages",
+};
+
+// Binary frame: "DAF1" | uint32 LE header length N | N bytes JSON header | raw RGB frames.
+export function decodeFrame(buffer) {
+  const bytes = new Uint8Array(buffer);
+  const magic = String.fromCharCode(bytes[0], bytes[1], bytes[2], bytes[3]);
+  if (magic !== MAGIC) throw new Error("bad frame magic");
+  const n = new DataView(buffer).getUint32(4, true);
+  const header = JSON.parse(decoder.decode(bytes.subarray(8, 8 + n)));
+  const size = header.width * header.height * 3;
+  const frames = {};
+  header.frames.forEach((name, i) => {
+    frames[name] = bytes.subarray(8 + n + i * size, 8 + n + (i + 1) * size);
+  });
+  return { header, frames };
+}
+
+export class Net {
+  constructor(url) {
+    this.url = url;
+    this.handlers = new Map();
+    this.ws = null;
+  }
+
+  on(type, fn) {
+    this.handlers.set(type, fn);
+    return this;
+  }
+
+  dispatch(type, msg) {
+    const fn = this.handlers.get(type);
+    if (fn) fn(msg);
+    else console.warn("no handler for message type", type);
+  }
+
+  connect() {
+    const ws = new WebSocket(this.url);
+    ws.binaryType = "arraybuffer";
+    ws.onopen = () => this.dispatch("open", {});
+    ws.onclose = (ev) => this.dispatch("close", { code: ev.code, reason: ev.reason });
+    ws.onmessage = (ev) => {
+      if (typeof ev.data === "string") {
+        const msg = JSON.parse(ev.data);
+        this.dispatch(msg.type, msg);
+      } else {
+        const { header, frames } = decodeFrame(ev.data);
+        this.dispatch("frame", { header, frames });
+      }
+    };
+    this.ws = ws;
+  }
+
+  get open() {
+    return this.ws && this.ws.readyState === WebSocket.OPEN;
+  }
+
+  send(msg) {
+    if (this.open) this.ws.send(JSON.stringify(msg));
+  }
+}
