@@ -76,44 +76,67 @@ def _unflatten(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 
 def save(path: str | Path, tree: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
-    """Save a nested dict (tensors anywhere) as `path.safetensors` + `path.json`."""
+    """Save a nested dict (tensors anywhere) as `path.safetensors` + `path.json`.
+
+    The safetensors file is self-describing (its metadata header holds the structure and meta), so
+    it alone is the checkpoint and it is replaced in one atomic rename; the JSON is a readable copy.
+    """
     path = Path(path)
     tensors: dict[str, torch.Tensor] = {}
     structure = _flatten(tree, "", tensors)
-    blob = st_save(tensors) if tensors else st_save({"__empty__": torch.zeros(0)})
-    doc = {
-        "format_version": FORMAT_VERSION,
-        "meta": meta or {},
-        "structure": structure,
-        "weights_sha256": hashlib.sha256(blob).hexdigest(),
-    }
+    doc = {"format_version": FORMAT_VERSION, "meta": meta or {}, "structure": structure}
+    tensors = tensors or {"__empty__": torch.zeros(0)}
+    plain = st_save(tensors)
+    doc["data_sha256"] = hashlib.sha256(plain[8 + int.from_bytes(plain[:8], "little") :]).hexdigest()
+    blob = st_save(tensors, metadata={"dream_arcade": json.dumps(doc)})
     atomic_write_bytes(path.with_suffix(".safetensors"), blob)
+    doc["weights_sha256"] = hashlib.sha256(blob).hexdigest()
     atomic_write_bytes(path.with_suffix(".json"), json.dumps(doc, indent=1).encode())
+
+
+def _header_doc(blob: bytes) -> dict[str, Any] | None:
+    """The document stored in a safetensors file's metadata header, if any."""
+    if len(blob) < 8:
+        return None
+    n = int.from_bytes(blob[:8], "little")
+    try:
+        header = json.loads(blob[8 : 8 + n])
+        text = header.get("__metadata__", {}).get("dream_arcade")
+        return json.loads(text) if text else None
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return None
 
 
 def load(path: str | Path, verify: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
     """Load what `save` wrote -> (tree, meta). Raises CheckpointError naming the bad file."""
     path = Path(path)
     jpath, wpath = path.with_suffix(".json"), path.with_suffix(".safetensors")
-    for p in (jpath, wpath):
-        if not p.is_file():
-            raise CheckpointError(f"checkpoint file missing: {p}")
-    try:
-        doc = json.loads(jpath.read_text())
-        structure, meta = doc["structure"], doc.get("meta", {})
-    except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"corrupt checkpoint config {jpath}: {e}") from None
+    if not wpath.is_file():
+        raise CheckpointError(f"checkpoint file missing: {wpath}")
     blob = wpath.read_bytes()
-    if verify and doc.get("weights_sha256") and hashlib.sha256(blob).hexdigest() != doc["weights_sha256"]:
-        raise CheckpointError(f"corrupt or truncated checkpoint weights {wpath}: checksum mismatch")
     try:
         tensors = st_load(blob)
     except (SafetensorError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"corrupt checkpoint weights {wpath}: {e}") from None
+        raise CheckpointError(f"corrupt or truncated checkpoint weights {wpath}: {e}") from None
+    doc = _header_doc(blob)
+    if doc is not None and verify and "data_sha256" in doc:
+        data = blob[8 + int.from_bytes(blob[:8], "little") :]
+        if hashlib.sha256(data).hexdigest() != doc["data_sha256"]:
+            raise CheckpointError(f"corrupt checkpoint weights {wpath}: checksum mismatch")
+    if doc is None:  # a file without the self-describing header: use the JSON sidecar
+        if not jpath.is_file():
+            raise CheckpointError(f"checkpoint file missing: {jpath}")
+        try:
+            doc = json.loads(jpath.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"corrupt checkpoint config {jpath}: {e}") from None
+        if verify and doc.get("weights_sha256") and hashlib.sha256(blob).hexdigest() != doc["weights_sha256"]:
+            raise CheckpointError(f"corrupt or truncated checkpoint weights {wpath}: checksum mismatch")
     try:
+        structure, meta = doc["structure"], doc.get("meta", {})
         return _unflatten(structure, tensors), meta
-    except KeyError as e:
-        raise CheckpointError(f"checkpoint {path} does not match its config: missing tensor {e}") from None
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {path} does not match its config: missing {e}") from None
 
 
 def load_state_dict_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

@@ -135,9 +135,7 @@ class WorldModel(nn.Module):
         """
         with autocast(self.device, self.bf16):
             next_obs = sample_next_frame(self.denoiser, obs_ctx, act_ctx, sampler, generator)
-            logits_r, logits_e, hidden = self.reward_end(
-                obs_ctx[:, -1:], next_obs[:, None], act_ctx[:, -1:], hidden
-            )
+            logits_r, logits_e, hidden = self.reward_end(obs_ctx[:, -1:], next_obs[:, None], act_ctx[:, -1:], hidden)
         reward = class_to_reward(logits_r[:, -1].argmax(-1))
         end_prob = logits_e[:, -1].float().softmax(-1)[:, 1]
         return next_obs.float(), reward, end_prob, hidden

@@ -1,6 +1,6 @@
 """Collect real Atari play into the episode store.
 
-    python training/collect.py --game Breakout --policy mixed --steps 50000 --out data/Breakout
+python training/collect.py --game Breakout --policy mixed --steps 50000 --out data/Breakout
 """
 
 from __future__ import annotations

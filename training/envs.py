@@ -24,9 +24,7 @@ def _register() -> None:
 def available_games() -> list[str]:
     """Names accepted by make_env (ALE ROMs that ship inside ale-py)."""
     _register()
-    return sorted(
-        {k.split("/")[1].split("-")[0] for k in gym.registry if k.startswith("ALE/") and k.endswith("-v5")}
-    )
+    return sorted({k.split("/")[1].split("-")[0] for k in gym.registry if k.startswith("ALE/") and k.endswith("-v5")})
 
 
 def check_game(game: str) -> str:
@@ -44,9 +42,7 @@ def make_env(game: str, seed: int | None = None, terminal_on_life_loss: bool = F
     terminal_on_life_loss: DIAMOND ends training episodes on a life loss, test episodes not.
     """
     check_game(game)
-    env = gym.make(
-        f"ALE/{game}-v5", frameskip=1, repeat_action_probability=0.0, full_action_space=False
-    )
+    env = gym.make(f"ALE/{game}-v5", frameskip=1, repeat_action_probability=0.0, full_action_space=False)
     env = gym.wrappers.AtariPreprocessing(
         env,
         noop_max=30,

@@ -46,7 +46,9 @@ class Episode:
     def validate(self, where: str = "episode") -> None:
         t = len(self.actions)
         if self.obs.dtype != np.uint8 or self.obs.ndim != 4 or self.obs.shape[-1] != 3:
-            raise CorruptEpisodeError(f"{where}: obs must be uint8 (T+1, H, W, 3), got {self.obs.dtype} {self.obs.shape}")
+            raise CorruptEpisodeError(
+                f"{where}: obs must be uint8 (T+1, H, W, 3), got {self.obs.dtype} {self.obs.shape}"
+            )
         if len(self.obs) != t + 1:
             raise CorruptEpisodeError(f"{where}: {len(self.obs)} frames for {t} actions (expected {t + 1})")
         for name in ("rewards", "terminated", "life_lost"):
@@ -82,7 +84,15 @@ class Episode:
                 )
         except FileNotFoundError:
             raise CorruptEpisodeError(f"episode file missing: {path}") from None
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as e:
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            EOFError,
+            zipfile.BadZipFile,
+            json.JSONDecodeError,
+            UnicodeDecodeError,
+        ) as e:
             raise CorruptEpisodeError(f"corrupt or truncated episode file {path}: {e}") from None
         ep.validate(str(path))
         return ep

@@ -80,8 +80,15 @@ def pick_starts(episodes: list[Episode], n: int, horizon: int, context: int, see
     return starts
 
 
-def rollout(model: WorldModel, episodes: list[Episode], starts: list[tuple[int, int]], horizon: int,
-            sampler: SamplerConfig, seed: int = 0, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def rollout(
+    model: WorldModel,
+    episodes: list[Episode],
+    starts: list[tuple[int, int]],
+    horizon: int,
+    sampler: SamplerConfig,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """Dream `horizon` steps from each start with the real actions -> (dream, real) uint8 (N, h, H, W, C)."""
     L = model.cfg.context_frames
     frames = torch.from_numpy(np.stack([episodes[i].obs[t0 - L + 1 : t0 + 1] for i, t0 in starts]))
@@ -98,8 +105,15 @@ def rollout(model: WorldModel, episodes: list[Episode], starts: list[tuple[int, 
     return dream, real
 
 
-def fidelity(model: WorldModel, episodes: list[Episode], horizons=HORIZONS, starts: int = 8,
-             sampler: SamplerConfig | None = None, seed: int = 0, progress: bool = False) -> dict:
+def fidelity(
+    model: WorldModel,
+    episodes: list[Episode],
+    horizons=HORIZONS,
+    starts: int = 8,
+    sampler: SamplerConfig | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict:
     """Per-horizon PSNR / motion PSNR / SSIM of the dream and of repeat-last, averaged over starts."""
     sampler = sampler or SamplerConfig()
     H = max(horizons)
@@ -110,8 +124,14 @@ def fidelity(model: WorldModel, episodes: list[Episode], horizons=HORIZONS, star
     rows = {}
     for h in horizons:
         k = h - 1
-        m = {"psnr_dream": [], "psnr_repeat": [], "motion_psnr_dream": [], "motion_psnr_repeat": [],
-             "ssim_dream": [], "ssim_repeat": []}
+        m = {
+            "psnr_dream": [],
+            "psnr_repeat": [],
+            "motion_psnr_dream": [],
+            "motion_psnr_repeat": [],
+            "ssim_dream": [],
+            "ssim_repeat": [],
+        }
         for n in range(len(st)):
             mask = motion_mask(real[n, k], prev_real[n, k])
             m["psnr_dream"].append(psnr(dream[n, k], real[n, k]))
@@ -121,11 +141,12 @@ def fidelity(model: WorldModel, episodes: list[Episode], horizons=HORIZONS, star
             m["ssim_dream"].append(ssim(dream[n, k], real[n, k]))
             m["ssim_repeat"].append(ssim(last[n], real[n, k]))
         rows[str(h)] = {key: float(np.nanmean(v)) if np.isfinite(v).any() else None for key, v in m.items()}
-    return {"horizons": rows, "starts": [list(s) for s in st], "sampler": vars(sampler),
-            "_dream": dream, "_real": real}
+    return {"horizons": rows, "starts": [list(s) for s in st], "sampler": vars(sampler), "_dream": dream, "_real": real}
 
 
-def strip_image(dream: np.ndarray, real: np.ndarray, steps=(1, 2, 3, 5, 8, 12, 15, 20, 30, 40, 50), scale: int = 2) -> Image.Image:
+def strip_image(
+    dream: np.ndarray, real: np.ndarray, steps=(1, 2, 3, 5, 8, 12, 15, 20, 30, 40, 50), scale: int = 2
+) -> Image.Image:
     """Real row over dream row at the given steps (1-based), upscaled pixel-sharp."""
     steps = [s for s in steps if s <= dream.shape[0]]
     top = np.concatenate([real[s - 1] for s in steps], axis=1)
@@ -135,8 +156,15 @@ def strip_image(dream: np.ndarray, real: np.ndarray, steps=(1, 2, 3, 5, 8, 12, 1
     return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
 
 
-def stability(model: WorldModel, episodes: list[Episode], steps: int = 500, batch: int = 4,
-              sampler: SamplerConfig | None = None, seed: int = 0, progress: bool = False) -> dict:
+def stability(
+    model: WorldModel,
+    episodes: list[Episode],
+    steps: int = 500,
+    batch: int = 4,
+    sampler: SamplerConfig | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict:
     """Dream `steps` steps with random keys from real starts; report collapse indicators per 100 steps.
 
     blank: frame std < 2; saturated: > 50 % of pixels at 0 or 255 beyond what real frames show;
@@ -174,12 +202,20 @@ def stability(model: WorldModel, episodes: list[Episode], steps: int = 500, batc
         prev = f
         if (t + 1) % 100 == 0:
             n_fr = 100 * batch
-            chunks.append({"steps": f"{t - 98}-{t + 1}", "blank_frac": cur["blank"] / n_fr,
-                           "saturated_frac": cur["saturated"] / n_fr, "frozen_frac": cur["frozen"] / n_fr,
-                           "sharpness_vs_real": float(np.mean(cur["sharp"]))})
+            chunks.append(
+                {
+                    "steps": f"{t - 98}-{t + 1}",
+                    "blank_frac": cur["blank"] / n_fr,
+                    "saturated_frac": cur["saturated"] / n_fr,
+                    "frozen_frac": cur["frozen"] / n_fr,
+                    "sharpness_vs_real": float(np.mean(cur["sharp"])),
+                }
+            )
             cur = {"blank": 0, "saturated": 0, "frozen": 0, "sharp": []}
-    collapsed = any(c["blank_frac"] > 0.1 or c["saturated_frac"] > 0.1 or c["frozen_frac"] > 0.5
-                    or c["sharpness_vs_real"] < 0.5 for c in chunks)
+    collapsed = any(
+        c["blank_frac"] > 0.1 or c["saturated_frac"] > 0.1 or c["frozen_frac"] > 0.5 or c["sharpness_vs_real"] < 0.5
+        for c in chunks
+    )
     return {"steps": steps, "dreams": batch, "per_100_steps": chunks, "collapse": collapsed, "last_frames": prev}
 
 
@@ -210,7 +246,11 @@ def reward_end_accuracy(model: WorldModel, episodes: list[Episode], end_on_life_
         "transitions": int(len(tr)),
         "reward_accuracy": float((pr == tr).float().mean()),
         "reward_recall": {"negative": recall(pr, tr, 0), "zero": recall(pr, tr, 1), "positive": recall(pr, tr, 2)},
-        "reward_counts": {"negative": int((tr == 0).sum()), "zero": int((tr == 1).sum()), "positive": int((tr == 2).sum())},
+        "reward_counts": {
+            "negative": int((tr == 0).sum()),
+            "zero": int((tr == 1).sum()),
+            "positive": int((tr == 2).sum()),
+        },
         "end_accuracy": float((pe == te).float().mean()),
         "end_recall": {"continue": recall(pe, te, 0), "end": recall(pe, te, 1)},
         "end_counts": {"continue": int((te == 0).sum()), "end": int((te == 1).sum())},
@@ -218,12 +258,17 @@ def reward_end_accuracy(model: WorldModel, episodes: list[Episode], end_on_life_
 
 
 def format_table(result: dict) -> str:
-    lines = ["| h | PSNR dream | PSNR repeat-last | motion PSNR dream | motion PSNR repeat-last | SSIM dream | SSIM repeat-last |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| h | PSNR dream | PSNR repeat-last | motion PSNR dream | motion PSNR repeat-last "
+        "| SSIM dream | SSIM repeat-last |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     f = lambda v: "n/a" if v is None else f"{v:.2f}" if abs(v) < 2 else f"{v:.1f}"  # noqa: E731
     for h, r in result["horizons"].items():
-        lines.append(f"| {h} | {f(r['psnr_dream'])} | {f(r['psnr_repeat'])} | {f(r['motion_psnr_dream'])} | "
-                     f"{f(r['motion_psnr_repeat'])} | {f(r['ssim_dream'])} | {f(r['ssim_repeat'])} |")
+        lines.append(
+            f"| {h} | {f(r['psnr_dream'])} | {f(r['psnr_repeat'])} | {f(r['motion_psnr_dream'])} | "
+            f"{f(r['motion_psnr_repeat'])} | {f(r['ssim_dream'])} | {f(r['ssim_repeat'])} |"
+        )
     return "\n".join(lines)
 
 
@@ -266,15 +311,19 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     strip_image(res.pop("_dream")[0], res.pop("_real")[0]).save(out / "strip.png")
     if stab is not None:
-        Image.fromarray(np.concatenate(list(stab.pop("last_frames")), axis=1)).resize((64 * 4 * 2, 128), Image.NEAREST).save(out / "stability_last.png")
+        Image.fromarray(np.concatenate(list(stab.pop("last_frames")), axis=1)).resize(
+            (64 * 4 * 2, 128), Image.NEAREST
+        ).save(out / "stability_last.png")
         res["stability"] = stab
     res["checkpoint"] = str(args.checkpoint)
     res["heldout_episodes"] = len(episodes)
     (out / "fidelity.json").write_text(json.dumps(res, indent=1))
     print(format_table(res))
     re = res["reward_end"]
-    print(f"reward/end on {re['transitions']} held-out transitions: reward acc {re['reward_accuracy']:.3f} "
-          f"(recall {re['reward_recall']}), end acc {re['end_accuracy']:.3f} (recall {re['end_recall']})")
+    print(
+        f"reward/end on {re['transitions']} held-out transitions: reward acc {re['reward_accuracy']:.3f} "
+        f"(recall {re['reward_recall']}), end acc {re['end_accuracy']:.3f} (recall {re['end_recall']})"
+    )
     if stab is not None:
         print(f"stability over {stab['steps']} random-key steps: collapse={stab['collapse']}")
         for c in stab["per_100_steps"]:

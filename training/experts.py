@@ -79,7 +79,7 @@ def random_policy(env: gym.Env, rng: np.random.Generator) -> int:
 
 
 def epsilon_mixed(expert: Policy, epsilon: float, repeat: int = 4) -> Policy:
-    """With probability epsilon start a run of `repeat` random actions, else follow the expert.
+    """With probability epsilon start a run of 1..`repeat` random actions, else follow the expert.
 
     Runs of random actions (rather than single ones) make the paddle travel both ways, so the
     data covers moves the expert would not make.
@@ -92,7 +92,7 @@ def epsilon_mixed(expert: Policy, epsilon: float, repeat: int = 4) -> Policy:
             return state["action"]
         if rng.random() < epsilon:
             state["action"] = int(rng.integers(env.action_space.n))
-            state["left"] = int(rng.integers(repeat)) 
+            state["left"] = int(rng.integers(repeat))
             return state["action"]
         return expert(env, rng)
 

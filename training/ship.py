@@ -100,7 +100,11 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
     args.docs.mkdir(parents=True, exist_ok=True)
-    ship_meta = {"training": {k: v for k, v in train.items() if k != "last"}, "data": data, "shipped_from": str(args.run_dir)}
+    ship_meta = {
+        "training": {k: v for k, v in train.items() if k != "last"},
+        "data": data,
+        "shipped_from": str(args.run_dir),
+    }
     model.save_snapshot(args.out_dir / game, ship_meta)
     for ext in (".safetensors", ".json"):
         size = (args.out_dir / f"{game}{ext}").stat().st_size
@@ -132,12 +136,12 @@ parameters; context-noise augmentation scale {cfg.denoiser.context_noise_scale} 
 
 ## Data
 
-{data['episodes']} episodes, {data['steps']:,} agent steps (frame skip 4), by policy: {data['steps_by_policy']}.
+{data["episodes"]} episodes, {data["steps"]:,} agent steps (frame skip 4), by policy: {data["steps_by_policy"]}.
 Held-out: {len(heldout)} episodes collected with other seeds, never trained on.
 
 ## Training
 
-{train['steps']:,} denoiser steps at batch 32 (reward/end model alongside), about {train['wall_hours']:.1f} h of wall
+{train["steps"]:,} denoiser steps at batch 32 (reward/end model alongside), about {train["wall_hours"]:.1f} h of wall
 time on {cpu_name()} (2 cores, bf16 autocast + channels_last), resumed across sessions.
 
 ## Fidelity (held-out, {args.starts} starts, same actions for dream and real, 3 Euler steps)
@@ -150,23 +154,23 @@ Top row real, bottom row dream, at steps 1, 2, 3, 5, 8, 12, 15, 20, 30, 40, 50 a
 
 ## Reward / termination model (held-out, teacher-forced on real frames)
 
-{re['transitions']} transitions; reward accuracy {re['reward_accuracy']:.3f}, recall per class {re['reward_recall']}
-(counts {re['reward_counts']}); end accuracy {re['end_accuracy']:.3f}, recall {re['end_recall']} (counts
-{re['end_counts']}). Ends include life losses.
+{re["transitions"]} transitions; reward accuracy {re["reward_accuracy"]:.3f}, recall per class {re["reward_recall"]}
+(counts {re["reward_counts"]}); end accuracy {re["end_accuracy"]:.3f}, recall {re["end_recall"]} (counts
+{re["end_counts"]}). Ends include life losses.
 
-## {stab['steps']} dreamed steps with random keys ({stab['dreams']} dreams)
+## {stab["steps"]} dreamed steps with random keys ({stab["dreams"]} dreams)
 
 | steps | blank | saturated | frozen | sharpness vs real |
 | --- | --- | --- | --- | --- |
 {stab_rows}
 
-Collapse detected: **{stab['collapse']}**. Last frames of the {stab['dreams']} dreams:
+Collapse detected: **{stab["collapse"]}**. Last frames of the {stab["dreams"]} dreams:
 
-![after {stab['steps']} steps]({game}-stability.png)
+![after {stab["steps"]} steps]({game}-stability.png)
 
 ## Where the dream is wrong
 
-{args.notes or '(to be filled in from looking at the strips)'}
+{args.notes or "(to be filled in from looking at the strips)"}
 
 Reproduce: `python training/ship.py --run-dir {args.run_dir} --data {args.data} --heldout {args.heldout}`
 """

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import sys
@@ -37,9 +36,9 @@ from model.device import autocast, pick_device, prepare, use_bf16
 from model.sampler import SamplerConfig
 from model.world_model import PRESETS, WorldModel, WorldModelConfig, preset_config
 from training.collect import collect
+from training.data import WindowSampler
 from training.envs import UnknownGameError, action_meanings, check_game
 from training.episode_store import EpisodeStore, remove_stale_temp_files
-from training.data import WindowSampler
 
 
 @dataclass
@@ -147,11 +146,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # -- distributed (torchrun) ---------------------------------------------------------
     ddp = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
-    rank, world = 0, 1
+    rank = 0
     device = pick_device(a.device)
     if ddp:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        rank, world = dist.get_rank(), dist.get_world_size()
+        rank = dist.get_rank()
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
             torch.cuda.set_device(device)
@@ -171,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     # -- data ------------------------------------------------------------------------------
     store, heldout = EpisodeStore(data_dir), EpisodeStore(heldout_dir)
     if main_proc:
-        for d in (data_dir, heldout_dir):
+        for d in (data_dir, heldout_dir, run_dir):
             if d.is_dir():
                 remove_stale_temp_files(d)
         if store.num_steps(a.game) == 0:
@@ -205,8 +204,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {state_path} is a {cfg.game} run, not {a.game}", file=sys.stderr)
             return 2
     elif state_path.with_suffix(".json").exists():  # every rank: a rank that went on alone would hang
-        print(f"error: {run_dir} already holds a run; pass --resume to continue it or pick another --run-dir",
-              file=sys.stderr)
+        print(
+            f"error: {run_dir} already holds a run; pass --resume to continue it or pick another --run-dir",
+            file=sys.stderr,
+        )
         return 2
     model = prepare(WorldModel(cfg), device)
     ema = prepare(WorldModel(cfg), device).requires_grad_(False)
@@ -227,7 +228,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"resumed {run_dir} at step {step}")
     den, rem = LossOf(model.denoiser), LossOf(model.reward_end)
     if ddp:  # gradients are all-reduced inside backward()
-        den = torch.nn.parallel.DistributedDataParallel(den)
+        # With context-noise augmentation off, its level embedding gets no gradient.
+        den = torch.nn.parallel.DistributedDataParallel(
+            den, find_unused_parameters=cfg.denoiser.context_noise_scale == 0
+        )
         rem = torch.nn.parallel.DistributedDataParallel(rem)
 
     # -- logging ---------------------------------------------------------------------------
@@ -252,8 +256,14 @@ def main(argv: list[str] | None = None) -> int:
         if not main_proc:
             return
         meta = {"kind": "train_state", "config": cfg.to_dict(), "args": {k: str(v) for k, v in vars(a).items()}}
-        tree = {"model": model.state_dict(), "ema": ema.state_dict(), "opt_den": opt_den.state_dict(),
-                "opt_re": opt_re.state_dict(), "step": step, "rng": rng_state()}
+        tree = {
+            "model": model.state_dict(),
+            "ema": ema.state_dict(),
+            "opt_den": opt_den.state_dict(),
+            "opt_re": opt_re.state_dict(),
+            "step": step,
+            "rng": rng_state(),
+        }
         checkpoint.save(state_path, tree, meta)
         ema.save_snapshot(snap_path, {"step": step, "train_steps": step, "preset": a.preset})
 
@@ -307,8 +317,12 @@ def main(argv: list[str] | None = None) -> int:
             for pe, pm in zip(ema.parameters(), model.parameters()):
                 pe.lerp_(pm, 1 - a.ema_decay)
 
-        logs = {"denoiser/train/loss": loss.item(), "denoiser/train/mse": m["mse"],
-                "denoiser/train/grad_norm": float(gnorm), "lr": lr_at(step, a)}
+        logs = {
+            "denoiser/train/loss": loss.item(),
+            "denoiser/train/mse": m["mse"],
+            "denoiser/train/grad_norm": float(gnorm),
+            "lr": lr_at(step, a),
+        }
         if "motion_fraction" in m:
             logs["denoiser/train/motion_fraction"] = m["motion_fraction"]
 

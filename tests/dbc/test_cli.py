@@ -97,12 +97,12 @@ def test_bad_names_and_mismatched_checkpoints_give_one_error_line(maze_run: Path
 
 
 def test_mismatched_weights_are_refused(maze_run: Path, tmp_path: Path) -> None:
-    """A policy JSON pointing at another shape's weights -> one CheckpointError naming the file."""
-    src = maze_run / "maze" / "bc_s0"
-    doc = json.loads(src.with_suffix(".json").read_text())
-    doc["meta"]["config"]["hidden"] = 64
-    (tmp_path / "bad.json").write_text(json.dumps(doc))
-    (tmp_path / "bad.safetensors").write_bytes(src.with_suffix(".safetensors").read_bytes())
+    """A checkpoint whose config names another shape than its weights -> one clear error."""
+    from model import checkpoint
+
+    tree, meta = checkpoint.load(maze_run / "maze" / "bc_s0")
+    meta["config"]["hidden"] = 64
+    checkpoint.save(tmp_path / "bad", tree, meta)
     assert evaluate_dbc.main(["--task", "maze", "--policies", str(tmp_path / "bad"), "--episodes", "1"]) == 2
 
 

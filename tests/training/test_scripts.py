@@ -174,7 +174,7 @@ def test_train_refuses_to_overwrite_a_run(work: Path, resumed, run_script) -> No
     assert file_bytes(work / "run") == before
 
 
-@pytest.mark.parametrize("damage", ["truncate", "missing-json"])
+@pytest.mark.parametrize("damage", ["truncate", "missing-weights"])
 def test_resume_from_damaged_checkpoint_fails_cleanly(work: Path, resumed, run_script, damage: str) -> None:
     assert resumed.returncode == 0
     run = work / f"damaged-{damage}"
@@ -183,7 +183,7 @@ def test_resume_from_damaged_checkpoint_fails_cleanly(work: Path, resumed, run_s
         w = run / "state.safetensors"
         w.write_bytes(w.read_bytes()[:5000])
     else:
-        (run / "state.json").unlink()
+        (run / "state.safetensors").unlink()
     before = file_bytes(run)
     proc = run_script(
         "training/train.py",
@@ -241,7 +241,7 @@ def test_bad_command_lines(tmp_path: Path, run_script, script: str, args: list[s
 def test_evaluate_bad_checkpoint_and_data(work: Path, resumed, run_script, tmp_path: Path) -> None:
     assert resumed.returncode == 0
     proc = run_script("training/evaluate.py", "--checkpoint", tmp_path / "missing", "--data", work / "heldout")
-    assert "missing.json" in one_error(proc)
+    assert "missing.safetensors" in one_error(proc)
 
     shutil.copy(work / "run" / "snapshot.json", tmp_path / "snap.json")
     w = (work / "run" / "snapshot.safetensors").read_bytes()
