@@ -84,6 +84,22 @@ def tensor_to_frames(x: torch.Tensor) -> torch.Tensor:
     return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(-3, -1)
 
 
+def open_action_slot(act_prev: torch.Tensor) -> torch.Tensor:
+    """(B, L-1) actions between the context frames -> (B, L) with an empty last slot for the next action."""
+    return torch.cat([act_prev, torch.zeros_like(act_prev[:, :1])], dim=1)
+
+
+def with_action(act_ctx: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Fill the last slot of act_ctx (B, L) with the actions (B,) taken now."""
+    return torch.cat([act_ctx[:, :-1], actions.view(-1, 1).to(act_ctx)], dim=1)
+
+
+def slide(obs_ctx: torch.Tensor, act_ctx: torch.Tensor, next_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Advance the window by one dreamed step: (B, L, C, H, W) drops the oldest frame and appends
+    next_obs (B, C, H, W); the actions shift and a new empty slot opens."""
+    return torch.cat([obs_ctx[:, 1:], next_obs[:, None]], dim=1), open_action_slot(act_ctx[:, 1:])
+
+
 class WorldModel(nn.Module):
     def __init__(self, cfg: WorldModelConfig) -> None:
         super().__init__()
@@ -189,8 +205,7 @@ class Dreams:
         actions = actions.long().to(self.model.device)
         self.model.check_actions(actions)
         self.obs_ctx = frames_to_tensor(frames.to(self.model.device))
-        # The last slot is filled by the action of the next step.
-        self.act_ctx = torch.cat([actions, torch.zeros_like(actions[:, :1])], dim=1)
+        self.act_ctx = open_action_slot(actions)  # the last slot is filled by the next step's action
         self.hidden = self.model.burn_in(self.obs_ctx, actions)
 
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -201,11 +216,9 @@ class Dreams:
         if actions.shape[0] != self.batch_size:
             raise ValueError(f"expected {self.batch_size} actions, got {actions.shape[0]}")
         self.model.check_actions(actions)
-        self.act_ctx = torch.cat([self.act_ctx[:, :-1], actions[:, None]], dim=1)
+        self.act_ctx = with_action(self.act_ctx, actions)
         nxt, reward, end, self.hidden = self.model.dream_step(
             self.obs_ctx, self.act_ctx, self.hidden, self.sampler, self.generator
         )
-        # Slide the window: (B, L, C, H, W) drops the oldest frame, appends the dream.
-        self.obs_ctx = torch.cat([self.obs_ctx[:, 1:], nxt[:, None]], dim=1)
-        self.act_ctx = torch.cat([self.act_ctx[:, 1:], torch.zeros_like(actions[:, None])], dim=1)
+        self.obs_ctx, self.act_ctx = slide(self.obs_ctx, self.act_ctx, nxt)
         return tensor_to_frames(nxt).cpu(), reward.cpu(), end.cpu()

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from model.sampler import SamplerConfig
-from model.world_model import WorldModel, frames_to_tensor, tensor_to_frames
+from model.world_model import WorldModel, frames_to_tensor, open_action_slot, slide, tensor_to_frames, with_action
 from server import policies
 from server.protocol import DreamInfo, EpisodeEnd, Error, Mode, PlaySettings, RealInfo, SamplerName, State
 from server.worker import InferenceWorker
@@ -262,8 +262,9 @@ class Session:
         obs_ctx = frames_to_tensor(torch.from_numpy(np.stack(frames))[None]).to(device)  # (1, L, C, H, W)
         act_prev = torch.tensor([actions], dtype=torch.long, device=device)  # (1, L-1)
         hidden = await self.rt.worker.burn_in(obs_ctx, act_prev)
-        act_ctx = torch.cat([act_prev, torch.zeros_like(act_prev[:, :1])], dim=1)
-        self.dream = _DreamTrack(obs_ctx, act_ctx, hidden, deque(frames, maxlen=self.rt.context_frames))
+        self.dream = _DreamTrack(
+            obs_ctx, open_action_slot(act_prev), hidden, deque(frames, maxlen=self.rt.context_frames)
+        )
 
     # -- the tick loop -----------------------------------------------------------------------
     async def run(self) -> None:
@@ -306,11 +307,9 @@ class Session:
 
     async def _dream_step(self, action: int) -> tuple[np.ndarray, float, float, float]:
         d = self.dream
-        act_ctx = torch.cat([d.act_ctx[:, :-1], torch.tensor([[action]], device=d.act_ctx.device)], dim=1)
+        act_ctx = with_action(d.act_ctx, torch.tensor([action]))
         nxt, reward, end_prob, hidden, ms = await self.rt.worker.dream(d.obs_ctx, act_ctx, d.hidden, self.sampler)
-        # Slide the window: (1, L, C, H, W) drops the oldest frame, appends the dream.
-        d.obs_ctx = torch.cat([d.obs_ctx[:, 1:], nxt[:, None]], dim=1)
-        d.act_ctx = torch.cat([act_ctx[:, 1:], torch.zeros_like(act_ctx[:, :1])], dim=1)
+        d.obs_ctx, d.act_ctx = slide(d.obs_ctx, act_ctx, nxt)
         d.hidden = hidden
         frame = tensor_to_frames(nxt[0]).cpu().numpy()
         d.shown.append(frame)
