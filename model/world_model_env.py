@@ -31,7 +31,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from model.sampler import SamplerConfig
-from model.world_model import Dreams, WorldModel, frames_to_tensor
+from model.world_model import Dreams, WorldModel, frames_to_tensor, open_action_slot
 
 FRAME_SHAPE = (64, 64, 3)
 
@@ -190,7 +190,7 @@ class WorldModelVectorEnv(VectorEnv):
         obs = frames_to_tensor(frames.to(device))  # (k, L, C, H, W)
         acts = actions.to(device)
         d.obs_ctx[rows] = obs.to(d.obs_ctx.dtype)
-        d.act_ctx[rows] = torch.cat([acts, torch.zeros_like(acts[:, :1])], dim=1)
+        d.act_ctx[rows] = open_action_slot(acts)
         if d.hidden is not None:
             h, c = self.model.burn_in(obs, acts)  # (layers, k, D) each
             d.hidden[0][:, rows] = h.to(d.hidden[0].dtype)

@@ -49,7 +49,7 @@ from model.agent import (
 from model.checkpoint import CheckpointError
 from model.device import autocast, pick_device, prepare, use_bf16
 from model.sampler import SamplerConfig
-from model.world_model import PRESETS, WorldModel, WorldModelConfig, preset_config
+from model.world_model import PRESETS, WorldModel, WorldModelConfig, open_action_slot, preset_config, slide, with_action
 from training.data import WindowSampler
 from training.envs import UnknownGameError, action_meanings, check_game, make_env
 from training.episode_store import Episode, EpisodeStore, remove_stale_temp_files
@@ -86,17 +86,15 @@ def imagine(
     b = obs_ctx.shape[0]
     wm_hidden = world_model.burn_in(obs_ctx, act_prev)  # reward/end LSTM over the context transitions
     hidden = agent.burn_in(obs_ctx[:, :-1])  # agent LSTM over all but the last context frame
-    act_ctx = torch.cat([act_prev, torch.zeros_like(act_prev[:, :1])], dim=1)  # (B, L), last = action now
+    act_ctx = open_action_slot(act_prev)  # (B, L), last = action now
     x = obs_ctx[:, -1]
     logits, values, actions, rewards, ends = [], [], [], [], []
     for _ in range(horizon):
         lg, v, hidden = agent(x, hidden)
         a = torch.distributions.Categorical(logits=lg.detach().float()).sample()
-        act_ctx = torch.cat([act_ctx[:, :-1], a[:, None]], dim=1)
+        act_ctx = with_action(act_ctx, a)
         nxt, r, end_prob, wm_hidden = world_model.dream_step(obs_ctx, act_ctx, wm_hidden, sampler, generator)
-        # Slide the window: (B, L, C, H, W) drops the oldest frame, appends the dream.
-        obs_ctx = torch.cat([obs_ctx[:, 1:], nxt[:, None]], dim=1)
-        act_ctx = torch.cat([act_ctx[:, 1:], torch.zeros_like(a[:, None])], dim=1)
+        obs_ctx, act_ctx = slide(obs_ctx, act_ctx, nxt)
         x = quantize(nxt)
         logits.append(lg)
         values.append(v)
