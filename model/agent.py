@@ -142,13 +142,7 @@ class ActorCritic(nn.Module):
 
     @classmethod
     def from_snapshot(cls, path: str | Path, device: torch.device | None = None) -> ActorCritic:
-        tree, meta = checkpoint.load(path)
-        if meta.get("kind") != "agent":
-            raise checkpoint.CheckpointError(f"{path} is not an agent snapshot (kind={meta.get('kind')!r})")
-        try:
-            cfg = ActorCriticConfig(**meta["config"])
-        except (TypeError, ValueError, KeyError) as e:
-            raise checkpoint.CheckpointError(f"{path}: bad agent config: {e}") from None
+        tree, meta, cfg = checkpoint.load_snapshot(path, "agent", "an agent", ActorCriticConfig)
         model = cls(cfg)
         checkpoint.load_state_dict_strict(model, tree["model"], str(path))
         model.meta = meta

@@ -139,6 +139,23 @@ def load(path: str | Path, verify: bool = True) -> tuple[dict[str, Any], dict[st
         raise CheckpointError(f"checkpoint {path} does not match its config: missing {e}") from None
 
 
+def load_snapshot(
+    path: str | Path, kind: str, label: str, config_cls: type
+) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """Load a snapshot of one kind -> (tree, meta, config_cls(**meta["config"])).
+
+    A snapshot of another kind or with a bad config is one CheckpointError naming the file.
+    """
+    tree, meta = load(path)
+    if meta.get("kind") != kind:
+        raise CheckpointError(f"{path} is not {label} snapshot (kind={meta.get('kind')!r})")
+    try:
+        cfg = config_cls(**meta["config"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{path}: bad {label.split(' ', 1)[1]} config: {e}") from None
+    return tree, meta, cfg
+
+
 def load_state_dict_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """load_state_dict that reports a mismatched checkpoint as one clear CheckpointError."""
     try:

@@ -409,15 +409,9 @@ def save_policy(path: str | Path, policy: nn.Module, meta: dict[str, Any]) -> No
 
 def load_policy(path: str | Path, task: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Load a policy snapshot; with `task`, refuse one trained for another task (CheckpointError)."""
-    tree, meta = checkpoint.load(path)
-    if meta.get("kind") != POLICY_KIND:
-        raise checkpoint.CheckpointError(f"{path} is not a DBC policy snapshot (kind={meta.get('kind')!r})")
+    tree, meta, cfg = checkpoint.load_snapshot(path, POLICY_KIND, "a DBC policy", PolicyConfig)
     if task is not None and meta.get("task") != task:
         raise checkpoint.CheckpointError(f"{path} is a policy for task {meta.get('task')!r}, not {task!r}")
-    try:
-        cfg = PolicyConfig(**meta["config"])
-    except (TypeError, ValueError, KeyError) as e:
-        raise checkpoint.CheckpointError(f"{path}: bad policy config: {e}") from None
     policy = make_policy_net(cfg)
     checkpoint.load_state_dict_strict(policy, tree["model"], str(path))
     return policy.eval(), meta

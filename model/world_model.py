@@ -164,13 +164,7 @@ class WorldModel(nn.Module):
 
     @classmethod
     def from_snapshot(cls, path: str | Path, device: torch.device | None = None, precision: str = "auto") -> WorldModel:
-        tree, meta = checkpoint.load(path)
-        if meta.get("kind") != "world_model":
-            raise checkpoint.CheckpointError(f"{path} is not a world-model snapshot (kind={meta.get('kind')!r})")
-        try:
-            cfg = WorldModelConfig(**meta["config"])
-        except (TypeError, ValueError, KeyError) as e:
-            raise checkpoint.CheckpointError(f"{path}: bad world-model config: {e}") from None
+        tree, meta, cfg = checkpoint.load_snapshot(path, "world_model", "a world-model", WorldModelConfig)
         model = cls(cfg)
         state = {k: v.float() if v.is_floating_point() else v for k, v in tree["model"].items()}
         checkpoint.load_state_dict_strict(model, state, str(path))
