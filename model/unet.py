@@ -178,9 +178,9 @@ class UNet(nn.Module):
         ctx_noise_level: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x: (B, C, H, W); c_noise: (B,); obs_ctx: (B, L*C, H, W); act_ctx: (B, L) long."""
-        b = x.shape[0]
-        # (B, L) -> (B, L, cc/L) -> (B, cc)
-        act = self.act_emb(act_ctx).reshape(b, -1)
+        # (B, L) -> (B, L, cc/L) -> (B, cc); flatten, not reshape(B, -1), so a traced graph
+        # (Denoiser.freeze) keeps the batch size free.
+        act = self.act_emb(act_ctx).flatten(1)
         cond = self.noise_emb(c_noise) + act
         if ctx_noise_level is not None:
             cond = cond + self.ctx_noise_emb(ctx_noise_level)

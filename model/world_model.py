@@ -116,11 +116,15 @@ class WorldModel(nn.Module):
     def num_actions(self) -> int:
         return len(self.cfg.action_meanings)
 
-    def configure(self, device: torch.device, precision: str = "auto") -> WorldModel:
-        """Move to device, channels_last, and pick bf16 autocast where it is fast."""
+    def configure(self, device: torch.device, precision: str = "auto", freeze: bool = True) -> WorldModel:
+        """Move to device, channels_last, and pick bf16 autocast where it is fast; in fp32 on the
+        CPU, also trace and freeze the U-Net for inference (Denoiser.freeze; `train()` undoes it)."""
         prepare(self, device)
         self.bf16 = use_bf16(device, precision)
-        return self.eval()
+        self.eval()
+        if freeze and not self.bf16:
+            self.denoiser.freeze()
+        return self
 
     def check_actions(self, actions: torch.Tensor) -> None:
         if actions.numel() and (actions.min() < 0 or actions.max() >= self.num_actions):

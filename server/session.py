@@ -308,7 +308,9 @@ class Session:
     async def _dream_step(self, action: int) -> tuple[np.ndarray, float, float, float]:
         d = self.dream
         act_ctx = with_action(d.act_ctx, torch.tensor([action]))
-        nxt, reward, end_prob, hidden, ms = await self.rt.worker.dream(d.obs_ctx, act_ctx, d.hidden, self.sampler)
+        nxt, reward, end_prob, hidden, ms = await self.rt.worker.dream(
+            d.obs_ctx, act_ctx, d.hidden, self.sampler, owner=id(self)
+        )
         d.obs_ctx, d.act_ctx = slide(d.obs_ctx, act_ctx, nxt)
         d.hidden = hidden
         frame = tensor_to_frames(nxt[0]).cpu().numpy()

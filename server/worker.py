@@ -4,6 +4,10 @@ Sessions submit one dream step each (a 1-dream batch) and await a future. The th
 pending request, groups them by sampler (same sigma schedule), concatenates each group into one
 `WorldModel.dream_step` call and hands each session its slice. When the thread is busy, requests
 pile up and the next call is bigger: N players cost far less than N times one.
+
+Sessions drift out of step (one returns while three are still computing, and from then on the
+batches go 1, 3, 1, 3...), so the thread waits a few milliseconds for the sessions that dreamed
+in the last second before it starts a batch without them (`gather_ms`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class _Job:
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
     key: tuple = ()
+    owner: Any = None
 
 
 @dataclass
@@ -56,9 +61,11 @@ class WorkerStats:
 
 
 class InferenceWorker:
-    def __init__(self, model: WorldModel, max_batch: int = 16, name: str = "worker") -> None:
+    def __init__(self, model: WorldModel, max_batch: int = 16, name: str = "worker", gather_ms: float = 15.0) -> None:
         self.model = model
         self.max_batch = max_batch
+        self.gather_s = gather_ms / 1000
+        self._recent: dict[Any, float] = {}  # owner -> last time it asked for a dream
         self.stats = WorkerStats()
         self._jobs: list[_Job] = []
         self._cv = threading.Condition()
@@ -80,25 +87,50 @@ class InferenceWorker:
         return len(self._jobs)
 
     # -- called from the event loop ----------------------------------------------------------
-    def _submit(self, kind: str, args: tuple, key: tuple = ()) -> asyncio.Future:
+    def _submit(self, kind: str, args: tuple, key: tuple = (), owner: Any = None) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         with self._cv:
             if self._stop:
                 raise RuntimeError("inference worker is stopped")
-            self._jobs.append(_Job(kind, args, fut, loop, key))
+            self._jobs.append(_Job(kind, args, fut, loop, key, owner))
+            if owner is not None:
+                self._recent[owner] = time.monotonic()
             self._cv.notify()
         return fut
 
+    def _expected(self) -> int:
+        """Sessions that dreamed in the last second (called with the lock held)."""
+        now = time.monotonic()
+        for owner in [o for o, t in self._recent.items() if now - t > 1.0]:
+            del self._recent[owner]
+        return len(self._recent)
+
+    def _gather(self) -> None:
+        """Wait up to gather_s for every recently active session to submit (lock held)."""
+        deadline = time.monotonic() + self.gather_s
+        while not self._stop:
+            owners = {j.owner for j in self._jobs if j.kind == "dream"}
+            left = deadline - time.monotonic()
+            if len(owners) >= min(self._expected(), self.max_batch) or left <= 0:
+                return
+            self._cv.wait(left)
+
     async def dream(
-        self, obs_ctx: torch.Tensor, act_ctx: torch.Tensor, hidden: Hidden, sampler: SamplerConfig
+        self,
+        obs_ctx: torch.Tensor,
+        act_ctx: torch.Tensor,
+        hidden: Hidden,
+        sampler: SamplerConfig,
+        owner: Any = None,
     ) -> tuple[torch.Tensor, float, float, Hidden, float]:
         """One dream: obs_ctx (1, L, C, H, W), act_ctx (1, L), hidden ((1, 1, D), (1, 1, D)).
+        owner: who asks (a session), so the batcher knows whom to wait for.
 
         Returns next frame (1, C, H, W), reward, end probability, new hidden, ms per frame of the batch.
         """
         key = (sampler.num_steps, sampler.order, sampler.sigma_min, sampler.sigma_max, sampler.rho)
-        return await self._submit("dream", (obs_ctx, act_ctx, hidden, sampler), key)
+        return await self._submit("dream", (obs_ctx, act_ctx, hidden, sampler), key, owner)
 
     async def burn_in(self, obs_ctx: torch.Tensor, act_prev: torch.Tensor) -> Hidden:
         return await self._submit("burn_in", (obs_ctx, act_prev))
@@ -109,6 +141,7 @@ class InferenceWorker:
             with self._cv:
                 while not self._jobs and not self._stop:
                     self._cv.wait()
+                self._gather()
                 if self._stop:
                     jobs, self._jobs = self._jobs, []
                     for job in jobs:

@@ -68,6 +68,25 @@ def synthetic_episode(rng: np.random.Generator, length: int, num_actions: int = 
 
 
 @pytest.fixture
+def count_denoise_calls(monkeypatch) -> Callable[[object], list[int]]:
+    """count(model) -> [n]: network evaluations (Denoiser.denoise calls, whether the eager or the
+    frozen U-Net runs behind them) from then on, until the test ends."""
+
+    def count(model) -> list[int]:
+        calls = [0]
+        denoise = model.denoiser.denoise
+
+        def counted(*args, **kwargs):
+            calls[0] += 1
+            return denoise(*args, **kwargs)
+
+        monkeypatch.setattr(model.denoiser, "denoise", counted)
+        return calls
+
+    return count
+
+
+@pytest.fixture
 def episodes():
     rng = np.random.default_rng(0)
     return [synthetic_episode(rng, n) for n in (12, 20)]

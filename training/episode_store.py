@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import threading
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,17 +145,31 @@ class EpisodeStore:
         atomic_write_bytes(self._index_path(), json.dumps({"episodes": entries}, indent=1).encode())
 
     def add(self, ep: Episode) -> str:
-        """Write one episode atomically and update the index; returns its file name."""
+        """Write one episode atomically and update the index; returns its file name.
+
+        Several writers (two collectors, server sessions) may add to one store at once: the
+        file is written under a temporary name and then hard-linked to the first free
+        `ep_NNNNNN.npz`, which fails rather than overwrites when another writer took it.
+        The index may then miss the other writer's entry; `index()` adds it back from the files.
+        """
         ep.validate("new episode")
         self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".ep_{os.getpid()}_{threading.get_ident()}.npz.tmp"
+        atomic_write_bytes(tmp, ep.to_bytes())
+        try:
+            i = len(list(self.root.glob("ep_*.npz")))
+            while True:
+                name = f"ep_{i:06d}.npz"
+                try:
+                    os.link(tmp, self.root / name)
+                    break
+                except FileExistsError:
+                    i += 1
+        finally:
+            tmp.unlink(missing_ok=True)
         entries = self.index()
-        taken = {e["file"] for e in entries} | {f.name for f in self.root.glob("ep_*.npz")}
-        i = len(taken)
-        while f"ep_{i:06d}.npz" in taken:
-            i += 1
-        name = f"ep_{i:06d}.npz"
-        atomic_write_bytes(self.root / name, ep.to_bytes())
-        entries.append(self._entry(name, ep))
+        if name not in {e["file"] for e in entries}:
+            entries.append(self._entry(name, ep))
         self._write_index(entries)
         return name
 

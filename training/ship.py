@@ -50,6 +50,33 @@ def training_summary(run_dir: Path) -> dict:
     return {"steps": steps, "wall_hours": wall / 3600, "last": last}
 
 
+def _run_args(run_dir: Path) -> dict:
+    """The train.py arguments of the run (args.json), or {} if absent."""
+    try:
+        return json.loads((run_dir / "args.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _stages_text(train: dict, run_args: dict) -> str:
+    batch = run_args.get("batch_size", "?")
+    ar = int(run_args.get("ar_frames", "0") or 0)
+    how = f"batch {batch}"
+    if ar:
+        how += (
+            f", autoregressive training: for {float(run_args.get('ar_fraction', 0)):.0%} of each batch the last {ar} "
+            "context frames were dreamed by the EMA model (3 Euler steps) from the real frames before them"
+        )
+    if "stages" not in train:
+        return f"Trained at {how}."
+    first, last = train["stages"]
+    return (
+        f"First {first['steps']:,} steps ({first['wall_hours']:.1f} h) as the earlier shipped model; then "
+        f"{last['steps']:,} steps ({last['wall_hours']:.1f} h) fine-tuned from it on the data below "
+        f"(`--init-from`), {how}."
+    )
+
+
 def data_summary(store: EpisodeStore) -> dict:
     idx = store.index()
     by_policy: dict[str, int] = {}
@@ -91,6 +118,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     game = model.cfg.game
     train = training_summary(args.run_dir)
+    base = model.meta.get("base_training") or {"steps": 0, "wall_hours": 0.0}
+    run_args = _run_args(args.run_dir)
+    if base["steps"]:  # a fine-tune (train.py --init-from): count the steps behind it too
+        train = {
+            "steps": base["steps"] + train["steps"],
+            "wall_hours": base["wall_hours"] + train["wall_hours"],
+            "stages": [base, {k: v for k, v in train.items() if k != "last"}],
+            "last": train["last"],
+        }
     data = data_summary(EpisodeStore(args.data))
     sampler = SamplerConfig()
     print(f"evaluating {game} on {len(heldout)} held-out episodes ...")
@@ -141,8 +177,9 @@ Held-out: {len(heldout)} episodes collected with other seeds, never trained on.
 
 ## Training
 
-{train["steps"]:,} denoiser steps at batch 32 (reward/end model alongside), about {train["wall_hours"]:.1f} h of wall
-time on {cpu_name()} (2 cores, bf16 autocast + channels_last), resumed across sessions.
+{train["steps"]:,} denoiser steps (reward/end model alongside), about {train["wall_hours"]:.1f} h of wall
+time on 2-core CPUs, resumed across sessions. {_stages_text(train, run_args)} Last stage on {cpu_name()}
+({"bf16 autocast" if model.bf16 else "fp32: no fast bf16 on this CPU"}, channels_last).
 
 ## Fidelity (held-out, {args.starts} starts, same actions for dream and real, 3 Euler steps)
 

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from model import checkpoint
 from model.checkpoint import CheckpointError
 from model.device import autocast, pick_device, prepare, use_bf16
-from model.sampler import SamplerConfig
+from model.sampler import SamplerConfig, sample_next_frame
 from model.world_model import PRESETS, WorldModel, WorldModelConfig, preset_config
 from training.collect import collect
 from training.data import WindowSampler
@@ -85,6 +85,15 @@ class Args:
     compile: bool = False
     """torch.compile the U-Net (helps on CUDA; slower to start)."""
     resume: bool = False
+    init_from: Path | None = None
+    """Start from a world-model snapshot (its config and EMA weights; fresh optimiser), e.g.
+    checkpoints/Breakout.safetensors to fine-tune the shipped model on new data."""
+    ar_frames: int = 0
+    """Autoregressive training: the last K context frames of a sample are dreamed by the EMA
+    model (3 Euler steps, as in play) from the real frames before them, so the denoiser learns
+    to carry the ball and paddle through its own errors. 0 = off."""
+    ar_fraction: float = 0.5
+    """Fraction of each batch trained on dreamed contexts when --ar-frames > 0."""
     progress: bool = True
 
 
@@ -95,7 +104,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
-        elif name in ("run_dir", "data", "heldout"):
+        elif name in ("run_dir", "data", "heldout", "init_from"):
             p.add_argument(flag, type=Path, default=value)
         elif name == "preset":
             p.add_argument(flag, choices=PRESETS, default=value)
@@ -104,6 +113,8 @@ def parse_args(argv: list[str] | None = None) -> Args:
         else:
             p.add_argument(flag, type=type(value), default=value)
     a = Args(**vars(p.parse_args(argv)))
+    if a.ar_frames < 0 or not 0 <= a.ar_fraction <= 1:
+        p.error(f"--ar-frames must be >= 0 and --ar-fraction in [0, 1], got {a.ar_frames}, {a.ar_fraction}")
     for name in ("steps", "batch_size", "ckpt_every", "log_every", "re_seq", "re_every", "collect_steps"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
@@ -127,6 +138,19 @@ def lr_at(step: int, a: Args) -> float:
 
 def rng_state() -> dict:
     return {"torch": torch.get_rng_state(), "numpy": json.dumps(np.random.get_state()[1].tolist())}
+
+
+@torch.no_grad()
+def dream_context(
+    ema: WorldModel, obs: torch.Tensor, act: torch.Tensor, k: int, sampler: SamplerConfig
+) -> torch.Tensor:
+    """obs (B, L+K+1, C, H, W), act (B, L+K): replace frames L..L+K-1 by the model's own dream,
+    each sampled from the window before it with the actions really taken. Returns a new obs."""
+    L = obs.shape[1] - k - 1
+    obs = obs.clone()
+    for j in range(k):
+        obs[:, L + j] = sample_next_frame(ema.denoiser, obs[:, j : j + L], act[:, j : j + L], sampler).float()
+    return obs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,7 +233,26 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    base = {"steps": 0, "wall_hours": 0.0}  # training behind the --init-from snapshot
+    init_state = None
+    if resume_tree is not None:
+        base = meta.get("base_training", base)
+    elif a.init_from is not None:
+        try:
+            init = WorldModel.from_snapshot(a.init_from)
+        except CheckpointError as e:
+            print(f"error: cannot start from {a.init_from}: {e}", file=sys.stderr)
+            return 2
+        if init.cfg.game != a.game:
+            print(f"error: {a.init_from} is a {init.cfg.game} model, not {a.game}", file=sys.stderr)
+            return 2
+        cfg, init_state = init.cfg, init.state_dict()
+        base = dict(init.meta.get("training") or {"steps": int(init.meta.get("train_steps", 0)), "wall_hours": 0.0})
+        if main_proc:
+            print(f"starting from {a.init_from} ({cfg.preset} preset, {base['steps']} steps behind it)")
     model = prepare(WorldModel(cfg), device)
+    if init_state is not None:
+        model.load_state_dict(init_state)
     ema = prepare(WorldModel(cfg), device).requires_grad_(False)
     ema.load_state_dict(model.state_dict())
     if a.compile:
@@ -255,7 +298,12 @@ def main(argv: list[str] | None = None) -> int:
     def save_all() -> None:
         if not main_proc:
             return
-        meta = {"kind": "train_state", "config": cfg.to_dict(), "args": {k: str(v) for k, v in vars(a).items()}}
+        meta = {
+            "kind": "train_state",
+            "config": cfg.to_dict(),
+            "args": {k: str(v) for k, v in vars(a).items()},
+            "base_training": base,
+        }
         tree = {
             "model": model.state_dict(),
             "ema": ema.state_dict(),
@@ -265,7 +313,10 @@ def main(argv: list[str] | None = None) -> int:
             "rng": rng_state(),
         }
         checkpoint.save(state_path, tree, meta)
-        ema.save_snapshot(snap_path, {"step": step, "train_steps": step, "preset": a.preset})
+        ema.save_snapshot(
+            snap_path,
+            {"step": step, "train_steps": base["steps"] + step, "preset": cfg.preset, "base_training": base},
+        )
 
     def evaluate() -> None:
         if not (main_proc and heldout_eps):
@@ -296,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # -- the loop --------------------------------------------------------------------------
     L = cfg.context_frames
+    ar_sampler = SamplerConfig()  # the sampler people play with
     bar = tqdm(total=a.steps, initial=step, desc=f"train {a.game}", disable=not (main_proc and a.progress))
     model.train()
     t_last = time.time()
@@ -304,11 +356,22 @@ def main(argv: list[str] | None = None) -> int:
             g["lr"] = lr_at(step, a)
 
         # Denoiser: predict obs[t+1] from obs[t-L+1..t] and actions[t-L+1..t].
-        b = sampler.sample(a.batch_size, L, device)
-        obs_ctx, act_ctx, target = b.obs[:, :-1], b.actions, b.obs[:, -1]
+        # With --ar-frames K, the window is K longer and the first n_ar samples see the last K
+        # context frames as the EMA model dreamed them.
+        K = a.ar_frames
+        b = sampler.sample(a.batch_size, L + K, device)
+        obs, dreamed = b.obs, None
+        if K:
+            n_ar = round(a.ar_fraction * a.batch_size)
+            dreamed = torch.arange(a.batch_size, device=device) < n_ar
+            if n_ar:
+                ema.eval()
+                with autocast(device, bf16):
+                    obs = torch.cat([dream_context(ema, obs[:n_ar], b.actions[:n_ar], K, ar_sampler), obs[n_ar:]])
+        obs_ctx, act_ctx, target = obs[:, K:-1], b.actions[:, K:], obs[:, -1]
         target = target.contiguous(memory_format=torch.channels_last)
         with autocast(device, bf16):
-            loss, m = den(obs_ctx, act_ctx, target)
+            loss, m = den(obs_ctx, act_ctx, target, dreamed)
         opt_den.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.denoiser.parameters(), a.grad_clip)

@@ -136,3 +136,22 @@ def test_bad_denoiser_config_raises(kwargs: dict) -> None:
 def test_bad_unet_config_raises(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         UNetConfig(**kwargs)
+
+
+def test_frozen_unet_matches_eager_and_is_dropped_by_train(model_factory) -> None:
+    """configure() traces and freezes the U-Net for fp32 CPU inference; dreams stay the same and
+    training never sees the frozen copy (it would be stale after one optimiser step)."""
+    from model.sampler import SamplerConfig, sample_next_frame
+
+    model = model_factory(3)
+    assert model.denoiser._frozen is not None
+    g = torch.Generator().manual_seed(0)
+    ctx, act = torch.rand(3, 4, 3, 64, 64, generator=g) * 2 - 1, torch.randint(0, 4, (3, 4), generator=g)
+    cfg = SamplerConfig(num_steps=3)
+    frozen = sample_next_frame(model.denoiser, ctx, act, cfg, torch.Generator().manual_seed(1))
+    model.denoiser.train()
+    assert model.denoiser._frozen is None
+    model.eval()
+    eager = sample_next_frame(model.denoiser, ctx, act, cfg, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(frozen, eager, atol=1e-4, rtol=1e-3)
+    assert "_frozen" not in "".join(model.state_dict())

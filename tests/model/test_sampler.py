@@ -35,12 +35,6 @@ def test_schedule_is_cached_per_step_count() -> None:
     assert karras_sigmas(5, 2e-3, 5.0, 7.0) != a  # each N has its own schedule
 
 
-def _count_calls(model) -> list[int]:
-    calls = [0]
-    model.denoiser.net.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
-    return calls
-
-
 def _inputs(b: int = 2):
     g = torch.Generator().manual_seed(0)
     ctx = torch.rand(b, 4, 3, 64, 64, generator=g) * 2 - 1
@@ -48,9 +42,9 @@ def _inputs(b: int = 2):
 
 
 @pytest.mark.parametrize(("steps", "order", "nfe"), [(1, 1, 1), (3, 1, 3), (3, 2, 5), (2, 2, 3)])
-def test_network_evaluations_per_frame(tiny_model, steps: int, order: int, nfe: int) -> None:
+def test_network_evaluations_per_frame(tiny_model, count_denoise_calls, steps: int, order: int, nfe: int) -> None:
     """Euler: N evaluations; Heun: 2N - 1 (no correction on the last step, which goes to sigma = 0)."""
-    calls = _count_calls(tiny_model)
+    calls = count_denoise_calls(tiny_model)
     ctx, act = _inputs()
     out = sample_next_frame(tiny_model.denoiser, ctx, act, SamplerConfig(num_steps=steps, order=order))
     assert calls[0] == nfe

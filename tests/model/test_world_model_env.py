@@ -101,9 +101,8 @@ def test_bad_episodes_and_actions_raise(tiny_model: WorldModel, episodes) -> Non
             env.step(bad)
 
 
-def test_vector_env_batches_all_dreams_in_one_call(tiny_model: WorldModel, episodes) -> None:
-    calls = [0]
-    tiny_model.denoiser.net.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+def test_vector_env_batches_all_dreams_in_one_call(tiny_model: WorldModel, episodes, count_denoise_calls) -> None:
+    calls = count_denoise_calls(tiny_model)
     envs = WorldModelVectorEnv(tiny_model, episodes, num_envs=3, sampler=FAST)
     assert isinstance(envs, gym.vector.VectorEnv) and envs.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
     assert envs.observation_space.shape == (3, 64, 64, 3) and envs.action_space.shape == (3,)

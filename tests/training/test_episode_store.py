@@ -113,3 +113,30 @@ def test_window_sampler_shapes_and_padding(episodes) -> None:
         pytest.fail("never sampled a padded window")
     with pytest.raises(ValueError):
         WindowSampler([])
+
+
+def _add_many(root: str, n: int, seed: int) -> None:
+    from tests.conftest import synthetic_episode
+
+    rng = np.random.default_rng(seed)
+    s = EpisodeStore(root)
+    for _ in range(n):
+        s.add(synthetic_episode(rng, 5))
+
+
+def test_concurrent_writers_lose_no_episode(tmp_path: Path) -> None:
+    """Two collectors writing into one store at once (seen: four episodes overwritten)."""
+    import multiprocessing as mp
+
+    root = str(tmp_path / "store")
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_add_many, args=(root, 12, seed)) for seed in (1, 2, 3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    s = EpisodeStore(root)
+    assert len(list(Path(root).glob("ep_*.npz"))) == 36
+    assert len(s) == 36 and s.num_steps() == 36 * 5
+    assert not list(Path(root).glob(".*.tmp"))

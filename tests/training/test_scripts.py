@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from model import checkpoint
 from model.world_model import WorldModel
@@ -128,6 +129,83 @@ def test_train_resume_continues(work: Path, resumed) -> None:
     assert "resumed" in resumed.stdout and "at step 6" in resumed.stdout
     assert step_of(work / "run") == 8
     assert WorldModel.from_snapshot(work / "run" / "snapshot", precision="fp32").meta["step"] == 8
+
+
+def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run_script, tmp_path: Path) -> None:
+    """--init-from starts from a snapshot's weights and config; --ar-frames trains on dreamed
+    contexts; the steps behind the snapshot are counted, and ship.py reports both stages."""
+    assert resumed.returncode == 0
+    ft = work / "finetune"
+    proc = run_script(
+        "training/train.py",
+        *TINY,
+        "--steps",
+        "3",
+        "--eval-every",
+        "0",
+        "--log-every",
+        "1",
+        "--ar-frames",
+        "2",
+        "--ar-fraction",
+        "0.5",
+        "--init-from",
+        work / "run" / "snapshot",
+        "--run-dir",
+        ft,
+        "--data",
+        work / "data",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "starting from" in proc.stdout and "8 steps behind it" in proc.stdout
+    base = WorldModel.from_snapshot(work / "run" / "snapshot", precision="fp32")
+    model = WorldModel.from_snapshot(ft / "snapshot", precision="fp32")
+    assert model.meta["train_steps"] == 8 + 3 and model.meta["base_training"]["steps"] == 8
+    assert model.cfg == base.cfg
+    moved = [k for k, v in model.state_dict().items() if not torch.equal(v, base.state_dict()[k])]
+    assert moved  # it trained from there
+    losses = [json.loads(line)["denoiser/train/loss"] for line in (ft / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 3 and all(x == x and x < 10 for x in losses)
+
+    ship = run_script(
+        "training/ship.py",
+        "--run-dir",
+        ft,
+        "--data",
+        work / "data",
+        "--heldout",
+        work / "heldout",
+        "--out-dir",
+        tmp_path / "ckpt",
+        "--docs",
+        tmp_path / "docs",
+        "--starts",
+        "2",
+        "--stability-steps",
+        "20",
+    )
+    assert ship.returncode == 0, ship.stderr
+    card = (tmp_path / "docs" / "Breakout.md").read_text()
+    assert "11 denoiser steps" in card and "First 8 steps" in card and "then 3 steps" in card
+    assert "last 2 context frames were dreamed" in card
+    shipped = WorldModel.from_snapshot(tmp_path / "ckpt" / "Breakout", precision="fp32")
+    assert shipped.meta["training"]["steps"] == 11
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--init-from", "MISSING"], "cannot start from"),
+        (["--ar-frames", "-1"], "--ar-frames"),
+        (["--ar-fraction", "1.5"], "--ar-fraction"),
+    ],
+)
+def test_bad_fine_tune_arguments(work: Path, run_script, tmp_path: Path, args: list[str], says: str) -> None:
+    out = tmp_path / "out"
+    args = [str(tmp_path / "missing") if x == "MISSING" else x for x in args]
+    proc = run_script("training/train.py", *TINY, "--eval-every", "0", "--run-dir", out, "--data", work / "data", *args)
+    assert says in one_error(proc)
+    assert not out.exists()
 
 
 def test_evaluate_cli(work: Path, resumed, run_script) -> None:
