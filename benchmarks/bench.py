@@ -10,8 +10,9 @@ Measures, per preset and precision mode:
 - one denoiser forward (`Denoiser.denoise`) at batch 1, in ms;
 - one denoiser training step at batch 32: forward + backward + grad clip + AdamW step, in s.
 
-Modes: `fp32` (contiguous tensors, no autocast) and `bf16+cl` (bf16 autocast + channels_last, the
-default on CPUs where `model.device.cpu_has_fast_bf16()`). Each measurement runs warm-up iterations
+Modes: `fp32` (contiguous tensors, no autocast), `bf16+cl` (bf16 autocast + channels_last, the
+default on CPUs where `model.device.cpu_has_fast_bf16()`) and `fp32+cl+frozen` (channels_last and
+the traced, frozen U-Net of `Denoiser.freeze`: the default on other CPUs). Each measurement runs warm-up iterations
 first and reports the median of the timed repeats. Run it on an otherwise idle machine.
 """
 
@@ -36,7 +37,7 @@ from model.sampler import SamplerConfig
 from model.world_model import PRESETS, Dreams, WorldModel, preset_config
 
 ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT"]  # Breakout's minimal action set
-MODES = ("fp32", "bf16+cl")
+MODES = ("fp32", "bf16+cl", "fp32+cl+frozen")
 
 
 def timed(fn: Callable[[], object], warmup: int, repeats: int) -> float:
@@ -58,6 +59,8 @@ def build(preset: str, mode: str, seed: int = 0) -> WorldModel:
         torch.nn.init.normal_(model.denoiser.net.conv_out.weight, std=0.02)
     if mode == "bf16+cl":
         return model.configure(torch.device("cpu"), "bf16")  # channels_last + bf16 autocast
+    if mode == "fp32+cl+frozen":  # channels_last + traced, frozen U-Net (Denoiser.freeze)
+        return model.configure(torch.device("cpu"), "fp32")
     model.bf16 = False
     return model.eval()
 
@@ -179,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--modes",
         default="auto",
-        help="fp32, bf16+cl or both comma-separated; auto = fp32 plus bf16+cl where the CPU has fast bf16",
+        help="fp32, bf16+cl, fp32+cl+frozen, comma-separated; auto = fp32 plus what WorldModel.configure "
+        "picks (bf16+cl where the CPU has fast bf16, else fp32+cl+frozen)",
     )
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per dream / forward measurement")
     p.add_argument("--train-repeats", type=int, default=3, help="timed repeats of the training step")
@@ -196,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     presets = a.presets.split(",")
     if a.quick:
         presets, a.repeats, a.train_repeats, a.warmup, a.train_batch = ["tiny"], 1, 1, 1, 4
-    modes = (["fp32", "bf16+cl"] if cpu_has_fast_bf16() else ["fp32"]) if a.modes == "auto" else a.modes.split(",")
+    auto = ["fp32", "bf16+cl" if cpu_has_fast_bf16() else "fp32+cl+frozen"]
+    modes = auto if a.modes == "auto" else a.modes.split(",")
     bad = [x for x in presets if x not in PRESETS] + [m for m in modes if m not in MODES]
     if bad or min(a.repeats, a.train_repeats, a.train_batch) < 1 or a.warmup < 0:
         p.error(f"bad --presets/--modes {bad} or non-positive counts")
