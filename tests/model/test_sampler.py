@@ -41,9 +41,11 @@ def _inputs(b: int = 2):
     return ctx, torch.zeros(b, 4, dtype=torch.long)
 
 
-@pytest.mark.parametrize(("steps", "order", "nfe"), [(1, 1, 1), (3, 1, 3), (3, 2, 5), (2, 2, 3)])
+# Karras sigmas for 5 steps: 5, 1.38, 0.28, 0.036, 0.002: Heun corrects only the step that ends at
+# 1.38 (>= s_off = 0.3); for 3 steps (5, 0.28, 0.002) and 2 steps it is Euler.
+@pytest.mark.parametrize(("steps", "order", "nfe"), [(1, 1, 1), (3, 1, 3), (5, 2, 6), (3, 2, 3), (2, 2, 2)])
 def test_network_evaluations_per_frame(tiny_model, count_denoise_calls, steps: int, order: int, nfe: int) -> None:
-    """Euler: N evaluations; Heun: 2N - 1 (no correction on the last step, which goes to sigma = 0)."""
+    """Euler: N evaluations; Heun: one more per step that ends at sigma >= s_off (see sample_next_frame)."""
     calls = count_denoise_calls(tiny_model)
     ctx, act = _inputs()
     out = sample_next_frame(tiny_model.denoiser, ctx, act, SamplerConfig(num_steps=steps, order=order))
