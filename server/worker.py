@@ -112,7 +112,8 @@ class InferenceWorker:
         while not self._stop:
             owners = {j.owner for j in self._jobs if j.kind == "dream"}
             left = deadline - time.monotonic()
-            if len(owners) >= min(self._expected(), self.max_batch) or left <= 0:
+            # A burn-in alone (a new game, a resync) never waits.
+            if not owners or len(owners) >= min(self._expected(), self.max_batch) or left <= 0:
                 return
             self._cv.wait(left)
 
