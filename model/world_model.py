@@ -167,13 +167,16 @@ class WorldModel(nn.Module):
         checkpoint.save(path, {"model": self.state_dict()}, meta)
 
     @classmethod
-    def from_snapshot(cls, path: str | Path, device: torch.device | None = None, precision: str = "auto") -> WorldModel:
+    def from_snapshot(
+        cls, path: str | Path, device: torch.device | None = None, precision: str = "auto", freeze: bool = True
+    ) -> WorldModel:
+        """Load a snapshot for inference (see configure); freeze=False when only its weights are wanted."""
         tree, meta, cfg = checkpoint.load_snapshot(path, "world_model", "a world-model", WorldModelConfig)
         model = cls(cfg)
         state = {k: v.float() if v.is_floating_point() else v for k, v in tree["model"].items()}
         checkpoint.load_state_dict_strict(model, state, str(path))
         model.meta = meta
-        return model.configure(device or torch.device("cpu"), precision)
+        return model.configure(device or torch.device("cpu"), precision, freeze)
 
 
 class Dreams:

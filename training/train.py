@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         base = meta.get("base_training", base)
     elif a.init_from is not None:
         try:
-            init = WorldModel.from_snapshot(a.init_from)
+            init = WorldModel.from_snapshot(a.init_from, freeze=False)  # only its weights are used
         except CheckpointError as e:
             print(f"error: cannot start from {a.init_from}: {e}", file=sys.stderr)
             return 2
