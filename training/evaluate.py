@@ -3,7 +3,10 @@
 Start the dream from a real 4-frame context of a held-out episode, feed it the episode's own
 actions, and compare with the real frames at horizons h: whole-frame PSNR, motion PSNR (only
 pixels that change between consecutive real frames: ball, paddle, breaking bricks) and SSIM,
-beside the trivial repeat-the-last-real-frame predictor. Also a long rollout with random keys
+beside the trivial repeat-the-last-real-frame predictor. Where the game has a ball in an open
+field (Breakout), also ball recall: of the real frames with the ball in the field, the share whose
+dream draws a ball within 3 pixels of it (the detail a playable dream must keep; whole-frame PSNR
+hardly sees it). Also a long rollout with random keys
 checks the dream for collapse (blank, frozen, smeared or saturated frames).
 
     python training/evaluate.py --checkpoint runs/Breakout/snapshot --data data/Breakout-heldout
@@ -32,6 +35,55 @@ from training.episode_store import Episode, EpisodeStore
 
 HORIZONS = (1, 5, 15, 50)
 MOTION_THRESHOLD = 8  # of 255, any channel
+# The open field where only the ball is drawn, (rows, cols) of the 64x64 frame: below the bricks,
+# above the paddle, between the walls.
+BALL_FIELD = {"Breakout": (slice(29, 57), slice(3, 61))}
+BALL_BRIGHTNESS = 50  # of 255, any channel
+BALL_RADIUS = 3  # pixels (Chebyshev) between the dreamed and the real ball for a hit
+
+
+def ball_position(frame: np.ndarray, game: str) -> tuple[float, float] | None:
+    """Centroid (row, col) of the bright pixels in the game's open field, or None without a ball."""
+    rows, cols = BALL_FIELD[game]
+    lit = frame[rows, cols].max(-1) > BALL_BRIGHTNESS
+    if not lit.any():
+        return None
+    y, x = np.nonzero(lit)
+    return float(y.mean()), float(x.mean())
+
+
+def ball_recall(dream: np.ndarray, real: np.ndarray, game: str) -> dict | None:
+    """Per dreamed step (1-based index k-1), over starts whose real frame k has a ball in the field:
+    `recall` = share of dreams with a ball within BALL_RADIUS of it; `drawn` = share with any ball;
+    `real_balls` = how many starts that is. dream, real: (N, h, H, W, C). None for other games."""
+    if game not in BALL_FIELD:
+        return None
+    n, horizon = real.shape[:2]
+    out = {"recall": [], "drawn": [], "real_balls": []}
+    for k in range(horizon):
+        hits = drawn = count = 0
+        for i in range(n):
+            r = ball_position(real[i, k], game)
+            if r is None:
+                continue
+            count += 1
+            d = ball_position(dream[i, k], game)
+            if d is not None:
+                drawn += 1
+                hits += max(abs(d[0] - r[0]), abs(d[1] - r[1])) <= BALL_RADIUS
+        out["real_balls"].append(count)
+        out["recall"].append(hits / count if count else None)
+        out["drawn"].append(drawn / count if count else None)
+    return out
+
+
+def mean_ball_recall(curve: dict, first: int, last: int) -> float | None:
+    """Pooled recall over dreamed steps first..last (1-based): hits / real balls."""
+    hits = sum(
+        r * c for r, c in zip(curve["recall"][first - 1 : last], curve["real_balls"][first - 1 : last]) if r is not None
+    )
+    count = sum(curve["real_balls"][first - 1 : last])
+    return hits / count if count else None
 
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -141,7 +193,22 @@ def fidelity(
             m["ssim_dream"].append(ssim(dream[n, k], real[n, k]))
             m["ssim_repeat"].append(ssim(last[n], real[n, k]))
         rows[str(h)] = {key: float(np.nanmean(v)) if np.isfinite(v).any() else None for key, v in m.items()}
-    return {"horizons": rows, "starts": [list(s) for s in st], "sampler": vars(sampler), "_dream": dream, "_real": real}
+    game = model.cfg.game
+    ball = ball_recall(dream, real, game)
+    if ball is not None:
+        for h in horizons:
+            rows[str(h)]["ball_recall"] = ball["recall"][h - 1]
+        ball["pooled"] = {
+            f"{a}-{b}": mean_ball_recall(ball, a, b) for a, b in ((1, 1), (2, 5), (6, 15), (16, H)) if a <= H
+        }
+    return {
+        "horizons": rows,
+        "ball": ball,
+        "starts": [list(s) for s in st],
+        "sampler": vars(sampler),
+        "_dream": dream,
+        "_real": real,
+    }
 
 
 def strip_image(
@@ -269,6 +336,15 @@ def format_table(result: dict) -> str:
             f"| {h} | {f(r['psnr_dream'])} | {f(r['psnr_repeat'])} | {f(r['motion_psnr_dream'])} | "
             f"{f(r['motion_psnr_repeat'])} | {f(r['ssim_dream'])} | {f(r['ssim_repeat'])} |"
         )
+    ball = result.get("ball")
+    if ball:
+        pooled = ball["pooled"]
+        lines += [
+            "",
+            "| dreamed steps | " + " | ".join(pooled) + " |",
+            "| --- |" + " --- |" * len(pooled),
+            "| ball recall (within 3 px) | " + " | ".join(f(v) for v in pooled.values()) + " |",
+        ]
     return "\n".join(lines)
 
 
@@ -284,7 +360,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="folder for fidelity.json and strip.png")
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0 = torch's default; 1 beside a training run)"
+    )
     args = p.parse_args(argv)
+    if args.threads < 0:
+        p.error(f"--threads must be >= 0, got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
         from model.device import pick_device
 

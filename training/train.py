@@ -94,7 +94,17 @@ class Args:
     to carry the ball and paddle through its own errors. 0 = off."""
     ar_fraction: float = 0.5
     """Fraction of each batch trained on dreamed contexts when --ar-frames > 0."""
+    motion_weight: float | None = None
+    """Override the denoiser's extra loss weight on moving pixels (default: the preset's or the
+    --init-from snapshot's value). Training-only settings: they change no weight shapes."""
+    context_noise_scale: float | None = None
+    """Override the context-noise std per augmentation level."""
+    context_noise_clean_prob: float | None = None
+    """Override the probability of a clean (level 0) context."""
     progress: bool = True
+
+
+LOSS_OVERRIDES = ("motion_weight", "context_noise_scale", "context_noise_clean_prob")
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -106,6 +116,8 @@ def parse_args(argv: list[str] | None = None) -> Args:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
         elif name in ("run_dir", "data", "heldout", "init_from"):
             p.add_argument(flag, type=Path, default=value)
+        elif name in LOSS_OVERRIDES:
+            p.add_argument(flag, type=float, default=value)
         elif name == "preset":
             p.add_argument(flag, choices=PRESETS, default=value)
         elif name == "policy":
@@ -115,6 +127,10 @@ def parse_args(argv: list[str] | None = None) -> Args:
     a = Args(**vars(p.parse_args(argv)))
     if a.ar_frames < 0 or not 0 <= a.ar_fraction <= 1:
         p.error(f"--ar-frames must be >= 0 and --ar-fraction in [0, 1], got {a.ar_frames}, {a.ar_fraction}")
+    for name in LOSS_OVERRIDES:
+        v = getattr(a, name)
+        if v is not None and (v < 0 or (name == "context_noise_clean_prob" and v > 1)):
+            p.error(f"--{name.replace('_', '-')} must be >= 0 (and <= 1 for a probability), got {v}")
     for name in ("steps", "batch_size", "ckpt_every", "log_every", "re_seq", "re_every", "collect_steps"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
@@ -250,6 +266,18 @@ def main(argv: list[str] | None = None) -> int:
         base = dict(init.meta.get("training") or {"steps": int(init.meta.get("train_steps", 0)), "wall_hours": 0.0})
         if main_proc:
             print(f"starting from {a.init_from} ({cfg.preset} preset, {base['steps']} steps behind it)")
+    overrides = {k: getattr(a, k) for k in LOSS_OVERRIDES if getattr(a, k) is not None}
+    if resume_tree is not None:
+        changed = {k: v for k, v in overrides.items() if getattr(cfg.denoiser, k) != v}
+        if changed:
+            print(
+                f"error: a resumed run keeps its loss settings; {run_dir} has "
+                + ", ".join(f"{k}={getattr(cfg.denoiser, k)}" for k in changed),
+                file=sys.stderr,
+            )
+            return 2
+    else:
+        cfg = WorldModelConfig(**{**cfg.to_dict(), "denoiser": {**cfg.to_dict()["denoiser"], **overrides}})
     model = prepare(WorldModel(cfg), device)
     if init_state is not None:
         model.load_state_dict(init_state)

@@ -133,12 +133,15 @@ def test_train_resume_continues(work: Path, resumed) -> None:
 
 def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run_script, tmp_path: Path) -> None:
     """--init-from starts from a snapshot's weights and config; --ar-frames trains on dreamed
-    contexts; the steps behind the snapshot are counted, and ship.py reports both stages."""
+    contexts; loss settings can be overridden; the steps behind the snapshot are counted, and
+    ship.py reports both stages."""
     assert resumed.returncode == 0
     ft = work / "finetune"
     proc = run_script(
         "training/train.py",
         *TINY,
+        "--motion-weight",
+        "9",
         "--steps",
         "3",
         "--eval-every",
@@ -161,7 +164,26 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
     base = WorldModel.from_snapshot(work / "run" / "snapshot", precision="fp32")
     model = WorldModel.from_snapshot(ft / "snapshot", precision="fp32")
     assert model.meta["train_steps"] == 8 + 3 and model.meta["base_training"]["steps"] == 8
+    assert model.cfg.denoiser.motion_weight == 9 != base.cfg.denoiser.motion_weight
+    model.cfg.denoiser.motion_weight = base.cfg.denoiser.motion_weight
     assert model.cfg == base.cfg
+    # A resumed run keeps the loss settings it started with.
+    again = run_script(
+        "training/train.py",
+        *TINY,
+        "--steps",
+        "4",
+        "--eval-every",
+        "0",
+        "--resume",
+        "--motion-weight",
+        "2",
+        "--run-dir",
+        ft,
+        "--data",
+        work / "data",
+    )
+    assert "keeps its loss settings" in one_error(again) and "motion_weight=9.0" in again.stderr
     moved = [k for k, v in model.state_dict().items() if not torch.equal(v, base.state_dict()[k])]
     assert moved  # it trained from there
     losses = [json.loads(line)["denoiser/train/loss"] for line in (ft / "metrics.jsonl").read_text().splitlines()]
@@ -198,6 +220,8 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
         (["--init-from", "MISSING"], "cannot start from"),
         (["--ar-frames", "-1"], "--ar-frames"),
         (["--ar-fraction", "1.5"], "--ar-fraction"),
+        (["--motion-weight", "-1"], "--motion-weight"),
+        (["--context-noise-clean-prob", "2"], "--context-noise-clean-prob"),
     ],
 )
 def test_bad_fine_tune_arguments(work: Path, run_script, tmp_path: Path, args: list[str], says: str) -> None:
@@ -230,6 +254,8 @@ def test_evaluate_cli(work: Path, resumed, run_script) -> None:
     assert set(res["horizons"]) == {"1", "5", "15", "50"} and len(res["starts"]) == 2
     assert res["horizons"]["1"]["psnr_repeat"] > 0 and len(res["stability"]["per_100_steps"]) == 1
     assert "| 50 |" in proc.stdout and (work / "evalout" / "strip.png").is_file()
+    assert set(res["ball"]["pooled"]) == {"1-1", "2-5", "6-15", "16-50"} and "ball recall" in proc.stdout
+    assert len(res["ball"]["recall"]) == 50 and sum(res["ball"]["real_balls"]) <= 2 * 50
     assert res["reward_end"]["transitions"] == 60  # teacher-forced reward/end accuracy on the held-out play
 
 

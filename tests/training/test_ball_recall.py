@@ -1,0 +1,59 @@
+"""Ball recall (training/evaluate.py) on real Breakout frames from the emulator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.envs import make_env
+from training.evaluate import BALL_FIELD, ball_position, ball_recall, mean_ball_recall
+from training.experts import make_policy
+
+
+@pytest.fixture(scope="module")
+def frames() -> np.ndarray:
+    """120 steps of scripted-expert Breakout: the ball is served and crosses the field."""
+    env = make_env("Breakout", seed=5)
+    obs, _ = env.reset(seed=5)
+    policy, rng = make_policy("Breakout", "expert"), np.random.default_rng(0)
+    out = [obs]
+    for _ in range(120):
+        obs, _, term, trunc, _ = env.step(policy(env, rng))
+        out.append(obs)
+        if term or trunc:
+            break
+    env.close()
+    return np.stack(out)
+
+
+def test_ball_is_found_in_real_play(frames: np.ndarray) -> None:
+    found = [ball_position(f, "Breakout") for f in frames]
+    assert found[0] is None  # before the serve the field is empty
+    seen = [p for p in found if p is not None]
+    assert len(seen) > 20
+    rows = [p[0] for p in seen]
+    assert max(rows) - min(rows) > 10  # it moves through the field
+
+
+def test_recall_is_one_for_the_real_frames_and_zero_without_the_ball(frames: np.ndarray) -> None:
+    real = frames[None, 1:]
+    same = ball_recall(real, real, "Breakout")
+    counted = [c for c in same["real_balls"] if c]
+    assert counted and all(r == 1.0 for r, c in zip(same["recall"], same["real_balls"]) if c)
+
+    blank = real.copy()
+    rows, cols = BALL_FIELD["Breakout"]
+    blank[:, :, rows, cols] = 0
+    gone = ball_recall(blank, real, "Breakout")
+    assert all(r == 0.0 and d == 0.0 for r, d, c in zip(gone["recall"], gone["drawn"], gone["real_balls"]) if c)
+
+    shifted = real.copy()  # the ball drawn 6 pixels to the right: drawn, but a miss
+    shifted[:, :, rows, cols] = np.roll(real[:, :, rows, cols], 6, axis=3)
+    moved = ball_recall(shifted, real, "Breakout")
+    pooled = mean_ball_recall(moved, 1, real.shape[1])
+    assert pooled is not None and pooled < 0.2
+    assert np.mean([d for d, c in zip(moved["drawn"], moved["real_balls"]) if c]) > 0.8
+
+
+def test_games_without_a_ball_field_report_none(frames: np.ndarray) -> None:
+    assert ball_recall(frames[None], frames[None], "Pong") is None
