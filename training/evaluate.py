@@ -77,6 +77,32 @@ def ball_recall(dream: np.ndarray, real: np.ndarray, game: str) -> dict | None:
     return out
 
 
+def ball_plot(curve: dict, width: int = 520, height: int = 240) -> Image.Image:
+    """Ball recall and 'any ball drawn' against the dreamed step, as a small line chart."""
+    from PIL import ImageDraw
+
+    img = Image.new("RGB", (width, height), "white")
+    g = ImageDraw.Draw(img)
+    left, right, top, bottom = 44, width - 12, 24, height - 30
+    n = len(curve["recall"])
+    xs = lambda k: left + (right - left) * (k / max(1, n - 1))  # noqa: E731  (k: 0-based step)
+    ys = lambda v: bottom - (bottom - top) * v  # noqa: E731
+    for v in (0, 0.25, 0.5, 0.75, 1):
+        g.line([(left, ys(v)), (right, ys(v))], fill=(225, 225, 225))
+        g.text((6, ys(v) - 6), f"{v:.2f}", fill="black")
+    for k in range(0, n, max(1, n // 10)):
+        g.text((xs(k) - 4, bottom + 6), str(k + 1), fill="black")
+    g.line([(left, top), (left, bottom), (right, bottom)], fill="black")
+    for key, colour in (("drawn", (160, 160, 160)), ("recall", (200, 40, 40))):
+        pts = [(xs(k), ys(v)) for k, v in enumerate(curve[key]) if v is not None]
+        if len(pts) > 1:
+            g.line(pts, fill=colour, width=2)
+    g.text((left + 8, 6), "ball recall (within 3 px)", fill=(200, 40, 40))
+    g.text((left + 200, 6), "any ball drawn", fill=(130, 130, 130))
+    g.text((right - 90, 6), "dreamed step", fill="black")
+    return img
+
+
 def mean_ball_recall(curve: dict, first: int, last: int) -> float | None:
     """Pooled recall over dreamed steps first..last (1-based): hits / real balls."""
     hits = sum(
@@ -356,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--horizons", default="1,5,15,50")
     p.add_argument("--steps", type=int, default=3, help="denoising steps")
     p.add_argument("--heun", action="store_true")
+    p.add_argument("--sigma-max", type=float, default=SamplerConfig.sigma_max, help="first noise level of the sampler")
     p.add_argument("--stability-steps", type=int, default=500, help="0 to skip the long random-key rollout")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="folder for fidelity.json and strip.png")
@@ -374,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         horizons = tuple(int(h) for h in args.horizons.split(","))
         if not horizons or min(horizons) < 1:
             raise ValueError(f"bad --horizons {args.horizons!r}")
-        sampler = SamplerConfig(num_steps=args.steps, order=2 if args.heun else 1)
+        sampler = SamplerConfig(num_steps=args.steps, order=2 if args.heun else 1, sigma_max=args.sigma_max)
         model = WorldModel.from_snapshot(args.checkpoint, pick_device(args.device))
         store = EpisodeStore(args.data)
         episodes, errors = store.load_all(model.cfg.game)
@@ -393,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.checkpoint.parent / "eval"
     out.mkdir(parents=True, exist_ok=True)
     strip_image(res.pop("_dream")[0], res.pop("_real")[0]).save(out / "strip.png")
+    if res.get("ball"):
+        ball_plot(res["ball"]).save(out / "ball.png")
     if stab is not None:
         Image.fromarray(np.concatenate(list(stab.pop("last_frames")), axis=1)).resize(
             (64 * 4 * 2, 128), Image.NEAREST

@@ -26,7 +26,7 @@ from model.checkpoint import CheckpointError
 from model.sampler import SamplerConfig
 from model.world_model import WorldModel
 from training.episode_store import EpisodeStore
-from training.evaluate import fidelity, format_table, reward_end_accuracy, stability, strip_image
+from training.evaluate import ball_plot, fidelity, format_table, reward_end_accuracy, stability, strip_image
 
 MAX_FILE_BYTES = 25 * 1024 * 1024
 
@@ -95,6 +95,14 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+BALL_NOTE = """
+Ball recall: of the real frames with the ball in the open field (below the bricks, above the
+paddle), the share whose dream draws a ball within 3 pixels of it, pooled over the dreamed steps
+of each column. Whole-frame PSNR hardly sees a one-pixel ball; this is the number a playable dream
+lives on. Per dreamed step:
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run-dir", type=Path, required=True)
@@ -106,7 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stability-steps", type=int, default=500)
     p.add_argument("--notes", default="", help="free text for the card's 'where the dream is wrong' section")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     args = p.parse_args(argv)
+    if args.threads < 0:
+        p.error(f"--threads must be >= 0, got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     try:
         model = WorldModel.from_snapshot(args.run_dir / "snapshot")
@@ -153,9 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     Image.fromarray(np.concatenate(list(last), axis=1)).resize((last.shape[0] * 128, 128), Image.NEAREST).save(
         args.docs / f"{game}-stability.png"
     )
+    if fid.get("ball"):
+        ball_plot(fid["ball"]).save(args.docs / f"{game}-ball.png")
     report = {"fidelity": fid, "reward_end": re, "stability": stab, "training": train, "data": data}
     (args.docs / f"{game}-eval.json").write_text(json.dumps(report, indent=1))
 
+    ball_text = BALL_NOTE + f"\n![ball recall per dreamed step]({game}-ball.png)\n" if fid.get("ball") else ""
     cfg = model.cfg
     n_params = sum(p.numel() for p in model.denoiser.parameters())
     stab_rows = "\n".join(
@@ -184,7 +200,7 @@ time on 2-core CPUs, resumed across sessions. {_stages_text(train, run_args)} La
 ## Fidelity (held-out, {args.starts} starts, same actions for dream and real, 3 Euler steps)
 
 {format_table(fid)}
-
+{ball_text}
 ![real over dream]({game}-strip.png)
 
 Top row real, bottom row dream, at steps 1, 2, 3, 5, 8, 12, 15, 20, 30, 40, 50 after the start.

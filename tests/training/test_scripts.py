@@ -210,6 +210,7 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
     card = (tmp_path / "docs" / "Breakout.md").read_text()
     assert "11 denoiser steps" in card and "First 8 steps" in card and "then 3 steps" in card
     assert "last 2 context frames were dreamed" in card
+    assert "Ball recall" in card and (tmp_path / "docs" / "Breakout-ball.png").is_file()
     shipped = WorldModel.from_snapshot(tmp_path / "ckpt" / "Breakout", precision="fp32")
     assert shipped.meta["training"]["steps"] == 11
 
@@ -255,6 +256,7 @@ def test_evaluate_cli(work: Path, resumed, run_script) -> None:
     assert res["horizons"]["1"]["psnr_repeat"] > 0 and len(res["stability"]["per_100_steps"]) == 1
     assert "| 50 |" in proc.stdout and (work / "evalout" / "strip.png").is_file()
     assert set(res["ball"]["pooled"]) == {"1-1", "2-5", "6-15", "16-50"} and "ball recall" in proc.stdout
+    assert (work / "evalout" / "ball.png").is_file()
     assert len(res["ball"]["recall"]) == 50 and sum(res["ball"]["real_balls"]) <= 2 * 50
     assert res["reward_end"]["transitions"] == 60  # teacher-forced reward/end accuracy on the held-out play
 
