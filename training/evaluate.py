@@ -97,7 +97,7 @@ def ball_plot(curve: dict, width: int = 520, height: int = 240) -> Image.Image:
         pts = [(xs(k), ys(v)) for k, v in enumerate(curve[key]) if v is not None]
         if len(pts) > 1:
             g.line(pts, fill=colour, width=2)
-    g.text((left + 8, 6), "ball recall (within 3 px)", fill=(200, 40, 40))
+    g.text((left + 8, 6), f"ball recall (within {BALL_RADIUS} px)", fill=(200, 40, 40))
     g.text((left + 200, 6), "any ball drawn", fill=(130, 130, 130))
     g.text((right - 90, 6), "dreamed step", fill="black")
     return img
@@ -369,7 +369,7 @@ def format_table(result: dict) -> str:
             "",
             "| dreamed steps | " + " | ".join(pooled) + " |",
             "| --- |" + " --- |" * len(pooled),
-            "| ball recall (within 3 px) | " + " | ".join(f(v) for v in pooled.values()) + " |",
+            f"| ball recall (within {BALL_RADIUS} px) | " + " | ".join(f(v) for v in pooled.values()) + " |",
         ]
     return "\n".join(lines)
 

@@ -26,7 +26,15 @@ from model.checkpoint import CheckpointError
 from model.sampler import SamplerConfig
 from model.world_model import WorldModel
 from training.episode_store import EpisodeStore
-from training.evaluate import ball_plot, fidelity, format_table, reward_end_accuracy, stability, strip_image
+from training.evaluate import (
+    BALL_RADIUS,
+    ball_plot,
+    fidelity,
+    format_table,
+    reward_end_accuracy,
+    stability,
+    strip_image,
+)
 
 MAX_FILE_BYTES = 25 * 1024 * 1024
 
@@ -95,9 +103,9 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-BALL_NOTE = """
+BALL_NOTE = f"""
 Ball recall: of the real frames with the ball in the open field (below the bricks, above the
-paddle), the share whose dream draws a ball within 3 pixels of it, pooled over the dreamed steps
+paddle), the share whose dream draws a ball within {BALL_RADIUS} pixels of it, pooled over the dreamed steps
 of each column. Whole-frame PSNR hardly sees a one-pixel ball; this is the number a playable dream
 lives on. Per dreamed step:
 """
