@@ -362,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
             for k in ("psnr_dream", "motion_psnr_dream", "ssim_dream"):
                 if r[k] is not None:
                     vals[f"eval/h{h}/{k}"] = r[k]
+        for steps, recall in ((res["ball"] or {}).get("pooled") or {}).items():
+            if recall is not None:  # games with a ball field: the number the dream's playability hangs on
+                vals[f"eval/ball_recall/{steps}"] = recall
         log(vals)
         tqdm.write(f"step {step} eval: " + " ".join(f"{k.split('/', 1)[1]}={v:.2f}" for k, v in vals.items()))
 

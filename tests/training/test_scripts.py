@@ -120,6 +120,9 @@ def test_train_cli(work: Path, trained) -> None:
     assert [int(line.split('"step": ')[1].split(",")[0]) for line in metrics][:2] == [3, 6]
     assert '"denoiser/train/loss"' in metrics[0] and '"eval/h50/psnr_dream"' in (run / "metrics.jsonl").read_text()
     assert (run / "eval" / "fidelity_0000006.json").is_file() and (run / "eval" / "strip_0000006.png").is_file()
+    pooled = json.loads((run / "eval" / "fidelity_0000006.json").read_text())["ball"]["pooled"]
+    logged = {k: v for k, v in json.loads(metrics[-1]).items() if k.startswith("eval/ball_recall/")}
+    assert logged == {f"eval/ball_recall/{k}": v for k, v in pooled.items() if v is not None}
     assert list((run / "tb").iterdir())
     assert EpisodeStore(work / "heldout").num_steps() == 60  # collected by train.py
 
