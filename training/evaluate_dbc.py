@@ -51,19 +51,33 @@ def rollout_maze(policy: torch.nn.Module, seeds: list[int], desc: str = "maze") 
     return out
 
 
-def rollout_breakout(policy: torch.nn.Module, seeds: list[int], max_steps: int, desc: str = "breakout") -> list[dict]:
-    """Real Breakout, one episode per seed in lock-step, greedy actions -> per-episode returns."""
+BASELINES = ("random", "expert")
+"""Breakout reference players for --baselines: uniform random actions and the RAM-reading scripted expert."""
+
+
+def rollout_breakout(
+    policy: torch.nn.Module | str, seeds: list[int], max_steps: int, desc: str = "breakout"
+) -> list[dict]:
+    """Real Breakout, one episode per seed in lock-step -> per-episode returns. `policy` is a pixel
+    policy (greedy actions, batched) or the name of a baseline in BASELINES."""
     from training.envs import make_env
+    from training.experts import breakout_expert, random_policy
 
     envs = [make_env("Breakout") for _ in seeds]
     stacks = [FrameStack() for _ in seeds]
     obs = [st.reset(env.reset(seed=s)[0]) for env, st, s in zip(envs, stacks, seeds, strict=True)]
     ret, steps, done = np.zeros(len(seeds)), np.zeros(len(seeds), int), np.zeros(len(seeds), bool)
+    rng = np.random.default_rng(seeds[0] if seeds else 0)
     for _ in tqdm(range(max_steps), desc=desc, leave=False):
         live = np.flatnonzero(~done)
         if not len(live):
             break
-        actions, _ = act(policy, torch.from_numpy(np.stack([obs[i] for i in live])))
+        if policy == "random":
+            actions = [random_policy(envs[i], rng) for i in live]
+        elif policy == "expert":
+            actions = [breakout_expert(envs[i], rng) for i in live]
+        else:
+            actions, _ = act(policy, torch.from_numpy(np.stack([obs[i] for i in live])))
         for j, i in enumerate(live):
             frame, r, term, trunc, _ = envs[i].step(int(actions[j]))
             obs[i] = stacks[i].push(frame)
@@ -106,7 +120,7 @@ def plot(doc: dict, path: Path) -> None:
         s = summary[a]
         ax.bar(x, s["mean"], yerr=s["std"], color=colors.get(a, "#5b9bd5"), capsize=4)
         ax.scatter([x] * len(s["per_seed"]), s["per_seed"], color="black", s=10, zorder=3)
-        labels.append(f"{a.upper()} (ours)")
+        labels.append(f"{a.upper()} (ours)" if a in ("bc", "dbc") else a)
         x += 1
     if doc["task"] == "maze":
         for name in ("BC", "DBC"):
@@ -126,15 +140,22 @@ def plot(doc: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def evaluate(task: str, paths: list[Path], episodes: int, episode_seed: int = 0, max_steps: int = 2000) -> dict:
-    """Load each policy (refusing other tasks' checkpoints), play the same episodes, summarise."""
+def evaluate(
+    task: str, paths: list[Path], episodes: int, episode_seed: int = 0, max_steps: int = 2000, baselines: bool = False
+) -> dict:
+    """Load each policy (refusing other tasks' checkpoints), play the same episodes, summarise.
+    baselines (Breakout): random play and the scripted expert play the same episodes too."""
     check_task(task)
+    if baselines and task != "breakout":
+        raise ValueError("--baselines is for the breakout task (the Maze table carries the paper's figures)")
     policies = [(p, *load_policy(p, task=task)) for p in paths]  # fail fast, before any rollout
+    if baselines:
+        policies += [(name, name, {"algo": name}) for name in BASELINES]
     seeds = list(range(episode_seed, episode_seed + episodes))
     results = []
     for path, policy, meta in tqdm(policies, desc="policies"):
         t0 = time.time()
-        name = Path(path).with_suffix("").name
+        name = Path(path).with_suffix("").name if path not in BASELINES else path
         if task == "maze":
             eps = rollout_maze(policy, seeds, desc=name)
             score = {"success_rate": 100.0 * float(np.mean([e["success"] for e in eps]))}
@@ -215,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=100, help="episodes per policy")
     p.add_argument("--episode-seed", type=int, default=0, help="reset seed of the first episode")
     p.add_argument("--max-steps", type=int, default=2000, help="Breakout: agent-step cap per episode")
+    p.add_argument("--baselines", action="store_true", help="Breakout: also random play and the scripted expert")
     p.add_argument("--out", type=Path, default=None, help="JSON output (default runs/dbc/<task>/eval.json)")
     p.add_argument("--plot", type=Path, default=None, help="PNG plot (default: beside the JSON)")
     a = p.parse_args(argv)
@@ -222,10 +244,12 @@ def main(argv: list[str] | None = None) -> int:
         check_task(a.task)
         if a.episodes < 1 or a.max_steps < 1:
             raise ValueError("--episodes and --max-steps must be >= 1")
-        if bool(a.policies) == bool(a.merge):
+        if bool(a.policies or a.baselines) == bool(a.merge):
             raise ValueError("give either --policies (to evaluate) or --merge (to combine evaluation JSONs)")
         doc = (
-            merge(a.task, a.merge) if a.merge else evaluate(a.task, a.policies, a.episodes, a.episode_seed, a.max_steps)
+            merge(a.task, a.merge)
+            if a.merge
+            else evaluate(a.task, a.policies, a.episodes, a.episode_seed, a.max_steps, a.baselines)
         )
     except (UnknownTaskError, ValueError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)

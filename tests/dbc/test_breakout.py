@@ -55,3 +55,14 @@ def test_evaluate_in_the_real_game(breakout_run: Path) -> None:
     doc = json.loads(out.read_text())
     assert doc["max_steps"] == 15 and all(r["episodes"][0]["steps"] <= 15 for r in doc["results"])
     assert set(doc["summary"]) == {"bc", "dbc"} and out.with_suffix(".png").is_file()
+
+
+def test_baselines_play_the_same_episodes(tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    args = ["--task", "breakout", "--baselines", "--episodes", "2", "--max-steps", "200", "--out", str(out)]
+    assert evaluate_dbc.main(args) == 0
+    doc = json.loads(out.read_text())
+    assert set(doc["summary"]) == {"random", "expert"}
+    assert all([e["seed"] for e in r["episodes"]] == [0, 1] for r in doc["results"])
+    assert doc["summary"]["expert"]["mean"] > 0  # the RAM expert serves and breaks bricks within 200 steps
+    assert evaluate_dbc.main(["--task", "maze", "--baselines", "--episodes", "1"]) == 2  # Breakout only
