@@ -82,6 +82,10 @@ class PolicyConfig:
     """Pixel policies: size of the bottleneck features (the state embedding phi diffuses over)."""
     channels: list[int] = field(default_factory=lambda: [16, 32])
     """Pixel policies: channels of the two conv layers (8x8 stride 4, 4x4 stride 2)."""
+    frame_diff: bool = False
+    """Pixel policies: also feed the differences of consecutive frames. Breakout's ball is about one
+    pixel at 64x64; in the difference it is what stands out (docs/dbc.md: without it a BC net stays
+    at the action prior for thousands of steps)."""
 
     def __post_init__(self) -> None:
         if self.action_dim < 1 or (self.discrete and self.action_dim < 2):
@@ -353,13 +357,16 @@ class MLPPolicy(nn.Module):
         return obs.float()
 
 
+FRAME_DIFF_GAIN = 4.0
+
+
 class ConvPolicy(nn.Module):
     """A stack of RGB frames uint8 (B, F, H, W, 3) -> logits (B, K), through an embed_dim bottleneck."""
 
     def __init__(self, cfg: PolicyConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        c, (c1, c2) = 3 * cfg.frames, cfg.channels
+        c, (c1, c2) = 3 * cfg.frames + (3 * (cfg.frames - 1) if cfg.frame_diff else 0), cfg.channels
         self.conv = nn.Sequential(
             nn.Conv2d(c, c1, 8, stride=4),  # 64 -> 15
             nn.ReLU(),
@@ -372,8 +379,10 @@ class ConvPolicy(nn.Module):
 
     def embed(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 (B, F, H, W, 3) -> features (B, embed_dim)."""
-        x = frames.float().movedim(-1, -3).flatten(1, 2) / 127.5 - 1  # (B, F, H, W, 3) -> (B, F*3, H, W)
-        return self.bottleneck(self.conv(x))
+        x = frames.float().movedim(-1, -3) / 127.5 - 1  # (B, F, H, W, 3) -> (B, F, 3, H, W)
+        if self.cfg.frame_diff:  # sparse, so scaled up to the frames' range at initialisation
+            x = torch.cat([x, FRAME_DIFF_GAIN * (x[:, 1:] - x[:, :-1])], 1)
+        return self.bottleneck(self.conv(x.flatten(1, 2)))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.head(torch.relu(self.embed(frames)))

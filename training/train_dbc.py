@@ -172,7 +172,7 @@ def linear_decay(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_sched
 def policy_config(args: Args) -> PolicyConfig:
     if args.task == "maze":
         return PolicyConfig(obs_dim=OBS_DIM, action_dim=ACTION_DIM, hidden=args.hidden, layers=args.layers)
-    return PolicyConfig(action_dim=4, discrete=True, pixels=True, hidden=args.hidden)
+    return PolicyConfig(action_dim=4, discrete=True, pixels=True, hidden=args.hidden, frame_diff=True)
 
 
 @torch.no_grad()
