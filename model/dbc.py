@@ -393,13 +393,16 @@ def make_policy_net(cfg: PolicyConfig) -> nn.Module:
 
 
 @torch.no_grad()
-def act(policy: nn.Module, obs: torch.Tensor, greedy: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batched action selection -> (actions, output). Discrete: argmax (greedy) and softmax probs;
-    continuous: actions clipped to [-1, 1] and the raw output."""
+def act(
+    policy: nn.Module, obs: torch.Tensor, greedy: bool = True, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batched action selection -> (actions, output). Discrete: argmax (greedy) or a draw from the
+    softmax (with `generator`, reproducible), and the probs; continuous: actions clipped to [-1, 1]
+    and the raw output."""
     out = policy(obs)
     if policy.cfg.discrete:
         probs = out.softmax(-1)
-        a = probs.argmax(-1) if greedy else torch.multinomial(probs, 1)[:, 0]
+        a = probs.argmax(-1) if greedy else torch.multinomial(probs, 1, generator=generator)[:, 0]
         return a, probs
     return out.clamp(-1, 1), out
 

@@ -248,6 +248,7 @@ class BreakoutSide(Side):
         from training.dbc_data import FrameStack
 
         frame, _ = self.env.reset(seed=seed)
+        self.gen = torch.Generator().manual_seed(seed)  # actions are drawn, as in `evaluate_dbc.py --sample`
         self.stack = FrameStack()
         self.stack.reset(frame)
         self.done, self.t, self.ret = False, 0, 0.0
@@ -267,7 +268,7 @@ class BreakoutSide(Side):
 
     def step(self) -> tuple[dict, bytes]:
         obs = torch.from_numpy(self.stack.get())[None]
-        a, probs = act(self.policy, obs)
+        a, probs = act(self.policy, obs, greedy=False, generator=self.gen)
         action = int(a[0])
         likeness, ref = None, None
         if self.phi is not None:

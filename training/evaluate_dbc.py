@@ -56,10 +56,11 @@ BASELINES = ("random", "expert")
 
 
 def rollout_breakout(
-    policy: torch.nn.Module | str, seeds: list[int], max_steps: int, desc: str = "breakout"
+    policy: torch.nn.Module | str, seeds: list[int], max_steps: int, desc: str = "breakout", sample: bool = False
 ) -> list[dict]:
     """Real Breakout, one episode per seed in lock-step -> per-episode returns. `policy` is a pixel
-    policy (greedy actions, batched) or the name of a baseline in BASELINES."""
+    policy (batched; argmax actions, or draws from its distribution with `sample`) or the name of a
+    baseline in BASELINES."""
     from training.envs import make_env
     from training.experts import breakout_expert, random_policy
 
@@ -68,6 +69,7 @@ def rollout_breakout(
     obs = [st.reset(env.reset(seed=s)[0]) for env, st, s in zip(envs, stacks, seeds, strict=True)]
     ret, steps, done = np.zeros(len(seeds)), np.zeros(len(seeds), int), np.zeros(len(seeds), bool)
     rng = np.random.default_rng(seeds[0] if seeds else 0)
+    gen = torch.Generator().manual_seed(seeds[0] if seeds else 0)
     for _ in tqdm(range(max_steps), desc=desc, leave=False):
         live = np.flatnonzero(~done)
         if not len(live):
@@ -77,7 +79,7 @@ def rollout_breakout(
         elif policy == "expert":
             actions = [breakout_expert(envs[i], rng) for i in live]
         else:
-            actions, _ = act(policy, torch.from_numpy(np.stack([obs[i] for i in live])))
+            actions, _ = act(policy, torch.from_numpy(np.stack([obs[i] for i in live])), not sample, gen)
         for j, i in enumerate(live):
             frame, r, term, trunc, _ = envs[i].step(int(actions[j]))
             obs[i] = stacks[i].push(frame)
@@ -141,13 +143,22 @@ def plot(doc: dict, path: Path) -> None:
 
 
 def evaluate(
-    task: str, paths: list[Path], episodes: int, episode_seed: int = 0, max_steps: int = 2000, baselines: bool = False
+    task: str,
+    paths: list[Path],
+    episodes: int,
+    episode_seed: int = 0,
+    max_steps: int = 2000,
+    baselines: bool = False,
+    sample: bool = False,
 ) -> dict:
     """Load each policy (refusing other tasks' checkpoints), play the same episodes, summarise.
-    baselines (Breakout): random play and the scripted expert play the same episodes too."""
+    baselines (Breakout): random play and the scripted expert play the same episodes too.
+    sample (Breakout): draw actions from the policies' distributions instead of argmax."""
     check_task(task)
     if baselines and task != "breakout":
         raise ValueError("--baselines is for the breakout task (the Maze table carries the paper's figures)")
+    if sample and task != "breakout":
+        raise ValueError("--sample is for the breakout task (Maze actions are continuous)")
     policies = [(p, *load_policy(p, task=task)) for p in paths]  # fail fast, before any rollout
     if baselines:
         policies += [(name, name, {"algo": name}) for name in BASELINES]
@@ -160,7 +171,7 @@ def evaluate(
             eps = rollout_maze(policy, seeds, desc=name)
             score = {"success_rate": 100.0 * float(np.mean([e["success"] for e in eps]))}
         else:
-            eps = rollout_breakout(policy, seeds, max_steps, desc=name)
+            eps = rollout_breakout(policy, seeds, max_steps, desc=name, sample=sample)
             score = {"mean_return": float(np.mean([e["return"] for e in eps]))}
         results.append(
             {
@@ -185,6 +196,7 @@ def evaluate(
         doc["paper"] = {k: {"mean": m, "std": s} for k, (m, s) in PAPER_TABLE.items()}
     else:
         doc["max_steps"] = max_steps
+        doc["actions"] = "sampled" if sample else "argmax"
     return doc
 
 
@@ -237,6 +249,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episode-seed", type=int, default=0, help="reset seed of the first episode")
     p.add_argument("--max-steps", type=int, default=2000, help="Breakout: agent-step cap per episode")
     p.add_argument("--baselines", action="store_true", help="Breakout: also random play and the scripted expert")
+    p.add_argument(
+        "--sample",
+        action="store_true",
+        help="Breakout: draw actions from the policy (FIRE, the serve, is 0.4%% of the demonstrations: "
+        "an argmax policy can wait forever for it)",
+    )
     p.add_argument("--out", type=Path, default=None, help="JSON output (default runs/dbc/<task>/eval.json)")
     p.add_argument("--plot", type=Path, default=None, help="PNG plot (default: beside the JSON)")
     a = p.parse_args(argv)
@@ -249,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         doc = (
             merge(a.task, a.merge)
             if a.merge
-            else evaluate(a.task, a.policies, a.episodes, a.episode_seed, a.max_steps, a.baselines)
+            else evaluate(a.task, a.policies, a.episodes, a.episode_seed, a.max_steps, a.baselines, a.sample)
         )
     except (UnknownTaskError, ValueError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)

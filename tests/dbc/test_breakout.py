@@ -66,3 +66,16 @@ def test_baselines_play_the_same_episodes(tmp_path: Path) -> None:
     assert all([e["seed"] for e in r["episodes"]] == [0, 1] for r in doc["results"])
     assert doc["summary"]["expert"]["mean"] > 0  # the RAM expert serves and breaks bricks within 200 steps
     assert evaluate_dbc.main(["--task", "maze", "--baselines", "--episodes", "1"]) == 2  # Breakout only
+
+
+def test_sampled_actions_are_reproducible_and_the_cli_says_so(breakout_run: Path) -> None:
+    pol, _ = load_policy(breakout_run / "policies" / "bc_s0", task="breakout")
+    frames = torch.randint(0, 256, (64, 4, 64, 64, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    draws = [act(pol, frames, greedy=False, generator=torch.Generator().manual_seed(7))[0] for _ in range(2)]
+    assert torch.equal(draws[0], draws[1])
+    out = breakout_run / "eval_sampled.json"
+    pols = [str(breakout_run / "policies" / "bc_s0")]
+    args = ["--task", "breakout", "--policies", *pols, "--episodes", "1", "--max-steps", "15", "--sample"]
+    assert evaluate_dbc.main([*args, "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["actions"] == "sampled"
+    assert evaluate_dbc.main(["--task", "maze", "--policies", *pols, "--sample"]) == 2  # continuous actions
