@@ -55,11 +55,12 @@ def ball_position(frame: np.ndarray, game: str) -> tuple[float, float] | None:
 def ball_recall(dream: np.ndarray, real: np.ndarray, game: str) -> dict | None:
     """Per dreamed step (1-based index k-1), over starts whose real frame k has a ball in the field:
     `recall` = share of dreams with a ball within BALL_RADIUS of it; `drawn` = share with any ball;
-    `real_balls` = how many starts that is. dream, real: (N, h, H, W, C). None for other games."""
+    `real_balls` = how many starts that is, `hits` = how many of them the dream got. dream, real:
+    (N, h, H, W, C). None for other games."""
     if game not in BALL_FIELD:
         return None
     n, horizon = real.shape[:2]
-    out = {"recall": [], "drawn": [], "real_balls": []}
+    out = {"recall": [], "drawn": [], "real_balls": [], "hits": []}
     for k in range(horizon):
         hits = drawn = count = 0
         for i in range(n):
@@ -72,6 +73,7 @@ def ball_recall(dream: np.ndarray, real: np.ndarray, game: str) -> dict | None:
                 drawn += 1
                 hits += max(abs(d[0] - r[0]), abs(d[1] - r[1])) <= BALL_RADIUS
         out["real_balls"].append(count)
+        out["hits"].append(int(hits))
         out["recall"].append(hits / count if count else None)
         out["drawn"].append(drawn / count if count else None)
     return out
@@ -105,10 +107,7 @@ def ball_plot(curve: dict, width: int = 520, height: int = 240) -> Image.Image:
 
 def mean_ball_recall(curve: dict, first: int, last: int) -> float | None:
     """Pooled recall over dreamed steps first..last (1-based): hits / real balls."""
-    hits = sum(
-        r * c for r, c in zip(curve["recall"][first - 1 : last], curve["real_balls"][first - 1 : last]) if r is not None
-    )
-    count = sum(curve["real_balls"][first - 1 : last])
+    hits, count = sum(curve["hits"][first - 1 : last]), sum(curve["real_balls"][first - 1 : last])
     return hits / count if count else None
 
 
