@@ -62,22 +62,21 @@ def rollout_breakout(
     policy (batched; argmax actions, or draws from its distribution with `sample`) or the name of a
     baseline in BASELINES."""
     from training.envs import make_env
-    from training.experts import breakout_expert, random_policy
+    from training.experts import make_policy
 
     envs = [make_env("Breakout") for _ in seeds]
     stacks = [FrameStack() for _ in seeds]
     obs = [st.reset(env.reset(seed=s)[0]) for env, st, s in zip(envs, stacks, seeds, strict=True)]
     ret, steps, done = np.zeros(len(seeds)), np.zeros(len(seeds), int), np.zeros(len(seeds), bool)
+    baseline = make_policy("Breakout", policy) if isinstance(policy, str) else None
     rng = np.random.default_rng(seeds[0] if seeds else 0)
     gen = torch.Generator().manual_seed(seeds[0] if seeds else 0)
     for _ in tqdm(range(max_steps), desc=desc, leave=False):
         live = np.flatnonzero(~done)
         if not len(live):
             break
-        if policy == "random":
-            actions = [random_policy(envs[i], rng) for i in live]
-        elif policy == "expert":
-            actions = [breakout_expert(envs[i], rng) for i in live]
+        if baseline is not None:
+            actions = [baseline(envs[i], rng) for i in live]
         else:
             actions, _ = act(policy, torch.from_numpy(np.stack([obs[i] for i in live])), not sample, gen)
         for j, i in enumerate(live):
