@@ -107,6 +107,27 @@ def _header_doc(blob: bytes) -> dict[str, Any] | None:
         return None
 
 
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's meta (kind, config, ...) without reading its weights: the safetensors header,
+    else the JSON sidecar. Raises CheckpointError naming the file."""
+    path = Path(path)
+    wpath, jpath = path.with_suffix(".safetensors"), path.with_suffix(".json")
+    try:
+        with open(wpath, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            doc = _header_doc(n.to_bytes(8, "little") + f.read(min(n, 16 << 20)))
+        if doc is None:
+            doc = json.loads(jpath.read_text())
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"corrupt checkpoint config {jpath}: {e}") from None
+    meta = doc.get("meta", {}) if isinstance(doc, dict) else None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {path} has no meta")
+    return meta
+
+
 def load(path: str | Path, verify: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
     """Load what `save` wrote -> (tree, meta). Raises CheckpointError naming the bad file."""
     path = Path(path)

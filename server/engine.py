@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from model.checkpoint import CheckpointError
+from model.checkpoint import CheckpointError, read_meta
 from model.device import pick_device
 from model.world_model import WorldModel
 from server import policies
@@ -29,6 +29,15 @@ def discover_snapshots(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return [p.with_suffix("") for p in sorted(folder.glob("*.json")) if p.with_suffix(".safetensors").is_file()]
+
+
+def snapshot_kind(path: Path) -> str | None:
+    """'world_model', 'agent', ... from the snapshot's header; None where it cannot be read (the
+    full load then reports why)."""
+    try:
+        return read_meta(path).get("kind")
+    except CheckpointError:
+        return None
 
 
 @lru_cache(maxsize=64)
@@ -65,15 +74,15 @@ class Engine:
         for name, spec in self.settings.policies.items():
             policies.register_from_spec(name, spec)
         device = pick_device(self.settings.device)
+        policies.forget_agents()
         paths = [Path(p).with_suffix("") for p in self.settings.checkpoints]
         paths += discover_snapshots(Path(self.settings.checkpoint_dir))
+        agents = [p for p in paths if snapshot_kind(p) == "agent"]
         for path in paths:
-            try:
-                self._load(path, device)
-            except (CheckpointError, UnknownGameError, ValueError, OSError) as e:
-                msg = f"skipping snapshot {path}: {e}"
-                log.error(msg)
-                self.load_errors.append(msg)
+            if path not in agents:
+                self._try(self._load, path, device)
+        for path in agents:  # after the world models: an agent plays a game that is served
+            self._try(self._load_agent, path)
         if not self.games:
             log.warning(
                 "no world-model snapshots found in %s; see docs/serving.md to make a development one",
@@ -94,6 +103,22 @@ class Engine:
         worker.start()
         self.games[game] = GameRuntime(game, model, worker, meanings, keymap(meanings), path)
         log.info("serving %s from %s (%s preset)", game, path, model.cfg.preset)
+
+    def _try(self, load: Any, path: Path, *args: Any) -> None:
+        try:
+            load(path, *args)
+        except (CheckpointError, UnknownGameError, ValueError, OSError) as e:
+            msg = f"skipping snapshot {path}: {e}"
+            log.error(msg)
+            self.load_errors.append(msg)
+
+    def _load_agent(self, path: Path) -> None:
+        game = read_meta(path).get("config", {}).get("game")
+        if game not in self.games:
+            raise ValueError(f"an agent for {game!r}, but no world model for it is served")
+        policies.register_agent(game, str(path), self.games[game].meanings)
+        self.games[game].agent = path
+        log.info("agent for %s from %s", game, path)
 
     def stop(self) -> None:
         for rt in self.games.values():
@@ -122,6 +147,7 @@ class Engine:
             "context_frames": rt.context_frames,
             "preset": rt.model.cfg.preset,
             "snapshot": rt.snapshot.name,
+            "agent": rt.agent.name if rt.agent else None,
         }
 
     def metrics(self) -> dict[str, Any]:

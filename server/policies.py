@@ -3,6 +3,11 @@
 A policy sees the last frames the player sees (real ones when the emulator runs, else dreamed
 ones) and, when it sets `needs_env`, the real emulator. Register more with `register_policy` or
 the server's `--policy NAME=module:factory` flag; factory(game, action_meanings) -> Policy.
+
+Trained agents (`training/train.py --agent`) found beside the world models as
+`<checkpoint_dir>/<Game>-agent.{safetensors,json}` are offered as the control "agent"
+(`register_agent`); they also report what they think: `insight()` -> action probabilities and
+value, sent to the page with every frame.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Protocol, runtime_checkable
 import gymnasium as gym
 import numpy as np
 
+from model.agent import AgentPolicy
 from training.experts import EXPERTS, make_policy
 
 
@@ -37,6 +43,11 @@ class Policy(Protocol):
 
     def act(self, obs: Observation) -> int:
         """Index into the game's minimal action set."""
+
+
+class Insight(Protocol):
+    def insight(self) -> tuple[list[float], float] | None:
+        """(pi(. | x_<=t) over the minimal action set, V(x_<=t)) of the last `act`, or None."""
 
 
 PolicyFactory = Callable[[str, list[str]], Policy]
@@ -117,3 +128,57 @@ def make(name: str, game: str, meanings: list[str]) -> Policy:
     if name not in available(game) or name == "human":
         raise ValueError(f"unknown control {name!r} for {game}: expected one of {', '.join(available(game))}")
     return _REGISTRY[name].factory(game, meanings)
+
+
+class TrainedAgent:
+    """An actor-critic trained in the dream (model.agent.AgentPolicy), sampling its policy.
+
+    Recurrent: `act` is called once per tick with the last frames shown (real in Real and
+    Side-by-side modes, dreamed in Dream mode); the first call after `reset` burns the LSTM in.
+    """
+
+    name, needs_env = "agent", False
+
+    def __init__(self, policy: AgentPolicy) -> None:
+        self.policy = policy
+        self._last: tuple[list[float], float] | None = None
+
+    def reset(self) -> None:
+        self.policy.reset()
+        self._last = None
+
+    def act(self, obs: Observation) -> int:
+        action, probs, value = self.policy.act(obs.frames)
+        self._last = (probs, value)
+        return action
+
+    def insight(self) -> tuple[list[float], float] | None:
+        return self._last
+
+
+_AGENTS: dict[str, str] = {}  # game -> agent snapshot path
+
+
+def _make_agent(game: str, meanings: list[str]) -> TrainedAgent:
+    return TrainedAgent(load_agent(_AGENTS[game], game, meanings))
+
+
+def load_agent(path: str, game: str, meanings: list[str]) -> AgentPolicy:
+    """An agent snapshot for this game and action set; CheckpointError / ValueError otherwise."""
+    policy = AgentPolicy.from_snapshot(path)
+    if policy.game != game or policy.action_meanings != list(meanings):
+        raise ValueError(f"{path} is an agent for {policy.game} {policy.action_meanings}, not {game} {list(meanings)}")
+    return policy
+
+
+def forget_agents() -> None:
+    """Withdraw the control "agent" (a new server registers the agents it finds)."""
+    _AGENTS.clear()
+    _REGISTRY.pop("agent", None)
+
+
+def register_agent(game: str, path: str, meanings: list[str]) -> None:
+    """Offer the agent snapshot at `path` as the control "agent" for `game` (checked by loading it)."""
+    load_agent(path, game, meanings)
+    _AGENTS[game] = path
+    _REGISTRY["agent"] = _Entry(_make_agent, tuple(_AGENTS), False)

@@ -178,6 +178,11 @@ class DreamInfo(_Msg):
     episode_return: float
 
 
+class AgentInfo(_Msg):
+    probs: list[float]  # pi(a | frames so far) over the game's minimal action set
+    value: float  # V: the critic's estimate of the discounted return from here
+
+
 class FrameHeader(_Msg):
     type: Literal["frame"] = "frame"
     tick: int
@@ -189,6 +194,7 @@ class FrameHeader(_Msg):
     frames: list[Literal["real", "dream"]]  # order of the RGB payloads after the header
     real: RealInfo | None
     dream: DreamInfo | None
+    agent: AgentInfo | None = None  # when a trained agent chose this tick's action
     ms: float  # server ms to produce this tick's dream frame (0 in real mode)
     tick_ms: float  # server ms for the whole tick (emulator + dream)
     fps: float  # ticks per second over the last second

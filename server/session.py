@@ -24,7 +24,7 @@ import torch
 from model.sampler import SamplerConfig
 from model.world_model import WorldModel, frames_to_tensor, open_action_slot, slide, tensor_to_frames, with_action
 from server import policies
-from server.protocol import DreamInfo, EpisodeEnd, Error, Mode, PlaySettings, RealInfo, SamplerName, State
+from server.protocol import AgentInfo, DreamInfo, EpisodeEnd, Error, Mode, PlaySettings, RealInfo, SamplerName, State
 from server.worker import InferenceWorker
 from training.envs import make_env
 from training.episode_store import Episode, EpisodeStore
@@ -52,6 +52,8 @@ class GameRuntime:
     meanings: list[str]
     keymap: dict[str, Any]
     snapshot: Path
+    agent: Path | None = None
+    """The trained agent offered as the control "agent", if any."""
 
     @property
     def context_frames(self) -> int:
@@ -196,6 +198,8 @@ class Session:
         frames = list(self.real.obs[-self.rt.context_frames :])
         actions = list(self.real.actions[-(self.rt.context_frames - 1) :])
         await self._seed_dream(frames, actions)
+        if self.policy is not None and not self.has_real:  # it sees the dream, which just jumped
+            self.policy.reset()
         self._emit(frames[-1] if self.has_real else None, frames[-1], None, None, 0.0, 0.0)
         await self._announce("resync")
 
@@ -328,6 +332,8 @@ class Session:
             jobs.append(loop.run_in_executor(self.executor, self._env_step, action))
         if self.has_dream:
             jobs.append(self._dream_step(action))
+        insight = getattr(self.policy, "insight", None)
+        agent_info = insight() if insight is not None else None
         results = await asyncio.gather(*jobs)
         real = results[0] if self.has_real else None
         dream = results[-1] if self.has_dream else None
@@ -350,6 +356,7 @@ class Session:
             tick_ms,
             action=action,
             seq=seq,
+            agent=None if agent_info is None else AgentInfo(probs=agent_info[0], value=agent_info[1]),
         )
         if real is not None and real[2]:
             self.over = True
@@ -376,6 +383,7 @@ class Session:
         tick_ms: float,
         action: int | None = None,
         seq: int | None = None,
+        agent: AgentInfo | None = None,
     ) -> None:
         names, frames = [], []
         for name, f in (("real", real), ("dream", dream)):
@@ -393,6 +401,7 @@ class Session:
             "frames": names,
             "real": real_info,
             "dream": dream_info,
+            "agent": agent,
             "ms": ms,
             "tick_ms": tick_ms,
             "fps": self.measured_fps(),

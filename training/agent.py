@@ -386,6 +386,8 @@ def run_loop(argv: list[str] | None = None) -> int:
             opt_den.load_state_dict(resume_tree["opt_den"])
             opt_re.load_state_dict(resume_tree["opt_re"])
             opt_ac.load_state_dict(resume_tree["opt_ac"])
+            for g in opt_ac.param_groups:  # the optimiser state carries the old run's lr: --agent-lr wins
+                g["lr"] = a.agent_lr
         except (CheckpointError, ValueError, KeyError) as e:
             print(f"error: cannot resume: {e}", file=sys.stderr)
             return 2
@@ -566,46 +568,9 @@ def run_loop(argv: list[str] | None = None) -> int:
 
 
 def load_policy(path: str | Path, greedy: bool = False, epsilon: float = 0.0, seed: int | None = None) -> AgentPolicy:
-    """The server's entry point: an agent snapshot -> AgentPolicy (raises CheckpointError on a bad path)."""
+    """An agent snapshot -> AgentPolicy (raises CheckpointError on a bad path). The server offers
+    `<checkpoint_dir>/<Game>-agent` as the control "agent" (server/policies.py)."""
     return AgentPolicy.from_snapshot(path, greedy=greedy, epsilon=epsilon, seed=seed)
-
-
-class ServerAgentPolicy:
-    """Adapter to the server's `Policy` hook (server/policies.py): act(Observation) -> action index.
-
-    The last probabilities and value are kept in `last_probs` / `last_value` for display.
-    """
-
-    name, needs_env = "agent", False
-
-    def __init__(self, policy: AgentPolicy) -> None:
-        self.policy = policy
-        self.last_probs: list[float] = []
-        self.last_value: float = 0.0
-
-    def reset(self) -> None:
-        self.policy.reset()
-        self.last_probs, self.last_value = [], 0.0
-
-    def act(self, obs: Any) -> int:
-        frames = getattr(obs, "frames", obs)  # server Observation (frames uint8 (L, H, W, 3)) or frames
-        action, self.last_probs, self.last_value = self.policy.act(np.asarray(frames))
-        return action
-
-
-def server_policy(game: str, meanings: list[str]) -> ServerAgentPolicy:
-    """Factory for `--policy agent=training.agent:server_policy`: loads checkpoints/<game>-agent
-    (or $DREAM_AGENT_DIR/<game>-agent); raises CheckpointError / ValueError with the reason."""
-    import os
-
-    path = Path(os.environ.get("DREAM_AGENT_DIR", "checkpoints")) / f"{game}-agent"
-    policy = load_policy(path)
-    if policy.game != game or policy.action_meanings != list(meanings):
-        raise ValueError(f"{path} is an agent for {policy.game} {policy.action_meanings}, not {game} {list(meanings)}")
-    return ServerAgentPolicy(policy)
-
-
-server_policy.needs_env = False  # read by server.policies.register_from_spec
 
 
 def describe(path: str | Path) -> dict[str, Any]:

@@ -4,7 +4,9 @@
 
 Real test env (DIAMOND): no termination on life loss; episodes are capped at --max-steps agent
 steps (paper: 108k frames = 27k steps). Episode i starts from the same seed for every policy.
-Prints a table and writes JSON (stdout with --json, or --out FILE).
+Prints a table and writes JSON (stdout with --json, or --out FILE). `agent_beats_random` means
+the agent's mean is higher at p < 0.05 (one-sided permutation test; `agent_vs_random` holds the
+difference, its 95 % bootstrap interval and p).
 """
 
 from __future__ import annotations
@@ -27,29 +29,36 @@ from model.checkpoint import CheckpointError
 from training.envs import UnknownGameError, action_meanings, check_game, make_env
 from training.experts import EXPERTS, random_policy
 
-# A player: reset(), then act(env, obs, rng) -> action index.
-Player = tuple[Callable[[], None], Callable[..., int]]
+# A player: reset(episode_seed) at each episode start, then act(env, obs, rng) -> action index.
+Player = tuple[Callable[[int], None], Callable[..., int]]
 
 
 def agent_player(policy: AgentPolicy) -> Player:
-    return policy.reset, lambda env, obs, rng: policy.act(obs)[0]
+    def reset(seed: int) -> None:
+        policy.reset()
+        policy.generator.manual_seed(seed)  # each episode reproducible on its own
+
+    return reset, lambda env, obs, rng: policy.act(obs)[0]
 
 
 def scripted_player(fn: Callable) -> Player:
-    return (lambda: None), lambda env, obs, rng: fn(env, rng)
+    return (lambda seed: None), lambda env, obs, rng: fn(env, rng)
 
 
 def play(
     game: str, player: Player, episodes: int, seed: int, max_steps: int, name: str = "", progress: bool = True
 ) -> list[dict[str, float]]:
-    """Play `episodes` full games (no life-loss termination) -> [{return, steps}] per episode."""
+    """Play `episodes` full games (no life-loss termination) -> [{return, steps}] per episode.
+
+    Episode i is seeded with seed + i alone (emulator, random choices, the agent's sampling), so
+    any episode can be replayed by itself."""
     env = make_env(game, terminal_on_life_loss=False)
     reset, act = player
-    rng = np.random.default_rng(seed)
     out = []
     for i in tqdm(range(episodes), desc=f"play {name}", disable=not progress, leave=False):
         obs, _ = env.reset(seed=seed + i)
-        reset()
+        rng = np.random.default_rng(seed + i)
+        reset(seed + i)
         total, steps = 0.0, 0
         while steps < max_steps:
             obs, r, term, trunc, _ = env.step(act(env, obs, rng))
@@ -74,6 +83,24 @@ def summary(rows: list[dict[str, float]]) -> dict[str, float]:
         "capped": int(sum(bool(x["capped"]) for x in rows)),
         "episodes": len(rows),
         "returns": r.tolist(),
+    }
+
+
+def compare(a: list[float], b: list[float], samples: int = 20_000, seed: int = 0) -> dict[str, float]:
+    """Is mean(a) > mean(b)? The difference, its 95 % bootstrap interval and a one-sided
+    permutation-test p-value (the share of label shuffles with a difference at least as large)."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    diff = float(x.mean() - y.mean())
+    boot = rng.choice(x, (samples, len(x))).mean(1) - rng.choice(y, (samples, len(y))).mean(1)
+    pooled = np.concatenate([x, y])
+    perm = np.argsort(rng.random((samples, len(pooled))), axis=1)
+    shuffled = pooled[perm]
+    null = shuffled[:, : len(x)].mean(1) - shuffled[:, len(x) :].mean(1)
+    return {
+        "difference": diff,
+        "ci95": [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))],
+        "p_value": float((1 + (null >= diff - 1e-12).sum()) / (1 + samples)),
     }
 
 
@@ -150,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: mean return {s['mean']:.2f} ± {s['sem']:.2f} over {s['episodes']}", file=sys.stderr, flush=True)
     result["seconds"] = round(time.time() - t0, 1)
     if "random" in result["policies"]:
-        result["agent_beats_random"] = result["policies"]["agent"]["mean"] > result["policies"]["random"]["mean"]
+        vs = compare(result["policies"]["agent"]["returns"], result["policies"]["random"]["returns"])
+        result["agent_vs_random"] = vs
+        result["agent_beats_random"] = vs["difference"] > 0 and vs["p_value"] < 0.05
     text = json.dumps(result, indent=1)
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
@@ -159,6 +188,13 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
     else:
         print(format_table(result))
+        if "agent_vs_random" in result:
+            vs = result["agent_vs_random"]
+            print(
+                f"agent - random: {vs['difference']:+.2f} (95 % CI {vs['ci95'][0]:+.2f} .. {vs['ci95'][1]:+.2f}), "
+                f"one-sided permutation p = {vs['p_value']:.4f}: "
+                + ("beats random" if result["agent_beats_random"] else "does not beat random at p < 0.05")
+            )
     return 0
 
 

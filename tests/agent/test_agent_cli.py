@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from model import checkpoint
 from model.agent import ActorCritic, AgentPolicy
-from training import evaluate_agent, train
+from training import evaluate_agent, ship_agent, train
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
@@ -48,9 +49,11 @@ def test_loop_resume_and_refuses_to_overwrite(run: Path, capsys: pytest.CaptureF
     args = [*TINY, "--run-dir", str(run / "run"), "--data", str(run / "data")]
     assert train.main([*args, "--epochs", "2"]) == 2  # a run is there: no silent overwrite
     assert "--resume" in capsys.readouterr().err
-    assert train.main([*args, "--epochs", "3", "--resume"]) == 0
+    assert train.main([*args, "--epochs", "3", "--resume", "--agent-lr", "2e-4"]) == 0
     lines = [json.loads(x) for x in (run / "run" / "metrics.jsonl").read_text().splitlines()]
     assert lines[-1]["epoch"] == 3 and lines[-1]["agent_steps"] == 6
+    tree, _ = checkpoint.load(run / "run" / "state")
+    assert tree["opt_ac"]["param_groups"][0]["lr"] == 2e-4  # a new --agent-lr wins over the saved optimiser's
     assert ActorCritic.from_snapshot(run / "run" / "agent").meta["epoch"] == 3
 
 
@@ -90,3 +93,30 @@ def test_bad_paths_clear_errors(run: Path, tmp_path: Path, capsys: pytest.Captur
     cmd = [sys.executable, str(ROOT / "training" / "evaluate_agent.py"), "--agent", str(tmp_path / "missing")]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert res.returncode == 2 and "checkpoint file missing" in res.stderr
+
+
+def test_ship_agent_checks_its_evaluation(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = run / "eval-ship.json"
+    argv = ["--agent", str(run / "run" / "agent"), "--episodes", "2", "--max-steps", "20", "--no-progress"]
+    assert evaluate_agent.main([*argv, "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    ship = ["--run-dir", str(run / "run"), "--out-dir", str(tmp_path / "ckpt"), "--docs", str(tmp_path / "docs")]
+    if not res["agent_beats_random"]:  # what a 6-update tiny agent gets: refused
+        assert ship_agent.main([*ship, "--eval", str(out)]) == 2
+        assert "does not beat random" in capsys.readouterr().err
+        assert not (tmp_path / "ckpt").exists()
+    # an evaluation of another snapshot is refused
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**res, "agent_meta": {**res["agent_meta"], "agent_steps": 999}}))
+    assert ship_agent.main([*ship, "--eval", str(other)]) == 2
+    assert "another snapshot" in capsys.readouterr().err
+    # the shipping itself (the verdict forced, to exercise the card): snapshot, card, plot, eval JSON
+    forced = tmp_path / "forced.json"
+    forced.write_text(json.dumps({**res, "agent_beats_random": True}))
+    assert ship_agent.main([*ship, "--eval", str(forced)]) == 0
+    shipped = AgentPolicy.from_snapshot(tmp_path / "ckpt" / "Breakout-agent")
+    assert shipped.model.meta["training"]["updates"] == res["agent_meta"]["agent_steps"]
+    text = (tmp_path / "docs" / "Breakout-agent.md").read_text()
+    assert f"{res['policies']['random']['mean']:.2f}" in text and "Breakout-agent.png" in text
+    assert (tmp_path / "docs" / "Breakout-agent.png").stat().st_size > 10_000
+    assert json.loads((tmp_path / "docs" / "Breakout-agent-eval.json").read_text())["policies"] == res["policies"]

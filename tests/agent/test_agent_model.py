@@ -11,7 +11,8 @@ from model.agent import ActorCritic, ActorCriticConfig, ActorCriticLossConfig, A
 from model.checkpoint import CheckpointError
 from model.sampler import SamplerConfig
 from model.world_model import WorldModel, preset_config
-from training.agent import agent_update, imagine, server_policy
+from server.policies import Observation, TrainedAgent, load_agent
+from training.agent import agent_update, imagine
 from training.data import WindowSampler
 from training.episode_store import Episode
 
@@ -101,12 +102,15 @@ def test_imagination_and_one_update() -> None:
     assert any((a != b).any() for a, b in zip(agent.parameters(), before, strict=True))
 
 
-def test_server_policy_adapter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_server_agent_adapter(tmp_path: Path) -> None:
     ActorCritic(agent_preset("tiny", "Breakout", NAMES)).save_snapshot(tmp_path / "Breakout-agent")
-    monkeypatch.setenv("DREAM_AGENT_DIR", str(tmp_path))
-    p = server_policy("Breakout", NAMES)
+    p = TrainedAgent(load_agent(str(tmp_path / "Breakout-agent"), "Breakout", NAMES))
     p.reset()
-    assert 0 <= p.act(frames(4).numpy()) < 4
-    assert len(p.last_probs) == 4 and isinstance(p.last_value, float)
+    assert p.insight() is None
+    assert 0 <= p.act(Observation(frames(4).numpy(), None, NAMES)) < 4
+    probs, value = p.insight()
+    assert len(probs) == 4 and abs(sum(probs) - 1) < 1e-5 and isinstance(value, float)
+    with pytest.raises(ValueError, match="not Pong"):
+        load_agent(str(tmp_path / "Breakout-agent"), "Pong", ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"])
     with pytest.raises(CheckpointError, match="missing"):
-        server_policy("Pong", ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"])
+        load_agent(str(tmp_path / "Pong-agent"), "Pong", NAMES)

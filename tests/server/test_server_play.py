@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from server_helpers import make_client, recv, recv_all, start
 from starlette.websockets import WebSocketDisconnect
 
+from model.agent import ActorCritic, agent_preset
+from server.dev_snapshot import make_agent_snapshot, make_snapshot
 from server.protocol import CloseCode
 from training.episode_store import EpisodeStore
 
@@ -156,3 +159,46 @@ def test_idle_timeout(snapshot_dir, data_dir):
             with pytest.raises(WebSocketDisconnect) as e:
                 recv(ws)
             assert e.value.code == CloseCode.IDLE
+
+
+@pytest.fixture(scope="module")
+def agent_client(tmp_path_factory, data_dir):
+    """A tiny world model with a tiny agent beside it that prefers RIGHT (and sees its frames), and
+    an agent for a game without a world model."""
+    folder = tmp_path_factory.mktemp("agent-checkpoints")
+    make_snapshot(folder, "Breakout", "tiny")
+    torch.manual_seed(0)
+    agent = ActorCritic(agent_preset("tiny", "Breakout", ["NOOP", "FIRE", "RIGHT", "LEFT"]))
+    with torch.no_grad():
+        agent.actor.weight.normal_(0, 0.5)
+        agent.actor.bias.copy_(torch.tensor([0.0, 0.0, 3.0, 0.0]))
+    agent.save_snapshot(folder / "Breakout-agent")
+    make_agent_snapshot(folder, "Pong")
+    with make_client(folder, data_dir) as c:
+        yield c
+
+
+def test_trained_agent_control_with_probs_and_value(agent_client):
+    health = agent_client.get("/api/health").json()
+    assert any("Pong-agent" in e and "no world model" in e for e in health["load_errors"])
+    games = agent_client.get("/api/games").json()["games"]
+    assert games[0]["agent"] == "Breakout-agent" and "agent" in games[0]["policies"]
+    for mode in ("dream", "real"):
+        with agent_client.websocket_connect("/ws") as ws:
+            start(ws, mode=mode, fps=30, control="agent")
+            heads = [f["header"] for f in frames(ws, 10)][1:]  # the reset frame has no action yet
+        assert all(h["agent"] is not None for h in heads)
+        probs = np.array([h["agent"]["probs"] for h in heads])
+        assert probs.shape == (9, 4) and np.allclose(probs.sum(1), 1, atol=1e-5)
+        assert (probs[:, 2] > 0.5).all() and np.ptp(probs[:, 2]) > 0  # the agent's head, reading frames
+        assert sum(h["action"] == 2 for h in heads) >= 5
+        assert all(np.isfinite(h["agent"]["value"]) for h in heads)
+    with agent_client.websocket_connect("/ws") as ws:  # back to the keyboard: no agent info
+        start(ws, mode="dream", fps=30, control="agent")
+        ws.send_json({"type": "configure", "control": "human"})
+        assert recv(ws, "state")["settings"]["control"] == "human"
+        ws.send_json({"type": "input", "seq": 1, "action": 3})
+        head = recv(ws, "frame")["header"]
+        while head["seq"] != 1:
+            head = recv(ws, "frame")["header"]
+        assert head["agent"] is None and head["action"] == 3

@@ -1,4 +1,4 @@
-"""A real server (uvicorn on a free loopback port, tiny untrained snapshot) for browser tests."""
+"""A real server (uvicorn on a free loopback port, tiny untrained world model and agent) for browser tests."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from web_helpers import REPO
 
 from server.app import create_app
 from server.config import Settings
-from server.dev_snapshot import make_snapshot
+from server.dev_snapshot import make_agent_snapshot, make_snapshot
 
 torch.set_num_threads(1)
 
@@ -30,6 +30,7 @@ def artifacts() -> Path:
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ckpt = tmp_path_factory.mktemp("checkpoints")
     make_snapshot(ckpt, "Breakout", "tiny")
+    make_agent_snapshot(ckpt, "Breakout", "tiny")
     settings = Settings(checkpoint_dir=ckpt, data_dir=tmp_path_factory.mktemp("data"), port=0)
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning", loop="asyncio")
     server = uvicorn.Server(config)

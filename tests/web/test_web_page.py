@@ -86,3 +86,34 @@ def test_side_by_side_in_chromium(live_server: str, artifacts: Path) -> None:
             assert not errors, errors
         finally:
             browser.close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_agent_control_in_chromium(live_server: str, artifacts: Path) -> None:
+    """?control=agent hands the keys to the trained agent; its probabilities and value are shown;
+    T gives control back to the keyboard and takes it again."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(live_server + "?mode=side&control=agent")
+            page.wait_for_selector("#agent-panel", state="visible", timeout=120_000)
+            assert page.input_value("#control") == "agent"
+            assert page.locator("#agent-probs tr").count() == 4
+            percents = [int(t.rstrip("%")) for t in page.locator("#agent-probs td:last-child").all_inner_texts()]
+            assert 98 <= sum(percents) <= 102, percents  # the untrained agent: 25 % each, rounded
+            float(page.inner_text("#agent-value"))
+            page.screenshot(path=str(artifacts / "web_agent.png"))
+
+            page.keyboard.press("KeyT")  # back to the keyboard
+            page.wait_for_selector("#agent-panel", state="hidden", timeout=60_000)
+            assert page.input_value("#control") == "human"
+            page.keyboard.press("KeyT")
+            page.wait_for_selector("#agent-panel", state="visible", timeout=60_000)
+            assert page.input_value("#control") == "agent"
+            assert not errors, errors
+        finally:
+            browser.close()

@@ -27,7 +27,7 @@ export class Keyboard {
       e.preventDefault();
       this.held.add(button);
       this.update();
-    } else if (!e.repeat && !e.ctrlKey && !e.metaKey && !e.altKey && ["KeyR", "KeyP", "KeyN", "KeyY"].includes(e.code)) {
+    } else if (!e.repeat && !e.ctrlKey && !e.metaKey && !e.altKey && ["KeyR", "KeyP", "KeyN", "KeyY", "KeyT"].includes(e.code)) {
       this.onShortcut(e.code.slice(3));
     }
   }

@@ -66,7 +66,10 @@ net
     keyboard.setKeymap(msg.keymap);
     $("control").replaceChildren(...msg.policies.map((p) => new Option(p, p)));
     renderLegend(msg.keymap.legend);
+    renderAgent(msg.action_meanings);
     applySettings(msg.settings);
+    const wanted = params.get("control");  // ?control=agent: watch the agent from the first tick
+    if (wanted && wanted !== msg.settings.control && msg.policies.includes(wanted)) configure({ control: wanted });
     setStatus(`playing ${msg.game}`);
   })
   .on("state", (msg) => {
@@ -122,6 +125,7 @@ function onFrame(header, frames) {
   $("ret-dream").textContent = header.dream ? fmt(header.dream.episode_return) : "–";
   $("done-dream").textContent = header.dream ? `p=${fmt(header.dream.end_prob, 2)}` : "–";
   highlightLegend(header.action);
+  showAgent(header.agent, header.action);
   state.lastHeader = header;
   recorder.frame({
     tick: header.tick,
@@ -130,6 +134,7 @@ function onFrame(header, frames) {
     action_name: meanings[header.action],
     real: header.real,
     dream: header.dream,
+    agent: header.agent,
     psnr: p,
     t: Date.now(),
   });
@@ -174,6 +179,37 @@ function renderLegend(legend) {
   );
 }
 
+function renderAgent(meanings) {
+  $("agent-probs").replaceChildren(
+    ...meanings.map((name) => {
+      const tr = document.createElement("tr");
+      tr.innerHTML = `<th></th><td class="bar"><span></span></td><td></td>`;
+      tr.children[0].textContent = name;
+      return tr;
+    }),
+  );
+  $("agent-panel").hidden = true;
+}
+
+// header.agent: {probs, value} when a trained agent chose this tick's action, else null.
+function showAgent(agent, action) {
+  $("agent-panel").hidden = !agent;
+  if (!agent) return;
+  [...$("agent-probs").children].forEach((tr, i) => {
+    const p = agent.probs[i] ?? 0;
+    tr.children[1].firstChild.style.width = `${(100 * p).toFixed(1)}%`;
+    tr.children[2].textContent = `${(100 * p).toFixed(0)}%`;
+    tr.classList.toggle("active", i === action);
+  });
+  $("agent-value").textContent = fmt(agent.value, 2);
+}
+
+function toggleAgent() {
+  const policies = state.ready ? state.ready.policies : [];
+  if (!policies.includes("agent")) return setStatus("no trained agent for this game", true);
+  configure({ control: state.settings?.control === "agent" ? "human" : "agent" });
+}
+
 function highlightLegend(action) {
   for (const tr of $("legend").children) tr.classList.toggle("active", Number(tr.dataset.index) === action);
 }
@@ -190,6 +226,7 @@ const keyboard = new Keyboard(sendInput, (key) => {
   if (key === "P") net.send({ type: "pause" });
   if (key === "N") net.send({ type: "step" });
   if (key === "Y") net.send({ type: "resync" });
+  if (key === "T") toggleAgent();
 });
 
 // Controls must not keep the focus, or arrow keys would change them instead of playing.
