@@ -22,8 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from model import checkpoint
+from model.dbc import FRAME_DIFF_GAIN
 
-Hidden = tuple[torch.Tensor, torch.Tensor]
+Hidden = tuple[torch.Tensor, ...]
+"""The recurrent state: LSTM (h, c), plus the last frame seen when the agent reads frame differences."""
 
 AGENT_PRESETS = ("cpu", "paper", "tiny")
 
@@ -42,6 +44,10 @@ class ActorCriticConfig:
     """Names of the actions, in the game's minimal-set order (for the browser and checks)."""
     game: str = "Breakout"
     preset: str = "custom"
+    frame_diff: bool = False
+    """Also read the difference to the previous frame (x FRAME_DIFF_GAIN): the one-pixel ball stands
+    out in it (the DBC Breakout policies needed it to see the ball at all, docs/dbc.md). Off in
+    snapshots from before it existed."""
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
@@ -99,7 +105,7 @@ class ActorCritic(nn.Module):
         super().__init__()
         self.cfg = cfg
         layers: list[nn.Module] = []
-        c_prev = 3
+        c_prev = 6 if cfg.frame_diff else 3
         for c in cfg.channels:
             layers += [nn.Conv2d(c_prev, c, 3, padding=1), nn.GroupNorm(1, c), nn.SiLU(), nn.MaxPool2d(2)]
             c_prev = c
@@ -120,12 +126,16 @@ class ActorCritic(nn.Module):
         return z, z.clone()
 
     def forward(self, obs: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, torch.Tensor, Hidden]:
-        """obs: (B, C, H, W) in [-1, 1] -> logits (B, A), value (B,), new LSTM state."""
+        """obs: (B, C, H, W) in [-1, 1] -> logits (B, A), value (B,), new recurrent state."""
         if hidden is None:
             hidden = self.initial_state(obs.shape[0])
-        x = self.encoder(obs).flatten(1)  # (B, C', 4, 4) -> (B, feat)
-        h, c = self.lstm(x, hidden)
-        return self.actor(h), self.critic(h).squeeze(-1), (h, c)
+        x = obs
+        if self.cfg.frame_diff:  # the first frame after a reset has no predecessor: difference 0
+            prev = hidden[2] if len(hidden) > 2 else obs
+            x = torch.cat([obs, FRAME_DIFF_GAIN * (obs - prev)], 1)
+        h, c = self.lstm(self.encoder(x).flatten(1), hidden[:2])  # encoder: (B, C', 4, 4) -> (B, feat)
+        state = (h, c, obs) if self.cfg.frame_diff else (h, c)
+        return self.actor(h), self.critic(h).squeeze(-1), state
 
     def burn_in(self, obs: torch.Tensor, hidden: Hidden | None = None) -> Hidden:
         """Run the LSTM over context frames obs (B, T, C, H, W) without gradients; returns its state."""

@@ -213,6 +213,9 @@ class LoopArgs:
     """World-model size: cpu, paper or tiny (ignored with --world-model or --resume)."""
     agent_preset: str = "cpu"
     """Actor-critic size: cpu (LSTM 256), paper (LSTM 512) or tiny."""
+    agent_frame_diff: bool = False
+    """The actor-critic also reads the difference to the previous frame (a new run only; a resumed
+    run keeps its own)."""
     world_model: Path | None = None
     """Start from this world-model snapshot (path without suffix) instead of a fresh one."""
     run_dir: Path | None = None
@@ -357,6 +360,7 @@ def run_loop(argv: list[str] | None = None) -> int:
             else:
                 cfg = preset_config(a.preset, a.game, names)
             ac_cfg = agent_preset(a.agent_preset, a.game, names)
+            ac_cfg.frame_diff = a.agent_frame_diff
     except (CheckpointError, TypeError, ValueError, KeyError) as e:
         print(f"error: cannot start: {e}", file=sys.stderr)
         return 2

@@ -35,9 +35,12 @@ def test_presets_and_validation() -> None:
         ActorCriticConfig(lstm_dim=0)
 
 
-def test_save_load_identical_actions(tmp_path: Path) -> None:
+@pytest.mark.parametrize("frame_diff", [False, True])
+def test_save_load_identical_actions(tmp_path: Path, frame_diff: bool) -> None:
     torch.manual_seed(0)
-    model = ActorCritic(agent_preset("tiny", "Breakout", NAMES))
+    model = ActorCritic(
+        ActorCriticConfig(**{**agent_preset("tiny", "Breakout", NAMES).to_dict(), "frame_diff": frame_diff})
+    )
     torch.nn.init.normal_(model.actor.weight, std=0.5)  # not the uniform initial policy
     model.save_snapshot(tmp_path / "agent", {"epoch": 3})
     loaded = ActorCritic.from_snapshot(tmp_path / "agent")
@@ -57,6 +60,27 @@ def test_save_load_identical_actions(tmp_path: Path) -> None:
     p.act(obs[4])
     p.reset()
     assert p.act(obs[:4]) == first
+
+
+def test_frame_difference_input() -> None:
+    """With frame_diff the agent reads x_t - x_{t-1}: the same frame after different predecessors
+    gives different outputs; the first frame after a reset has difference 0. Older configs (no
+    field) build the plain agent."""
+    torch.manual_seed(0)
+    cfg = ActorCriticConfig(**{**agent_preset("tiny", "Breakout", NAMES).to_dict(), "frame_diff": True})
+    model = ActorCritic(cfg)
+    assert model.encoder[0].in_channels == 6
+    x = frames(3).movedim(-1, -3).float()[:, None] / 127.5 - 1  # (3, 1, C, H, W)
+    h, c = model.initial_state(1)
+    _, v_a, _ = model(x[2], (h, c, x[0]))  # the same LSTM state, different previous frames
+    _, v_b, _ = model(x[2], (h, c, x[1]))
+    _, v_same, _ = model(x[2], (h, c, x[2]))
+    assert not torch.allclose(v_a, v_b)
+    assert torch.allclose(v_same, model(x[2])[1])  # no predecessor = a still frame
+    _, _, state = model(x[2])
+    assert len(state) == 3 and torch.equal(state[2], x[2])
+    old = {k: v for k, v in agent_preset("tiny", "Breakout", NAMES).to_dict().items() if k != "frame_diff"}
+    assert ActorCritic(ActorCriticConfig(**old)).encoder[0].in_channels == 3
 
 
 def test_policy_rejects_bad_frames() -> None:
