@@ -59,14 +59,16 @@ def play(
         obs, _ = env.reset(seed=seed + i)
         rng = np.random.default_rng(seed + i)
         reset(seed + i)
-        total, steps = 0.0, 0
+        total, steps, lost, lives = 0.0, 0, 0, None
         while steps < max_steps:
-            obs, r, term, trunc, _ = env.step(act(env, obs, rng))
+            obs, r, term, trunc, info = env.step(act(env, obs, rng))
             total += float(r)
             steps += 1
+            lost += int(lives is not None and info.get("lives", lives) < lives)
+            lives = info.get("lives", lives)
             if term or trunc:
                 break
-        out.append({"return": total, "steps": steps, "capped": steps >= max_steps})
+        out.append({"return": total, "steps": steps, "capped": steps >= max_steps, "lives_lost": lost})
     env.close()
     return out
 
@@ -80,6 +82,7 @@ def summary(rows: list[dict[str, float]]) -> dict[str, float]:
         "min": float(r.min()),
         "max": float(r.max()),
         "mean_steps": float(np.mean([x["steps"] for x in rows])),
+        "lives_lost_per_step": float(sum(x["lives_lost"] for x in rows) / max(1, sum(x["steps"] for x in rows))),
         "capped": int(sum(bool(x["capped"]) for x in rows)),
         "episodes": len(rows),
         "returns": r.tolist(),

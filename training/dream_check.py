@@ -1,0 +1,188 @@
+"""Can an agent learn in this dream? Play fixed policies inside it and on the real game, side by side.
+
+    python training/dream_check.py --checkpoint checkpoints/Breakout --data data/Breakout-heldout \\
+        [--agent checkpoints/Breakout-agent] [--real-episodes 10]
+
+An actor-critic trained in imagination can only learn what the dream rewards. This plays the same
+policies — random, each action held down, a pixel ball tracker (Breakout) and optionally a trained
+agent — from the same real 4-frame contexts with the same diffusion noise, for `--horizon` dreamed
+steps, and reports per policy the share of dreams that end (life lost) and the predicted reward
+per dream. With `--real-episodes N` the same policies also play N full real games (same seeds for
+every policy): return, length, and lives lost per `--horizon` real steps (the real counterpart of
+the dream's end rate). A dream fit for training ranks policies as the real game does: the tracker far
+above random, holding one action below it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from model.agent import ActorCritic, frames_to_input
+from model.checkpoint import CheckpointError
+from model.sampler import SamplerConfig
+from model.world_model import WorldModel, open_action_slot, slide, with_action
+from training.data import WindowSampler
+from training.episode_store import EpisodeStore
+from training.evaluate import ball_position
+from training.evaluate_agent import play, summary
+
+# A frame policy: reset(batch), then act(frames uint8 (B, H, W, 3), rng) -> B action indices.
+FramePolicy = tuple[Callable[[int], None], Callable[[np.ndarray, np.random.Generator], np.ndarray]]
+
+PADDLE_ROWS, FIELD_COLS = slice(57, 59), slice(3, 61)  # Breakout at 64 x 64
+
+
+def breakout_tracker(frames: np.ndarray, meanings: list[str]) -> np.ndarray:
+    """Move the paddle under the ball, read from the pixels (FIRE when no ball is in the field)."""
+    idx = {m: i for i, m in enumerate(meanings)}
+    out = np.full(len(frames), idx["FIRE"])
+    for i, f in enumerate(frames):
+        ball = ball_position(f, "Breakout")  # (row, col) within the field, which starts at column 3
+        lit = np.nonzero(f[PADDLE_ROWS, FIELD_COLS].max(-1).max(0) > 50)[0]
+        if ball is None or not len(lit):
+            continue
+        gap = ball[1] - lit.mean()
+        out[i] = idx["RIGHT"] if gap > 1 else idx["LEFT"] if gap < -1 else idx["NOOP"]
+    return out
+
+
+def scripted(fn: Callable[[np.ndarray, np.random.Generator], np.ndarray]) -> FramePolicy:
+    return (lambda b: None), fn
+
+
+def agent_policy(model: ActorCritic) -> FramePolicy:
+    """The agent, batched over dreams: burn-in is done by the caller through `burn_in`."""
+    state: dict = {"hidden": None}
+
+    def reset(b: int) -> None:
+        state["hidden"] = None
+
+    @torch.no_grad()
+    def act(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        logits, _, state["hidden"] = model(frames_to_input(torch.from_numpy(frames)), state["hidden"])
+        p = logits.float().softmax(-1).numpy().astype(np.float64)
+        return np.array([rng.choice(len(q), p=q / q.sum()) for q in p])
+
+    return reset, act
+
+
+def policies(meanings: list[str], game: str, agent: ActorCritic | None) -> dict[str, FramePolicy]:
+    out = {"random": scripted(lambda f, rng: rng.integers(len(meanings), size=len(f)))}
+    for i, m in enumerate(meanings):
+        out[f"always {m}"] = scripted(lambda f, rng, i=i: np.full(len(f), i))
+    if game == "Breakout":
+        out["tracker"] = scripted(lambda f, rng: breakout_tracker(f, meanings))
+    if agent is not None:
+        out["agent"] = agent_policy(agent)
+    return out
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(-3, -1).cpu().numpy()
+
+
+@torch.no_grad()
+def in_dream(
+    model: WorldModel, ctx, policy: FramePolicy, horizon: int, sampler: SamplerConfig, seed: int
+) -> dict[str, float]:
+    """Dream `horizon` steps from the contexts with the policy -> end rate, reward per dream."""
+    reset, act = policy
+    b = ctx.obs.shape[0]
+    reset(b)
+    rng, gen = np.random.default_rng(seed), torch.Generator(device=model.device).manual_seed(seed)
+    obs, act_ctx = ctx.obs.clone(), open_action_slot(ctx.actions)
+    hidden = model.burn_in(obs, ctx.actions)
+    for t in range(obs.shape[1] - 1):  # the policy sees the context frames first (the agent burns in)
+        act(to_uint8(obs[:, t]), rng)
+    alive = torch.ones(b, dtype=torch.bool, device=model.device)
+    reward = torch.zeros(b, device=model.device)
+    for _ in range(horizon):
+        a = torch.as_tensor(act(to_uint8(obs[:, -1]), rng), device=model.device)
+        act_ctx = with_action(act_ctx, a)
+        nxt, r, end_prob, hidden = model.dream_step(obs, act_ctx, hidden, sampler, gen)
+        obs, act_ctx = slide(obs, act_ctx, nxt)
+        reward += r.float() * alive
+        alive &= ~(end_prob > 0.5)
+    return {"end_rate": float((~alive).float().mean()), "reward": float(reward.mean())}
+
+
+def real_player(policy: FramePolicy):
+    reset, act = policy
+
+    def start(seed: int) -> None:
+        reset(1)
+
+    return start, lambda env, obs, rng: int(act(obs[None], rng)[0])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, required=True, help="world-model snapshot")
+    p.add_argument("--data", type=Path, required=True, help="episode store the contexts come from")
+    p.add_argument("--agent", type=Path, default=None, help="also play this agent snapshot")
+    p.add_argument("--rollouts", type=int, default=64)
+    p.add_argument("--horizon", type=int, default=15)
+    p.add_argument("--steps", type=int, default=2, help="Euler steps per dreamed frame")
+    p.add_argument("--real-episodes", type=int, default=0, help="also play N full real games per policy")
+    p.add_argument("--max-steps", type=int, default=3000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--threads", type=int, default=0)
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    try:
+        if a.rollouts < 1 or a.horizon < 1 or a.real_episodes < 0:
+            raise ValueError("--rollouts and --horizon must be >= 1, --real-episodes >= 0")
+        model = WorldModel.from_snapshot(a.checkpoint).eval()
+        game, meanings = model.cfg.game, list(model.cfg.action_meanings)
+        agent = ActorCritic.from_snapshot(a.agent) if a.agent else None
+        if agent is not None and (agent.cfg.game, list(agent.cfg.action_meanings)) != (game, meanings):
+            raise ValueError(f"the agent plays {agent.cfg.game}, the world model {game}")
+        if not a.data.is_dir():
+            raise ValueError(f"no episode store at {a.data}")
+        episodes, _ = EpisodeStore(a.data).load_all(game)
+        if not episodes:
+            raise ValueError(f"no {game} episodes in {a.data}")
+    except (CheckpointError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    L = model.cfg.context_frames
+    ctx = WindowSampler(episodes, seed=[a.seed, 1]).sample(a.rollouts, L - 1, model.device)
+    sampler = SamplerConfig(num_steps=a.steps)
+    result: dict = {"game": game, "rollouts": a.rollouts, "horizon": a.horizon, "steps": a.steps, "policies": {}}
+    for name, pol in tqdm(policies(meanings, game, agent).items(), desc="policies"):
+        row = result["policies"][name] = {"dream": in_dream(model, ctx, pol, a.horizon, sampler, a.seed)}
+        if a.real_episodes:
+            s = summary(play(game, real_player(pol), a.real_episodes, 1_000_000 + a.seed, a.max_steps, name, False))
+            row["real"] = {k: s[k] for k in ("mean", "sem", "mean_steps")}
+            row["real"]["lives_lost_per_horizon"] = s["lives_lost_per_step"] * a.horizon
+    heads = ("dream end rate", 15), ("dream reward", 13), ("real return", 12), ("real steps", 11), ("real lost/H", 12)
+    print(f"{'policy':<14} " + " ".join(f"{h:>{w}}" for h, w in heads))
+    for name, row in result["policies"].items():
+        real = row.get("real")
+        tail = (
+            f"{real['mean']:12.2f} {real['mean_steps']:11.0f} {real['lives_lost_per_horizon']:12.3f}"
+            if real
+            else f"{'-':>12} {'-':>11} {'-':>12}"
+        )
+        print(f"{name:<14} {row['dream']['end_rate']:15.3f} {row['dream']['reward']:13.3f} {tail}")
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
