@@ -4,6 +4,7 @@
 
 With --agent also an untrained actor-critic (`<Game>-agent`, uniform policy), which the server
 offers as the control "agent".
+
 The frames it dreams are noise, but everything else (serving, batching, the page) is real.
 The 'cpu' preset has the shipped model's size, for realistic speed measurements.
 """

@@ -45,6 +45,7 @@ class Policy(Protocol):
         """Index into the game's minimal action set."""
 
 
+@runtime_checkable
 class Insight(Protocol):
     def insight(self) -> tuple[list[float], float] | None:
         """(pi(. | x_<=t) over the minimal action set, V(x_<=t)) of the last `act`, or None."""

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from model.checkpoint import CheckpointError
 from model.sampler import SamplerConfig
 from model.world_model import WorldModel, frames_to_tensor, open_action_slot, slide, tensor_to_frames, with_action
 from server import policies
@@ -163,8 +164,11 @@ class Session:
 
     def set_control(self, control: str) -> None:
         self.check_control(control, self.mode)
-        self.control = control
-        self.policy = None if control == "human" else policies.make(control, self.rt.game, self.rt.meanings)
+        try:
+            policy = None if control == "human" else policies.make(control, self.rt.game, self.rt.meanings)
+        except (CheckpointError, ValueError, OSError) as e:  # e.g. the agent file went away after start
+            raise SessionError("bad_control", f"control {control!r} cannot start: {e}") from None
+        self.control, self.policy = control, policy
 
     def set_input(self, seq: int, action: int) -> None:
         if not 0 <= action < len(self.rt.meanings):
@@ -332,8 +336,7 @@ class Session:
             jobs.append(loop.run_in_executor(self.executor, self._env_step, action))
         if self.has_dream:
             jobs.append(self._dream_step(action))
-        insight = getattr(self.policy, "insight", None)
-        agent_info = insight() if insight is not None else None
+        agent_info = self.policy.insight() if isinstance(self.policy, policies.Insight) else None
         results = await asyncio.gather(*jobs)
         real = results[0] if self.has_real else None
         dream = results[-1] if self.has_dream else None

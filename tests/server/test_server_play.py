@@ -162,10 +162,15 @@ def test_idle_timeout(snapshot_dir, data_dir):
 
 
 @pytest.fixture(scope="module")
-def agent_client(tmp_path_factory, data_dir):
+def agent_folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("agent-checkpoints")
+
+
+@pytest.fixture(scope="module")
+def agent_client(agent_folder, data_dir):
     """A tiny world model with a tiny agent beside it that prefers RIGHT (and sees its frames), and
     an agent for a game without a world model."""
-    folder = tmp_path_factory.mktemp("agent-checkpoints")
+    folder = agent_folder
     make_snapshot(folder, "Breakout", "tiny")
     torch.manual_seed(0)
     agent = ActorCritic(agent_preset("tiny", "Breakout", ["NOOP", "FIRE", "RIGHT", "LEFT"]))
@@ -178,7 +183,7 @@ def agent_client(tmp_path_factory, data_dir):
         yield c
 
 
-def test_trained_agent_control_with_probs_and_value(agent_client):
+def test_trained_agent_control_with_probs_and_value(agent_client, agent_folder):
     health = agent_client.get("/api/health").json()
     assert any("Pong-agent" in e and "no world model" in e for e in health["load_errors"])
     games = agent_client.get("/api/games").json()["games"]
@@ -202,3 +207,11 @@ def test_trained_agent_control_with_probs_and_value(agent_client):
         while head["seq"] != 1:
             head = recv(ws, "frame")["header"]
         assert head["agent"] is None and head["action"] == 3
+    (agent_folder / "Breakout-agent.safetensors").unlink()  # gone after the server started
+    with agent_client.websocket_connect("/ws") as ws:
+        start(ws, mode="dream", fps=30)
+        ws.send_json({"type": "configure", "control": "agent"})
+        err = recv(ws, "error")
+        assert err["code"] == "bad_control" and "Breakout-agent" in err["message"]
+        ws.send_json({"type": "configure", "fps": 20})  # the session is alive and still human
+        assert recv(ws, "state")["settings"]["control"] == "human"
