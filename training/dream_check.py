@@ -31,7 +31,7 @@ from tqdm import tqdm
 from model.agent import ActorCritic, frames_to_input
 from model.checkpoint import CheckpointError
 from model.sampler import SamplerConfig
-from model.world_model import WorldModel, open_action_slot, slide, with_action
+from model.world_model import WorldModel, open_action_slot, slide, tensor_to_frames, with_action
 from training.data import WindowSampler
 from training.episode_store import EpisodeStore
 from training.evaluate import ball_position
@@ -88,10 +88,6 @@ def policies(meanings: list[str], game: str, agent: ActorCritic | None) -> dict[
     return out
 
 
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(-3, -1).cpu().numpy()
-
-
 @torch.no_grad()
 def in_dream(
     model: WorldModel, ctx, policy: FramePolicy, horizon: int, sampler: SamplerConfig, seed: int
@@ -104,11 +100,11 @@ def in_dream(
     obs, act_ctx = ctx.obs.clone(), open_action_slot(ctx.actions)
     hidden = model.burn_in(obs, ctx.actions)
     for t in range(obs.shape[1] - 1):  # the policy sees the context frames first (the agent burns in)
-        act(to_uint8(obs[:, t]), rng)
+        act(tensor_to_frames(obs[:, t]).cpu().numpy(), rng)
     alive = torch.ones(b, dtype=torch.bool, device=model.device)
     reward = torch.zeros(b, device=model.device)
     for _ in range(horizon):
-        a = torch.as_tensor(act(to_uint8(obs[:, -1]), rng), device=model.device)
+        a = torch.as_tensor(act(tensor_to_frames(obs[:, -1]).cpu().numpy(), rng), device=model.device)
         act_ctx = with_action(act_ctx, a)
         nxt, r, end_prob, hidden = model.dream_step(obs, act_ctx, hidden, sampler, gen)
         obs, act_ctx = slide(obs, act_ctx, nxt)

@@ -58,7 +58,7 @@ def training_summary(run_dir: Path) -> dict:
     return {"steps": steps, "wall_hours": wall / 3600, "last": last}
 
 
-def _run_args(run_dir: Path) -> dict:
+def read_run_args(run_dir: Path) -> dict:
     """The train.py arguments of the run (args.json), or {} if absent."""
     try:
         return json.loads((run_dir / "args.json").read_text())
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     game = model.cfg.game
     train = training_summary(args.run_dir)
     base = model.meta.get("base_training") or {"steps": 0, "wall_hours": 0.0}
-    run_args = _run_args(args.run_dir)
+    run_args = read_run_args(args.run_dir)
     if base["steps"]:  # a fine-tune (train.py --init-from): count the steps behind it too
         train = {
             "steps": base["steps"] + train["steps"],

@@ -26,7 +26,7 @@ import numpy as np
 
 from model.agent import ActorCritic
 from model.checkpoint import CheckpointError
-from training.ship import MAX_FILE_BYTES, cpu_name
+from training.ship import MAX_FILE_BYTES, cpu_name, read_run_args
 
 SAME_SNAPSHOT_KEYS = ("epoch", "agent_steps", "horizon", "dream_steps")
 
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         agent = ActorCritic.from_snapshot(a.run_dir / "agent")
         rows = read_metrics(a.run_dir)
-        run_args = json.loads((a.run_dir / "args.json").read_text()) if (a.run_dir / "args.json").is_file() else {}
+        run_args = read_run_args(a.run_dir)
         try:
             result = json.loads(a.eval.read_text())
             evaluated = result["agent_meta"]
