@@ -252,8 +252,9 @@ class LoopArgs:
     gamma: float = 0.985
     lam: float = 0.95
     entropy_weight: float = 0.001
-    dream_steps: int = 1
-    """Denoising steps per dreamed frame in imagination (paper: 3; 1 is 3x cheaper on a CPU)."""
+    dream_steps: int = 3
+    """Denoising steps per dreamed frame in imagination (the paper's 3). Fewer are cheaper but lose
+    the ball: with 1 the shipped Breakout dream shows half the life losses (docs/agent.md)."""
     max_episodes: int = 0
     """Use only the last N stored episodes (0 = all)."""
     ckpt_every: int = 1

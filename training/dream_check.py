@@ -11,6 +11,11 @@ per dream. With `--real-episodes N` the same policies also play N full real game
 every policy): return, length, and lives lost per `--horizon` real steps (the real counterpart of
 the dream's end rate). A dream fit for training ranks policies as the real game does: the tracker far
 above random, holding one action below it.
+
+Every policy meets the same contexts and the same noise, so it is also compared with random play
+dream by dream: the paired difference of end rates with its standard error. `--policies` picks a
+subset (a dream costs the same for every policy); `--strip PNG` draws the first dreams of each
+policy, one row per dream (the last context frame, then the dreamed frames).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from model.agent import ActorCritic, frames_to_input
@@ -90,9 +96,16 @@ def policies(meanings: list[str], game: str, agent: ActorCritic | None) -> dict[
 
 @torch.no_grad()
 def in_dream(
-    model: WorldModel, ctx, policy: FramePolicy, horizon: int, sampler: SamplerConfig, seed: int
-) -> dict[str, float]:
-    """Dream `horizon` steps from the contexts with the policy -> end rate, reward per dream."""
+    model: WorldModel,
+    ctx,
+    policy: FramePolicy,
+    horizon: int,
+    sampler: SamplerConfig,
+    seed: int,
+    keep: int = 0,
+) -> dict:
+    """Dream `horizon` steps from the contexts with the policy -> end rate, reward per dream, which
+    dreams ended, and (with `keep`) the frames of the first `keep` dreams, uint8 (keep, 1 + H, h, w, 3)."""
     reset, act = policy
     b = ctx.obs.shape[0]
     reset(b)
@@ -103,6 +116,7 @@ def in_dream(
         act(tensor_to_frames(obs[:, t]).cpu().numpy(), rng)
     alive = torch.ones(b, dtype=torch.bool, device=model.device)
     reward = torch.zeros(b, device=model.device)
+    frames = [tensor_to_frames(obs[:keep, -1]).cpu().numpy()] if keep else []
     for _ in range(horizon):
         a = torch.as_tensor(act(tensor_to_frames(obs[:, -1]).cpu().numpy(), rng), device=model.device)
         act_ctx = with_action(act_ctx, a)
@@ -110,7 +124,35 @@ def in_dream(
         obs, act_ctx = slide(obs, act_ctx, nxt)
         reward += r.float() * alive
         alive &= ~(end_prob > 0.5)
-    return {"end_rate": float((~alive).float().mean()), "reward": float(reward.mean())}
+        if keep:
+            frames.append(tensor_to_frames(nxt[:keep]).cpu().numpy())
+    out = {"end_rate": float((~alive).float().mean()), "reward": float(reward.mean())}
+    out["ended"] = (~alive).cpu().numpy().astype(int).tolist()
+    if keep:
+        out["_frames"] = np.stack(frames, axis=1)
+    return out
+
+
+def paired_vs(ended: list[int], base: list[int]) -> dict[str, float]:
+    """Difference of end rates (this policy - base) over the same dreams, with its standard error."""
+    d = np.asarray(ended, np.float64) - np.asarray(base, np.float64)
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+    return {"end_rate_diff": float(d.mean()), "se": se}
+
+
+def strip(rows: dict[str, np.ndarray], scale: int = 2) -> Image.Image:
+    """One row per kept dream, grouped by policy (its name above the group), upscaled pixel-sharp."""
+    blocks = []
+    for name, frames in rows.items():
+        k, n, h, w, _ = frames.shape
+        label = Image.new("RGB", (n * w, 12), "white")
+        ImageDraw.Draw(label).text((2, 0), name, fill="black")
+        blocks.append(np.asarray(label))
+        for i in range(k):
+            blocks.append(np.concatenate(list(frames[i]), axis=1))
+            blocks.append(np.full((1, n * w, 3), 255, np.uint8))
+    img = Image.fromarray(np.concatenate(blocks, axis=0))
+    return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
 
 
 def real_player(policy: FramePolicy):
@@ -133,14 +175,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--real-episodes", type=int, default=0, help="also play N full real games per policy")
     p.add_argument("--max-steps", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--policies", default="", help="comma-separated subset to play (default: all)")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--strip", type=Path, default=None, help="PNG of the first dreams of each policy")
+    p.add_argument("--strip-dreams", type=int, default=3, help="dreams per policy in --strip")
     p.add_argument("--threads", type=int, default=0)
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     try:
-        if a.rollouts < 1 or a.horizon < 1 or a.real_episodes < 0:
-            raise ValueError("--rollouts and --horizon must be >= 1, --real-episodes >= 0")
+        if a.rollouts < 1 or a.horizon < 1 or a.real_episodes < 0 or a.strip_dreams < 1:
+            raise ValueError("--rollouts, --horizon and --strip-dreams must be >= 1, --real-episodes >= 0")
         model = WorldModel.from_snapshot(a.checkpoint).eval()
         game, meanings = model.cfg.game, list(model.cfg.action_meanings)
         agent = ActorCritic.from_snapshot(a.agent) if a.agent else None
@@ -151,32 +196,53 @@ def main(argv: list[str] | None = None) -> int:
         episodes, _ = EpisodeStore(a.data).load_all(game)
         if not episodes:
             raise ValueError(f"no {game} episodes in {a.data}")
+        available = policies(meanings, game, agent)
+        chosen = [n.strip() for n in a.policies.split(",") if n.strip()] or list(available)
+        unknown = [n for n in chosen if n not in available]
+        if unknown:
+            raise ValueError(f"unknown policy {unknown[0]!r}; this game has: {', '.join(available)}")
     except (CheckpointError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    chosen = ["random", *(n for n in chosen if n != "random")]  # first: the paired comparisons need it
     L = model.cfg.context_frames
     ctx = WindowSampler(episodes, seed=[a.seed, 1]).sample(a.rollouts, L - 1, model.device)
     sampler = SamplerConfig(num_steps=a.steps)
     result: dict = {"game": game, "rollouts": a.rollouts, "horizon": a.horizon, "steps": a.steps, "policies": {}}
-    for name, pol in tqdm(policies(meanings, game, agent).items(), desc="policies"):
-        row = result["policies"][name] = {"dream": in_dream(model, ctx, pol, a.horizon, sampler, a.seed)}
+    kept: dict[str, np.ndarray] = {}
+    keep = min(a.strip_dreams, a.rollouts) if a.strip else 0
+    for name in tqdm(chosen, desc="policies"):
+        dream = in_dream(model, ctx, available[name], a.horizon, sampler, a.seed, keep)
+        if keep:
+            kept[name] = dream.pop("_frames")
+        base = result["policies"]["random"]["dream"]["ended"] if name != "random" else None
+        dream["vs_random"] = paired_vs(dream["ended"], base) if base is not None else None
+        row = result["policies"][name] = {"dream": dream}
         if a.real_episodes:
-            s = summary(play(game, real_player(pol), a.real_episodes, 1_000_000 + a.seed, a.max_steps, name, False))
+            player = real_player(available[name])
+            games = play(game, player, a.real_episodes, 1_000_000 + a.seed, a.max_steps, name, False)
+            s = summary(games)
             row["real"] = {k: s[k] for k in ("mean", "sem", "mean_steps")}
             row["real"]["lives_lost_per_horizon"] = s["lives_lost_per_step"] * a.horizon
-    heads = ("dream end rate", 15), ("dream reward", 13), ("real return", 12), ("real steps", 11), ("real lost/H", 12)
+    heads = ("dream end rate", 15), ("vs random", 16), ("dream reward", 13), ("real return", 12)
+    heads += ("real steps", 11), ("real lost/H", 12)
     print(f"{'policy':<14} " + " ".join(f"{h:>{w}}" for h, w in heads))
     for name, row in result["policies"].items():
-        real = row.get("real")
+        real, vs = row.get("real"), row["dream"]["vs_random"]
         tail = (
             f"{real['mean']:12.2f} {real['mean_steps']:11.0f} {real['lives_lost_per_horizon']:12.3f}"
             if real
             else f"{'-':>12} {'-':>11} {'-':>12}"
         )
-        print(f"{name:<14} {row['dream']['end_rate']:15.3f} {row['dream']['reward']:13.3f} {tail}")
+        diff = f"{vs['end_rate_diff']:+.3f} ± {vs['se']:.3f}" if vs else "-"
+        print(f"{name:<14} {row['dream']['end_rate']:15.3f} {diff:>16} {row['dream']['reward']:13.3f} {tail}")
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(result, indent=1))
+    if a.strip:
+        a.strip.parent.mkdir(parents=True, exist_ok=True)
+        strip(kept).save(a.strip)
+        print(f"wrote {a.strip}")
     return 0
 
 

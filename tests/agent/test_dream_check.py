@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from model.agent import ActorCritic, agent_preset
 from server.dev_snapshot import make_snapshot
@@ -27,6 +28,11 @@ def test_tracker_reads_ball_and_paddle() -> None:
     under = frame.copy()
     under[40, 14] = 200
     assert dream_check.breakout_tracker(np.stack([ball, left, under]), NAMES).tolist() == [2, 3, 0]
+
+
+def test_paired_difference() -> None:
+    vs = dream_check.paired_vs([1, 0, 0, 1], [1, 1, 0, 1])
+    assert vs["end_rate_diff"] == -0.25 and np.isclose(vs["se"], 0.25)  # diffs 0,-1,0,0: sd 0.5 / sqrt 4
 
 
 def test_dream_check_cli(tmp_path: Path) -> None:
@@ -52,12 +58,22 @@ def test_dream_check_cli(tmp_path: Path) -> None:
     ActorCritic(agent_preset("tiny", "Breakout", NAMES)).save_snapshot(tmp_path / "agent")
     out = tmp_path / "check.json"
     argv = ["--checkpoint", str(tmp_path / "Breakout"), "--data", str(tmp_path / "data"), "--agent"]
-    argv += [str(tmp_path / "agent"), "--rollouts", "3", "--horizon", "2", "--steps", "1", "--real-episodes", "1"]
-    assert dream_check.main([*argv, "--max-steps", "20", "--threads", "1", "--out", str(out)]) == 0
+    argv += [str(tmp_path / "agent"), "--rollouts", "3", "--horizon", "2", "--steps", "1"]
+    real = ["--real-episodes", "1", "--max-steps", "20", "--threads", "1"]
+    assert dream_check.main([*argv, *real, "--out", str(out), "--strip", str(tmp_path / "strip.png")]) == 0
     res = json.loads(out.read_text())
     names = {"random", "always NOOP", "always FIRE", "always RIGHT", "always LEFT", "tracker", "agent"}
     assert set(res["policies"]) == names
-    for row in res["policies"].values():
+    for name, row in res["policies"].items():
         assert 0 <= row["dream"]["end_rate"] <= 1 and row["real"]["mean_steps"] <= 20
         assert row["real"]["lives_lost_per_horizon"] >= 0
-    assert dream_check.main(["--checkpoint", str(tmp_path / "missing"), "--data", str(tmp_path / "data")]) == 2
+        assert len(row["dream"]["ended"]) == 3 and np.mean(row["dream"]["ended"]) == row["dream"]["end_rate"]
+        assert (row["dream"]["vs_random"] is None) == (name == "random")
+    with Image.open(tmp_path / "strip.png") as img:  # 7 policies x 3 dreams of 1 + 2 frames, 2x upscaled
+        assert img.width == 2 * 3 * 64 and img.height == 2 * 7 * (12 + 3 * (64 + 1))
+    # a subset: random is always played first (the paired comparison's base)
+    assert dream_check.main([*argv, "--policies", "tracker", "--out", str(out)]) == 0
+    assert list(json.loads(out.read_text())["policies"]) == ["random", "tracker"]
+    data = ["--data", str(tmp_path / "data")]
+    assert dream_check.main(["--checkpoint", str(tmp_path / "missing"), *data]) == 2
+    assert dream_check.main(["--checkpoint", str(tmp_path / "Breakout"), *data, "--policies", "dance"]) == 2
