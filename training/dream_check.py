@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agent", type=Path, default=None, help="also play this agent snapshot")
     p.add_argument("--rollouts", type=int, default=64)
     p.add_argument("--horizon", type=int, default=15)
-    p.add_argument("--steps", type=int, default=2, help="Euler steps per dreamed frame")
+    p.add_argument("--steps", type=int, default=3, help="Euler steps per dreamed frame (as train.py --agent)")
     p.add_argument("--real-episodes", type=int, default=0, help="also play N full real games per policy")
     p.add_argument("--max-steps", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
