@@ -40,13 +40,16 @@ from model.sampler import SamplerConfig
 from model.world_model import WorldModel, open_action_slot, slide, tensor_to_frames, with_action
 from training.data import WindowSampler
 from training.episode_store import EpisodeStore
-from training.evaluate import ball_position
+from training.evaluate import BALL_BRIGHTNESS, BALL_FIELD, ball_position
 from training.evaluate_agent import play, summary
 
 # A frame policy: reset(batch), then act(frames uint8 (B, H, W, 3), rng) -> B action indices.
 FramePolicy = tuple[Callable[[int], None], Callable[[np.ndarray, np.random.Generator], np.ndarray]]
 
-PADDLE_ROWS, FIELD_COLS = slice(57, 59), slice(3, 61)  # Breakout at 64 x 64
+# Breakout at 64 x 64: the paddle's two rows lie just below the ball's open field, whose columns
+# ball_position's column is counted from.
+FIELD_ROWS, FIELD_COLS = BALL_FIELD["Breakout"]
+PADDLE_ROWS = slice(FIELD_ROWS.stop, FIELD_ROWS.stop + 2)
 
 
 def breakout_tracker(frames: np.ndarray, meanings: list[str]) -> np.ndarray:
@@ -54,8 +57,8 @@ def breakout_tracker(frames: np.ndarray, meanings: list[str]) -> np.ndarray:
     idx = {m: i for i, m in enumerate(meanings)}
     out = np.full(len(frames), idx["FIRE"])
     for i, f in enumerate(frames):
-        ball = ball_position(f, "Breakout")  # (row, col) within the field, which starts at column 3
-        lit = np.nonzero(f[PADDLE_ROWS, FIELD_COLS].max(-1).max(0) > 50)[0]
+        ball = ball_position(f, "Breakout")  # (row, col) within the field
+        lit = np.nonzero(f[PADDLE_ROWS, FIELD_COLS].max(-1).max(0) > BALL_BRIGHTNESS)[0]
         if ball is None or not len(lit):
             continue
         gap = ball[1] - lit.mean()
