@@ -8,6 +8,11 @@ acts for `horizon` dreamed steps. Losses (DIAMOND eq. 9-10, after Dreamer's lamb
     L_V  = E[(V(x_t) - sg(R_t))^2]
     L_pi = -E[log pi(a_t | x_<=t) sg(R_t - V(x_t))] - eta H(pi(. | x_<=t)),   eta = 0.001
 
+A batch of dreams may be used for several passes (`passes` > 1; dreams cost ~50x more than an
+update on a 2-core CPU): targets R_t, advantages and log pi_old are then fixed from the dream and
+the policy term becomes PPO's clipped surrogate -E[min(rho A, clip(rho, 1 - eps, 1 + eps) A)],
+rho = pi / pi_old. On the first pass rho = 1 and its gradient is exactly DIAMOND's.
+
 `AgentPolicy` is the thing to play with: reset(), act(frames) -> (action, probs, value).
 """
 
@@ -88,6 +93,8 @@ class ActorCriticLossConfig:
     """lambda of the lambda-returns."""
     entropy_weight: float = 0.001
     """eta: weight of the entropy bonus."""
+    clip: float = 0.2
+    """eps of the clipped ratio when a batch of dreams is used for more than one pass."""
 
     def __post_init__(self) -> None:
         if self.horizon < 1:
@@ -96,6 +103,8 @@ class ActorCriticLossConfig:
             raise ValueError(f"need 0 < gamma <= 1 and 0 <= lambda <= 1, got {self.gamma}, {self.lam}")
         if self.entropy_weight < 0:
             raise ValueError(f"entropy_weight must be >= 0, got {self.entropy_weight}")
+        if not 0 < self.clip < 1:
+            raise ValueError(f"clip must be in (0, 1), got {self.clip}")
 
 
 class ActorCritic(nn.Module):
@@ -186,6 +195,35 @@ def alive_mask(ends: torch.Tensor) -> torch.Tensor:
     return torch.cumprod(torch.cat([torch.ones_like(e[:, :1]), 1 - e[:, :-1]], dim=1), dim=1)
 
 
+@dataclass
+class Targets:
+    """What a dream fixes for every pass over it: sg(R_t), sg(R_t - V_old(x_t)), log pi_old(a_t)."""
+
+    returns: torch.Tensor  # (B, H)
+    advantage: torch.Tensor  # (B, H)
+    log_prob: torch.Tensor  # (B, H)
+
+
+def log_probs(logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits (B, H, A), actions (B, H) -> log pi(a_t), entropy H(pi(.)), both (B, H)."""
+    log_pi = F.log_softmax(logits.float(), dim=-1)
+    return log_pi.gather(-1, actions[..., None]).squeeze(-1), -(log_pi.exp() * log_pi).sum(-1)
+
+
+def rollout_targets(
+    logits: torch.Tensor,
+    values: torch.Tensor,
+    actions: torch.Tensor,
+    rewards: torch.Tensor,
+    ends: torch.Tensor,
+    cfg: ActorCriticLossConfig,
+) -> Targets:
+    """The fixed targets of a dream, from the logits and values the agent had when it acted."""
+    values = values.detach()
+    returns = lambda_returns(rewards, ends, values, cfg.gamma, cfg.lam)
+    return Targets(returns, returns - values[:, :-1], log_probs(logits.detach(), actions)[0])
+
+
 def actor_critic_loss(
     logits: torch.Tensor,
     values: torch.Tensor,
@@ -193,33 +231,39 @@ def actor_critic_loss(
     rewards: torch.Tensor,
     ends: torch.Tensor,
     cfg: ActorCriticLossConfig,
+    targets: Targets | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """REINFORCE with a value baseline + value MSE - entropy bonus (DIAMOND eq. 10).
 
     logits: (B, H, A); values: (B, H+1) with gradients; actions, rewards, ends: (B, H).
-    Steps after a dream has ended are masked out.
+    targets: fixed on the first pass over a dream (None: from these logits and values); later
+    passes give them and the policy term is the clipped surrogate. Steps after a dream has ended
+    are masked out.
     """
-    returns = lambda_returns(rewards, ends, values.detach(), cfg.gamma, cfg.lam)  # sg(R_t)
+    if targets is None:
+        targets = rollout_targets(logits, values, actions, rewards, ends, cfg)
     v = values[:, :-1]
     mask = alive_mask(ends)
     n = mask.sum().clamp(min=1)
-    log_pi = F.log_softmax(logits.float(), dim=-1)
-    log_prob = log_pi.gather(-1, actions[..., None]).squeeze(-1)  # log pi(a_t | x_<=t)
-    entropy = -(log_pi.exp() * log_pi).sum(-1)  # H(pi(. | x_<=t))
-    advantage = (returns - v).detach()  # sg(R_t - V(x_t))
-    loss_policy = -(log_prob * advantage * mask).sum() / n
-    loss_value = ((v - returns) ** 2 * mask).sum() / n
+    log_prob, entropy = log_probs(logits, actions)
+    ratio = torch.exp(log_prob - targets.log_prob)  # 1 on the first pass, with the gradient of log pi
+    adv = targets.advantage
+    surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv)
+    loss_policy = -(surrogate * mask).sum() / n
+    loss_value = ((v - targets.returns) ** 2 * mask).sum() / n
     loss_entropy = -cfg.entropy_weight * (entropy * mask).sum() / n
     loss = loss_policy + loss_value + loss_entropy
+    clipped = ((ratio - 1).abs() > cfg.clip).float()
     return loss, {
         "loss": loss.item(),
         "loss_policy": loss_policy.item(),
         "loss_value": loss_value.item(),
         "entropy": ((entropy * mask).sum() / n).item(),
-        "return": ((returns * mask).sum() / n).item(),
+        "return": ((targets.returns * mask).sum() / n).item(),
         "value": ((v.detach() * mask).sum() / n).item(),
         "reward_sum": (rewards * mask).sum(1).mean().item(),
         "end_rate": ends.float().amax(1).mean().item(),
+        "clip_frac": ((clipped * mask).sum() / n).item(),
     }
 
 

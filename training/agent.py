@@ -45,6 +45,7 @@ from model.agent import (
     AgentPolicy,
     actor_critic_loss,
     agent_preset,
+    rollout_targets,
 )
 from model.checkpoint import CheckpointError
 from model.device import autocast, pick_device, prepare, use_bf16
@@ -58,11 +59,12 @@ from training.episode_store import Episode, EpisodeStore, remove_stale_temp_file
 # -- imagination ---------------------------------------------------------------------------------
 @dataclass
 class Rollout:
-    logits: torch.Tensor  # (B, H, A), with gradients
-    values: torch.Tensor  # (B, H+1), with gradients
+    logits: torch.Tensor  # (B, H, A), as the agent had them when it acted (no gradients)
+    values: torch.Tensor  # (B, H+1)
     actions: torch.Tensor  # (B, H)
     rewards: torch.Tensor  # (B, H)
     ends: torch.Tensor  # (B, H) bool
+    frames: torch.Tensor  # (B, L-1 + H+1, C, H, W): burn-in context, then x_0..x_H as the agent saw them
 
 
 def quantize(x: torch.Tensor) -> torch.Tensor:
@@ -70,6 +72,7 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
     return ((x.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
 
 
+@torch.no_grad()
 def imagine(
     world_model: WorldModel,
     agent: ActorCritic,
@@ -79,7 +82,8 @@ def imagine(
     sampler: SamplerConfig,
     generator: torch.Generator | None = None,
 ) -> Rollout:
-    """Dream `horizon` steps from real contexts, acting with the agent (gradients through the agent only).
+    """Dream `horizon` steps from real contexts, acting with the agent. No gradients: `replay` runs
+    the agent again over `Rollout.frames` for the update.
 
     obs_ctx: (B, L, C, H, W) in [-1, 1]; act_prev: (B, L-1) actions between the context frames.
     """
@@ -88,14 +92,16 @@ def imagine(
     hidden = agent.burn_in(obs_ctx[:, :-1])  # agent LSTM over all but the last context frame
     act_ctx = open_action_slot(act_prev)  # (B, L), last = action now
     x = obs_ctx[:, -1]
+    seen = [obs_ctx[:, t] for t in range(obs_ctx.shape[1])]
     logits, values, actions, rewards, ends = [], [], [], [], []
     for _ in range(horizon):
         lg, v, hidden = agent(x, hidden)
-        a = torch.distributions.Categorical(logits=lg.detach().float()).sample()
+        a = torch.distributions.Categorical(logits=lg.float()).sample()
         act_ctx = with_action(act_ctx, a)
         nxt, r, end_prob, wm_hidden = world_model.dream_step(obs_ctx, act_ctx, wm_hidden, sampler, generator)
         obs_ctx, act_ctx = slide(obs_ctx, act_ctx, nxt)
         x = quantize(nxt)
+        seen.append(x)
         logits.append(lg)
         values.append(v)
         actions.append(a)
@@ -103,9 +109,25 @@ def imagine(
         ends.append(end_prob > 0.5)
     values.append(agent(x, hidden)[1])  # V(x_H) for the bootstrap
     stack = lambda xs: torch.stack(xs, dim=1)  # noqa: E731  H x (B, ...) -> (B, H, ...)
-    out = Rollout(stack(logits), stack(values), stack(actions), stack(rewards), stack(ends))
+    out = Rollout(stack(logits), stack(values), stack(actions), stack(rewards), stack(ends), stack(seen))
     assert out.actions.shape == (b, horizon)
     return out
+
+
+def replay(agent: ActorCritic, frames: torch.Tensor, horizon: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The agent over a dream's frames again, with gradients: logits (B, H, A), values (B, H+1).
+
+    The same computation as in `imagine` (burn-in on all but the last context frame, then one step
+    per frame), so with unchanged weights it gives the same numbers.
+    """
+    burn = frames.shape[1] - horizon - 1
+    hidden = agent.burn_in(frames[:, :burn])
+    logits, values = [], []
+    for t in range(burn, frames.shape[1]):
+        lg, v, hidden = agent(frames[:, t], hidden)
+        logits.append(lg)
+        values.append(v)
+    return torch.stack(logits[:-1], 1), torch.stack(values, 1)
 
 
 def agent_update(
@@ -118,17 +140,26 @@ def agent_update(
     dream_sampler: SamplerConfig,
     grad_clip: float,
     generator: torch.Generator | None = None,
+    passes: int = 1,
 ) -> dict[str, float]:
-    """One actor-critic step on `batch_size` imagined rollouts from real contexts."""
+    """Actor-critic steps on `batch_size` imagined rollouts from real contexts: `passes` optimiser
+    steps on the same dreams (1 = DIAMOND; more = the clipped surrogate after the first pass).
+    Metrics are the first pass's (the dream as the agent played it) plus the last pass's clip_frac."""
     L = world_model.cfg.context_frames
     ctx = sampler.sample(batch_size, L - 1, world_model.device)  # obs (B, L, C, H, W), actions (B, L-1)
     roll = imagine(world_model, agent, ctx.obs, ctx.actions, loss_cfg.horizon, dream_sampler, generator)
-    loss, m = actor_critic_loss(roll.logits, roll.values, roll.actions, roll.rewards, roll.ends, loss_cfg)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    m["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(agent.parameters(), grad_clip))
-    opt.step()
-    return m
+    targets = rollout_targets(roll.logits, roll.values, roll.actions, roll.rewards, roll.ends, loss_cfg)
+    first: dict[str, float] = {}
+    for k in range(passes):
+        logits, values = replay(agent, roll.frames, loss_cfg.horizon)
+        loss, m = actor_critic_loss(logits, values, roll.actions, roll.rewards, roll.ends, loss_cfg, targets)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        m["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(agent.parameters(), grad_clip))
+        opt.step()
+        if k == 0:
+            first = m
+    return {**first, "clip_frac": m["clip_frac"]}
 
 
 # -- collection with the agent ------------------------------------------------------------------
@@ -247,6 +278,11 @@ class LoopArgs:
     agent_batch_size: int = 32
     """Imagined rollouts per actor-critic update (all dreamed in one batch)."""
     agent_lr: float = 1e-4
+    agent_passes: int = 1
+    """Optimiser steps per batch of dreams (1 = DIAMOND). A dream costs ~50x an update on a 2-core
+    CPU; more passes learn more from each, with PPO's clipped ratio keeping the policy near the one
+    that dreamed (--ppo-clip)."""
+    ppo_clip: float = 0.2
     agent_grad_clip: float = 100.0
     horizon: int = 15
     gamma: float = 0.985
@@ -274,6 +310,7 @@ class LoopArgs:
             "batch_size",
             "re_seq",
             "agent_batch_size",
+            "agent_passes",
             "horizon",
             "ckpt_every",
             "max_episode_steps",
@@ -287,7 +324,7 @@ class LoopArgs:
             raise ValueError(f"--collect-epsilon must be in [0, 1], got {self.collect_epsilon}")
         if self.preset not in PRESETS or self.agent_preset not in AGENT_PRESETS:
             raise ValueError(f"unknown preset {self.preset!r} / agent preset {self.agent_preset!r}")
-        ActorCriticLossConfig(self.horizon, self.gamma, self.lam, self.entropy_weight)
+        ActorCriticLossConfig(self.horizon, self.gamma, self.lam, self.entropy_weight, self.ppo_clip)
         SamplerConfig(num_steps=self.dream_steps)
 
 
@@ -380,7 +417,7 @@ def run_loop(argv: list[str] | None = None) -> int:
     opt_den = torch.optim.AdamW(model.denoiser.parameters(), lr=a.lr, weight_decay=a.weight_decay)
     opt_re = torch.optim.AdamW(model.reward_end.parameters(), lr=a.lr, weight_decay=a.weight_decay)
     opt_ac = torch.optim.AdamW(agent.parameters(), lr=a.agent_lr, weight_decay=0.0)
-    loss_cfg = ActorCriticLossConfig(a.horizon, a.gamma, a.lam, a.entropy_weight)
+    loss_cfg = ActorCriticLossConfig(a.horizon, a.gamma, a.lam, a.entropy_weight, a.ppo_clip)
     dream_sampler = SamplerConfig(num_steps=a.dream_steps)
     epoch, wm_step, counters = 0, 0, {"agent_steps": 0, "real_steps": 0}
     if resume_tree is not None:
@@ -533,7 +570,16 @@ def run_loop(argv: list[str] | None = None) -> int:
                 break
             ac_logs.append(
                 agent_update(
-                    model, agent, opt_ac, sampler, a.agent_batch_size, loss_cfg, dream_sampler, a.agent_grad_clip, gen
+                    model,
+                    agent,
+                    opt_ac,
+                    sampler,
+                    a.agent_batch_size,
+                    loss_cfg,
+                    dream_sampler,
+                    a.agent_grad_clip,
+                    gen,
+                    a.agent_passes,
                 )
             )
             counters["agent_steps"] += 1

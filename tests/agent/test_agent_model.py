@@ -12,7 +12,7 @@ from model.checkpoint import CheckpointError
 from model.sampler import SamplerConfig
 from model.world_model import WorldModel, preset_config
 from server.policies import Observation, TrainedAgent, load_agent
-from training.agent import agent_update, imagine
+from training.agent import agent_update, imagine, replay
 from training.data import WindowSampler
 from training.episode_store import Episode
 
@@ -108,7 +108,12 @@ def test_imagination_and_one_update() -> None:
     roll = imagine(wm, agent, obs, torch.randint(0, 4, (3, 3)), 4, SamplerConfig(num_steps=1))
     assert roll.logits.shape == (3, 4, 4) and roll.values.shape == (3, 5)
     assert roll.rewards.shape == roll.ends.shape == roll.actions.shape == (3, 4)
-    assert roll.logits.requires_grad and roll.values.requires_grad
+    assert roll.frames.shape == (3, 3 + 5, 3, 64, 64)
+    assert not roll.logits.requires_grad  # the update replays the agent over roll.frames
+    logits, values = replay(agent, roll.frames, 4)
+    assert logits.requires_grad and values.requires_grad
+    torch.testing.assert_close(logits, roll.logits)
+    torch.testing.assert_close(values, roll.values)
 
     ep = Episode(
         frames(21).numpy(),
@@ -122,8 +127,20 @@ def test_imagination_and_one_update() -> None:
     m = agent_update(
         wm, agent, opt, WindowSampler([ep]), 2, ActorCriticLossConfig(horizon=3), SamplerConfig(num_steps=1), 100.0
     )
-    assert {"loss", "loss_policy", "loss_value", "entropy", "return"} <= set(m)
+    assert {"loss", "loss_policy", "loss_value", "entropy", "return", "clip_frac"} <= set(m)
     assert any((a != b).any() for a, b in zip(agent.parameters(), before, strict=True))
+    m = agent_update(
+        wm,
+        agent,
+        opt,
+        WindowSampler([ep]),
+        2,
+        ActorCriticLossConfig(horizon=3),
+        SamplerConfig(num_steps=1),
+        100.0,
+        passes=3,
+    )
+    assert 0 <= m["clip_frac"] <= 1
 
 
 def test_server_agent_adapter(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.agent import ActorCriticLossConfig, actor_critic_loss, alive_mask, lambda_returns
+from model.agent import ActorCriticLossConfig, actor_critic_loss, alive_mask, lambda_returns, rollout_targets
 
 
 def test_lambda_returns_hand_computed_with_termination_in_the_middle() -> None:
@@ -53,7 +53,9 @@ def test_loss_hand_computed_and_gradients() -> None:
     loss, m = actor_critic_loss(logits, values, actions, rewards, ends, cfg)
     # R_1 = 1 + 0.5 * 4 = 3; R_0 = 1 + 0.5 * (0.5 * 2 + 0.5 * 3) = 2.25; advantages 1.25, 1
     log_half = torch.log(torch.tensor(0.5)).item()
-    loss_policy = -(log_half * 1.25 + log_half * 1.0) / 2
+    # The policy term is the surrogate -rho * A with rho = pi / pi_old = 1 here: its value is -A, its
+    # gradient that of -log pi * A (checked below and in test_first_pass_gradient_is_reinforce).
+    loss_policy = -(1.25 + 1.0) / 2
     loss_value = ((1 - 2.25) ** 2 + (2 - 3) ** 2) / 2
     loss_entropy = -0.001 * -log_half
     assert loss.item() == pytest.approx(loss_policy + loss_value + loss_entropy, rel=1e-6)
@@ -76,8 +78,46 @@ def test_loss_masks_steps_after_the_end() -> None:
     assert logits.grad[1].abs().sum() > 0
 
 
+def test_later_passes_clip_the_ratio() -> None:
+    """With targets fixed from the dream, a policy that moved past 1 + eps on a positive advantage
+    (or below 1 - eps on a negative one) gets no policy gradient; inside the band it gets rho * A."""
+    cfg = ActorCriticLossConfig(horizon=2, gamma=0.5, lam=0.5, entropy_weight=0.0, clip=0.2)
+    old_logits = torch.zeros(1, 2, 2)  # uniform when it acted
+    values = torch.tensor([[1.0, 2.0, 4.0]])
+    actions, rewards, ends = torch.tensor([[0, 1]]), torch.tensor([[1.0, 1.0]]), torch.tensor([[False, False]])
+    targets = rollout_targets(old_logits, values, actions, rewards, ends, cfg)
+    torch.testing.assert_close(targets.advantage, torch.tensor([[1.25, 1.0]]))  # as in the test above
+    # Now pi(a_0) = 0.8 (rho = 1.6, clipped: A > 0) and pi(a_1) = 0.55 (rho = 1.1, inside the band).
+    logits = torch.log(torch.tensor([[[0.8, 0.2], [0.45, 0.55]]])).requires_grad_(True)
+    loss, m = actor_critic_loss(logits, values.clone().requires_grad_(True), actions, rewards, ends, cfg, targets)
+    assert m["clip_frac"] == pytest.approx(0.5)
+    assert m["loss_policy"] == pytest.approx(-(1.2 * 1.25 + 1.1 * 1.0) / 2, rel=1e-5)
+    loss.backward()
+    assert logits.grad[0, 0].abs().sum() == 0  # clipped: no push further
+    assert logits.grad[0, 1, 1] < 0  # still raised: d/dlogit of -rho A / 2 < 0 for the action taken
+
+
+def test_first_pass_gradient_is_reinforce() -> None:
+    """Targets from the same logits (the first pass) give DIAMOND's gradient, clip or no clip."""
+    torch.manual_seed(0)
+    cfg = ActorCriticLossConfig(horizon=3, entropy_weight=0.0)
+    logits = torch.randn(2, 3, 4, requires_grad=True)
+    values = torch.randn(2, 4)
+    actions, rewards = torch.randint(0, 4, (2, 3)), torch.randn(2, 3)
+    ends = torch.tensor([[False, True, False], [False, False, False]])
+    loss, _ = actor_critic_loss(logits, values.clone().requires_grad_(True), actions, rewards, ends, cfg)
+    loss.backward()
+    adv = rollout_targets(logits, values, actions, rewards, ends, cfg).advantage
+    lp = torch.log_softmax(logits, -1).gather(-1, actions[..., None]).squeeze(-1)
+    mask = alive_mask(ends)
+    ref = torch.autograd.grad(-(lp * adv * mask).sum() / mask.sum(), logits)[0]
+    torch.testing.assert_close(logits.grad, ref)
+
+
 def test_loss_config_validation() -> None:
     with pytest.raises(ValueError):
         ActorCriticLossConfig(horizon=0)
     with pytest.raises(ValueError):
         ActorCriticLossConfig(gamma=1.5)
+    with pytest.raises(ValueError, match="clip"):
+        ActorCriticLossConfig(clip=0.0)
