@@ -40,7 +40,7 @@ from model.sampler import SamplerConfig
 from model.world_model import WorldModel, open_action_slot, slide, tensor_to_frames, with_action
 from training.data import WindowSampler
 from training.episode_store import EpisodeStore
-from training.evaluate import BALL_BRIGHTNESS, BALL_FIELD, ball_position
+from training.evaluate import ball_position, breakout_paddle_column
 from training.evaluate_agent import play, summary
 
 # A frame policy: reset(batch), then act(frames uint8 (B, H, W, 3), rng) -> B action indices.
@@ -48,8 +48,6 @@ FramePolicy = tuple[Callable[[int], None], Callable[[np.ndarray, np.random.Gener
 
 # Breakout at 64 x 64: the paddle's two rows lie just below the ball's open field, whose columns
 # ball_position's column is counted from.
-FIELD_ROWS, FIELD_COLS = BALL_FIELD["Breakout"]
-PADDLE_ROWS = slice(FIELD_ROWS.stop, FIELD_ROWS.stop + 2)
 
 
 def breakout_tracker(frames: np.ndarray, meanings: list[str]) -> np.ndarray:
@@ -58,10 +56,10 @@ def breakout_tracker(frames: np.ndarray, meanings: list[str]) -> np.ndarray:
     out = np.full(len(frames), idx["FIRE"])
     for i, f in enumerate(frames):
         ball = ball_position(f, "Breakout")  # (row, col) within the field
-        lit = np.nonzero(f[PADDLE_ROWS, FIELD_COLS].max(-1).max(0) > BALL_BRIGHTNESS)[0]
-        if ball is None or not len(lit):
+        paddle = breakout_paddle_column(f)
+        if ball is None or paddle is None:
             continue
-        gap = ball[1] - lit.mean()
+        gap = ball[1] - paddle
         out[i] = idx["RIGHT"] if gap > 1 else idx["LEFT"] if gap < -1 else idx["NOOP"]
     return out
 

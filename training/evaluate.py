@@ -52,6 +52,14 @@ def ball_position(frame: np.ndarray, game: str) -> tuple[float, float] | None:
     return float(y.mean()), float(x.mean())
 
 
+def breakout_paddle_column(frame: np.ndarray) -> float | None:
+    """Mean column (in BALL_FIELD's columns) of the lit pixels in the two rows just below Breakout's
+    open field, where the paddle is; None when none is lit."""
+    rows, cols = BALL_FIELD["Breakout"]
+    lit = np.nonzero(frame[rows.stop : rows.stop + 2, cols].max(-1).max(0) > BALL_BRIGHTNESS)[0]
+    return float(lit.mean()) if len(lit) else None
+
+
 def ball_recall(dream: np.ndarray, real: np.ndarray, game: str) -> dict | None:
     """Per dreamed step (1-based index k-1), over starts whose real frame k has a ball in the field:
     `recall` = share of dreams with a ball within BALL_RADIUS of it; `drawn` = share with any ball;

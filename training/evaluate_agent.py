@@ -27,6 +27,7 @@ from tqdm import tqdm
 from model.agent import AgentPolicy
 from model.checkpoint import CheckpointError
 from training.envs import UnknownGameError, action_meanings, check_game, make_env
+from training.evaluate import ball_position, breakout_paddle_column
 from training.experts import EXPERTS, random_policy
 
 # A player: reset(episode_seed) at each episode start, then act(env, obs, rng) -> action index.
@@ -71,6 +72,48 @@ def play(
         out.append({"return": total, "steps": steps, "capped": steps >= max_steps, "lives_lost": lost})
     env.close()
     return out
+
+
+def tracking_probe(policy: AgentPolicy, steps: int, seed: int) -> dict[str, float]:
+    """Breakout: does the agent move toward the ball? It watches `steps` steps of random play (the
+    same states for every agent: episodes seeded seed, seed + 1, ...) and we correlate its
+    P(RIGHT) - P(LEFT) with the ball-paddle gap in columns (the pixel tracker's reading). A ball
+    tracker gives a correlation near +1 and sign agreement near 1 where |gap| > 4; the uniform
+    policy 0 and ~0.5."""
+    idx = {m: i for i, m in enumerate(policy.action_meanings)}
+    env = make_env("Breakout", terminal_on_life_loss=False)
+    gaps, pull, fire_with, fire_without = [], [], [], []
+    i, t = 0, 0
+    while t < steps:
+        obs, _ = env.reset(seed=seed + i)
+        rng = np.random.default_rng(seed + i)
+        policy.reset()
+        policy.generator.manual_seed(seed + i)
+        done = False
+        while not done and t < steps:
+            _, probs, _ = policy.act(obs)
+            ball, paddle = ball_position(obs, "Breakout"), breakout_paddle_column(obs)
+            if ball is None:
+                fire_without.append(probs[idx["FIRE"]])
+            elif paddle is not None:
+                gaps.append(ball[1] - paddle)
+                pull.append(probs[idx["RIGHT"]] - probs[idx["LEFT"]])
+                fire_with.append(probs[idx["FIRE"]])
+            obs, _, term, trunc, _ = env.step(int(rng.integers(len(idx))))
+            done, t = term or trunc, t + 1
+        i += 1
+    env.close()
+    g, d = np.array(gaps), np.array(pull)
+    far = np.abs(g) > 4
+    ok = len(g) > 2 and g.std() > 0 and d.std() > 0
+    return {
+        "steps": steps,
+        "states_with_ball": len(g),
+        "corr_gap_pull": float(np.corrcoef(g, d)[0, 1]) if ok else float("nan"),
+        "sign_agreement": float(np.mean(np.sign(d[far]) == np.sign(g[far]))) if far.any() else float("nan"),
+        "p_fire_ball": float(np.mean(fire_with)) if fire_with else float("nan"),
+        "p_fire_no_ball": float(np.mean(fire_without)) if fire_without else float("nan"),
+    }
 
 
 def summary(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -129,6 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baselines", default="random,expert", help="comma list of random, expert ('' = none)")
     p.add_argument("--out", type=Path, default=None, help="write the JSON result here")
     p.add_argument("--json", action="store_true", help="print the JSON result on stdout instead of the table")
+    p.add_argument(
+        "--tracking",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="Breakout: also probe whether the agent moves toward the ball, over STEPS steps of random play",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     a = p.parse_args(argv)
@@ -137,8 +187,11 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(a.threads)
     try:
-        if a.episodes < 1 or a.max_steps < 1:
-            raise ValueError(f"--episodes and --max-steps must be >= 1, got {a.episodes}, {a.max_steps}")
+        if a.episodes < 1 or a.max_steps < 1 or a.tracking < 0:
+            raise ValueError(
+                f"--episodes and --max-steps must be >= 1 and --tracking >= 0, got {a.episodes}, {a.max_steps}, "
+                f"{a.tracking}"
+            )
         path = a.agent.with_suffix("") if a.agent.suffix in (".json", ".safetensors") else a.agent
         policy = AgentPolicy.from_snapshot(path, greedy=a.greedy, epsilon=a.epsilon, seed=a.seed)
         game = check_game(a.game or policy.game)
@@ -146,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"the agent was trained on {policy.game}, not {game}")
         if action_meanings(game) != policy.action_meanings:
             raise ValueError(f"action sets differ: agent {policy.action_meanings}, {game} {action_meanings(game)}")
+        if a.tracking and game != "Breakout":
+            raise ValueError(f"--tracking reads Breakout's ball and paddle from the pixels, not {game}'s")
         baselines = [b for b in a.baselines.split(",") if b]
         for b in baselines:
             if b not in ("random", "expert"):
@@ -178,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, player in players.items():
         s = result["policies"][name] = summary(play(game, player, a.episodes, a.seed, a.max_steps, name, a.progress))
         print(f"{name}: mean return {s['mean']:.2f} ± {s['sem']:.2f} over {s['episodes']}", file=sys.stderr, flush=True)
+    if a.tracking:
+        result["tracking"] = tracking_probe(policy, a.tracking, a.seed)
     result["seconds"] = round(time.time() - t0, 1)
     if "random" in result["policies"]:
         vs = compare(result["policies"]["agent"]["returns"], result["policies"]["random"]["returns"])
@@ -197,6 +254,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"agent - random: {vs['difference']:+.2f} (95 % CI {vs['ci95'][0]:+.2f} .. {vs['ci95'][1]:+.2f}), "
                 f"one-sided permutation p = {vs['p_value']:.4f}: "
                 + ("beats random" if result["agent_beats_random"] else "does not beat random at p < 0.05")
+            )
+        if "tracking" in result:
+            tr = result["tracking"]
+            print(
+                f"tracking ({tr['steps']} steps of random play): corr(ball - paddle, P(RIGHT) - P(LEFT)) "
+                f"{tr['corr_gap_pull']:+.3f}, sign agreement where |gap| > 4 {tr['sign_agreement']:.3f}; "
+                f"P(FIRE) {tr['p_fire_no_ball']:.3f} without a ball, {tr['p_fire_ball']:.3f} with one"
             )
     return 0
 

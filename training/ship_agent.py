@@ -55,6 +55,8 @@ def training_summary(rows: list[dict[str, Any]], args: dict[str, str]) -> dict[s
                 "agent_preset",
                 "agent_batch_size",
                 "agent_lr",
+                "agent_passes",
+                "ppo_clip",
                 "horizon",
                 "gamma",
                 "lam",
@@ -117,6 +119,13 @@ def card(game: str, train: dict[str, Any], result: dict[str, Any], vs: dict[str,
         for name, p in result["policies"].items()
     )
     sampling = "argmax" if result.get("greedy") else "sampled from the policy"
+    passes = int(s.get("agent_passes") or 1)  # runs from before --agent-passes made one pass
+    update = (
+        "REINFORCE with a value baseline"
+        if passes == 1
+        else f"REINFORCE with a value baseline, {passes} optimiser steps per batch of dreams (PPO's clipped "
+        f"ratio after the first, eps {s.get('ppo_clip')})"
+    )
     loop = (
         "the agent alone in the frozen world model (no real data collected, no world-model training)"
         if str(s.get("collect_steps")) == "0" and str(s.get("denoiser_steps")) == "0"
@@ -133,7 +142,7 @@ LSTM, model/agent.py) that learned only inside the diffusion world model `{s.get
 {train["updates"]:,} actor-critic updates ({train["epochs"]} epochs), each on {s.get("agent_batch_size")} imagined
 rollouts of {s.get("horizon")} steps from real 4-frame contexts, {s.get("dream_steps")} Euler step(s) per dreamed
 frame; rewards and ends from the world model's reward/end model. lambda-returns (gamma
-{s.get("gamma")}, lambda {s.get("lam")}), REINFORCE with a value baseline, entropy weight
+{s.get("gamma")}, lambda {s.get("lam")}), {update}, entropy weight
 {s.get("entropy_weight")}, AdamW lr {s.get("agent_lr")}. {train["wall_hours"]} h of wall time on a 2-core
 CPU ({cpu_name()}, fp32). Last 10 epochs: imagined lambda-return {train["imagined_return_last10"]:.3f},
 policy entropy {train["entropy_last10"]:.3f} nats (uniform over 4 actions: 1.386).

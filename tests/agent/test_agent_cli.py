@@ -7,17 +7,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from model import checkpoint
 from model.agent import ActorCritic, AgentPolicy
 from training import evaluate_agent, ship_agent, train
+from training.dream_check import breakout_tracker
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
     "--agent", "--preset", "tiny", "--agent-preset", "tiny", "--collect-steps", "12", "--max-episode-steps", "10",
     "--denoiser-steps", "2", "--re-steps", "2", "--agent-steps", "2", "--batch-size", "2", "--re-seq", "2",
-    "--agent-batch-size", "2", "--horizon", "3", "--threads", "1", "--no-progress",
+    "--agent-batch-size", "2", "--agent-passes", "2", "--horizon", "3", "--threads", "1", "--no-progress",
 ]  # fmt: skip
 
 
@@ -71,6 +74,38 @@ def test_evaluate_agent_cli(run: Path, capsys: pytest.CaptureFixture) -> None:
     # the same snapshot, loaded for the server, plays
     policy = AgentPolicy.from_snapshot(run / "run" / "agent.safetensors".removesuffix(".safetensors"))
     assert policy.action_meanings == ["NOOP", "FIRE", "RIGHT", "LEFT"]
+
+
+class PixelTracker:
+    """The dream_check pixel tracker behind AgentPolicy's interface: all probability on its action."""
+
+    action_meanings = ["NOOP", "FIRE", "RIGHT", "LEFT"]
+
+    def __init__(self) -> None:
+        self.generator = torch.Generator()
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, frame: np.ndarray) -> tuple[int, list[float], float]:
+        a = int(breakout_tracker(frame[None], self.action_meanings)[0])
+        return a, [float(i == a) for i in range(4)], 0.0
+
+
+def test_tracking_probe(run: Path, capsys: pytest.CaptureFixture) -> None:
+    """The probe tells a ball tracker from an untrained agent, on the real emulator."""
+    tracker = evaluate_agent.tracking_probe(PixelTracker(), 400, seed=5)
+    assert tracker["states_with_ball"] > 100
+    assert tracker["corr_gap_pull"] > 0.5 and tracker["sign_agreement"] > 0.9
+    assert tracker["p_fire_no_ball"] == 1.0 and tracker["p_fire_ball"] == 0.0
+    out = run / "eval-tracking.json"
+    argv = ["--agent", str(run / "run" / "agent"), "--episodes", "1", "--max-steps", "10", "--baselines", ""]
+    assert evaluate_agent.main([*argv, "--tracking", "200", "--out", str(out), "--no-progress"]) == 0
+    assert "tracking (200 steps of random play)" in capsys.readouterr().out
+    agent = json.loads(out.read_text())["tracking"]
+    assert agent["steps"] == 200 and abs(agent["corr_gap_pull"]) < tracker["corr_gap_pull"]
+    assert evaluate_agent.main([*argv, "--tracking", "-1"]) == 2
+    assert "--tracking >= 0" in capsys.readouterr().err
 
 
 def test_bad_paths_clear_errors(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
