@@ -8,8 +8,8 @@ acts for `horizon` dreamed steps. Losses (DIAMOND eq. 9-10, after Dreamer's lamb
     L_V  = E[(V(x_t) - sg(R_t))^2]
     L_pi = -E[log pi(a_t | x_<=t) sg(R_t - V(x_t))] - eta H(pi(. | x_<=t)),   eta = 0.001
 
-A batch of dreams may be used for several passes (`passes` > 1; dreams cost ~50x more than an
-update on a 2-core CPU): targets R_t, advantages and log pi_old are then fixed from the dream and
+A batch of dreams may be used for several passes (`passes` > 1; a dream costs ~25x an update on a
+2-core CPU): targets R_t, advantages and log pi_old are then fixed from the dream and
 the policy term becomes PPO's clipped surrogate -E[min(rho A, clip(rho, 1 - eps, 1 + eps) A)],
 rho = pi / pi_old. On the first pass rho = 1 and its gradient is exactly DIAMOND's.
 

@@ -279,7 +279,7 @@ class LoopArgs:
     """Imagined rollouts per actor-critic update (all dreamed in one batch)."""
     agent_lr: float = 1e-4
     agent_passes: int = 1
-    """Optimiser steps per batch of dreams (1 = DIAMOND). A dream costs ~50x an update on a 2-core
+    """Optimiser steps per batch of dreams (1 = DIAMOND). A dream costs ~25x an update on a 2-core
     CPU; more passes learn more from each, with PPO's clipped ratio keeping the policy near the one
     that dreamed (--ppo-clip)."""
     ppo_clip: float = 0.2

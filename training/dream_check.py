@@ -46,9 +46,6 @@ from training.evaluate_agent import play, summary
 # A frame policy: reset(batch), then act(frames uint8 (B, H, W, 3), rng) -> B action indices.
 FramePolicy = tuple[Callable[[int], None], Callable[[np.ndarray, np.random.Generator], np.ndarray]]
 
-# Breakout at 64 x 64: the paddle's two rows lie just below the ball's open field, whose columns
-# ball_position's column is counted from.
-
 
 def breakout_tracker(frames: np.ndarray, meanings: list[str]) -> np.ndarray:
     """Move the paddle under the ball, read from the pixels (FIRE when no ball is in the field)."""
