@@ -28,6 +28,7 @@ from torch import nn
 
 from model import checkpoint
 from model.dbc import FRAME_DIFF_GAIN
+from model.world_model import frames_to_tensor
 
 Hidden = tuple[torch.Tensor, ...]
 """The recurrent state: LSTM (h, c), plus the last frame seen when the agent reads frame differences."""
@@ -267,11 +268,6 @@ def actor_critic_loss(
     }
 
 
-def frames_to_input(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 (..., H, W, C) -> float (..., C, H, W) in [-1, 1] (the world model's convention)."""
-    return frames.movedim(-1, -3).float() / 127.5 - 1
-
-
 class AgentPolicy:
     """A trained agent behind a play interface (for the browser and the real-game evaluation).
 
@@ -315,7 +311,7 @@ class AgentPolicy:
         x = torch.as_tensor(frames)
         if x.dtype != torch.uint8 or x.ndim not in (3, 4) or tuple(x.shape[-3:]) != (64, 64, 3):
             raise ValueError(f"frames must be uint8 (64, 64, 3) or (T, 64, 64, 3), got {tuple(x.shape)} {x.dtype}")
-        x = frames_to_input(x.to(self.model.device))
+        x = frames_to_tensor(x.to(self.model.device))
         if x.ndim == 4:
             if self.hidden is None and x.shape[0] > 1:
                 self.hidden = self.model.burn_in(x[None, :-1])

@@ -34,10 +34,10 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from model.agent import ActorCritic, frames_to_input
+from model.agent import ActorCritic
 from model.checkpoint import CheckpointError
 from model.sampler import SamplerConfig
-from model.world_model import WorldModel, open_action_slot, slide, tensor_to_frames, with_action
+from model.world_model import WorldModel, frames_to_tensor, open_action_slot, slide, tensor_to_frames, with_action
 from training.data import WindowSampler
 from training.episode_store import EpisodeStore
 from training.evaluate import ball_position, breakout_paddle_column
@@ -74,7 +74,7 @@ def agent_policy(model: ActorCritic) -> FramePolicy:
 
     @torch.no_grad()
     def act(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        logits, _, state["hidden"] = model(frames_to_input(torch.from_numpy(frames)), state["hidden"])
+        logits, _, state["hidden"] = model(frames_to_tensor(torch.from_numpy(frames)), state["hidden"])
         p = logits.float().softmax(-1).numpy().astype(np.float64)
         return np.array([rng.choice(len(q), p=q / q.sum()) for q in p])
 
