@@ -81,28 +81,24 @@ def tracking_probe(policy: AgentPolicy, steps: int, seed: int) -> dict[str, floa
     tracker gives +0.78 over 1,800 steps (sign agreement 1 where |gap| > 4); a policy that ignores
     the ball about 0."""
     idx = {m: i for i, m in enumerate(policy.action_meanings)}
-    env = make_env("Breakout", terminal_on_life_loss=False)
     gaps, pull, fire_with, fire_without = [], [], [], []
-    i, t = 0, 0
-    while t < steps:
-        obs, _ = env.reset(seed=seed + i)
-        rng = np.random.default_rng(seed + i)
-        policy.reset()
-        policy.generator.manual_seed(seed + i)
-        done = False
-        while not done and t < steps:
-            _, probs, _ = policy.act(obs)
-            ball, paddle = ball_position(obs, "Breakout"), breakout_paddle_column(obs)
-            if ball is None:
-                fire_without.append(probs[idx["FIRE"]])
-            elif paddle is not None:
-                gaps.append(ball[1] - paddle)
-                pull.append(probs[idx["RIGHT"]] - probs[idx["LEFT"]])
-                fire_with.append(probs[idx["FIRE"]])
-            obs, _, term, trunc, _ = env.step(int(rng.integers(len(idx))))
-            done, t = term or trunc, t + 1
+
+    def watch(env, obs: np.ndarray, rng: np.random.Generator) -> int:
+        _, probs, _ = policy.act(obs)
+        ball, paddle = ball_position(obs, "Breakout"), breakout_paddle_column(obs)
+        if ball is None:
+            fire_without.append(probs[idx["FIRE"]])
+        elif paddle is not None:
+            gaps.append(ball[1] - paddle)
+            pull.append(probs[idx["RIGHT"]] - probs[idx["LEFT"]])
+            fire_with.append(probs[idx["FIRE"]])
+        return random_policy(env, rng)
+
+    player = (agent_player(policy)[0], watch)
+    t, i = 0, 0
+    while t < steps:  # whole games from seeds seed, seed + 1, ..., the last one cut at `steps` in all
+        t += play("Breakout", player, 1, seed + i, steps - t, progress=False)[0]["steps"]
         i += 1
-    env.close()
     g, d = np.array(gaps), np.array(pull)
     far = np.abs(g) > 4
     ok = len(g) > 2 and g.std() > 0 and d.std() > 0
