@@ -128,6 +128,11 @@ def summary(rows: list[dict[str, float]]) -> dict[str, float]:
     }
 
 
+def p_text(p: float) -> str:
+    """'p = 0.0123', or 'p < 0.0001' when no label shuffle reached the difference (p = 1/20,001)."""
+    return f"p = {p:.4f}" if p >= 1e-4 else "p < 0.0001"
+
+
 def compare(a: list[float], b: list[float], samples: int = 20_000, seed: int = 0) -> dict[str, float]:
     """Is mean(a) > mean(b)? The difference, its 95 % bootstrap interval and a one-sided
     permutation-test p-value (the share of label shuffles with a difference at least as large)."""
@@ -248,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             vs = result["agent_vs_random"]
             print(
                 f"agent - random: {vs['difference']:+.2f} (95 % CI {vs['ci95'][0]:+.2f} .. {vs['ci95'][1]:+.2f}), "
-                f"one-sided permutation p = {vs['p_value']:.4f}: "
+                f"one-sided permutation {p_text(vs['p_value'])}: "
                 + ("beats random" if result["agent_beats_random"] else "does not beat random at p < 0.05")
             )
         if "tracking" in result:

@@ -9,6 +9,10 @@ Writes `checkpoints/<Game>-agent.{safetensors,json}` (what the server offers as 
 dream, returns on the real game) and `<Game>-agent-eval.json` (the evaluation). Refuses an
 evaluation of another snapshot than the run's, and an agent that does not beat random play on the
 real game (`agent_beats_random`: higher mean at p < 0.05, see evaluate_agent.py).
+
+A run that went on past the snapshot worth shipping: keep a copy of `agent.{safetensors,json}` when
+it validates, evaluate the copy, and ship it with `--agent <copy>` (the card's curves stop at its
+update).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 
 from model.agent import ActorCritic
 from model.checkpoint import CheckpointError
+from training.evaluate_agent import p_text
 from training.ship import MAX_FILE_BYTES, cpu_name, read_run_args
 
 SAME_SNAPSHOT_KEYS = ("epoch", "agent_steps", "horizon", "dream_steps")
@@ -126,11 +131,16 @@ def card(game: str, train: dict[str, Any], result: dict[str, Any], vs: dict[str,
         else f"REINFORCE with a value baseline, {passes} optimiser steps per batch of dreams (PPO's clipped "
         f"ratio after the first, eps {s.get('ppo_clip')})"
     )
-    loop = (
-        "the agent alone in the frozen world model (no real data collected, no world-model training)"
-        if str(s.get("collect_steps")) == "0" and str(s.get("denoiser_steps")) == "0"
-        else f"DIAMOND's full loop ({train['real_steps']:,} real steps collected by the agent)"
-    )
+    frozen = str(s.get("denoiser_steps")) == "0" and str(s.get("re_steps")) == "0"
+    if frozen and str(s.get("collect_steps")) == "0":
+        loop = "the agent alone in the frozen world model (no real data collected, no world-model training)"
+    elif frozen:
+        loop = (
+            f"the world model frozen; the agent's own real play ({train['real_steps']:,} steps) only added "
+            "to the real contexts its dreams start from"
+        )
+    else:
+        loop = f"DIAMOND's full loop ({train['real_steps']:,} real steps collected by the agent)"
     return f"""# {game} agent, trained in the dream
 
 `checkpoints/{game}-agent.safetensors`: an actor-critic (`{s.get("agent_preset")}` preset: conv encoder +
@@ -159,12 +169,27 @@ skip 4), episode i from seed {result["seed"]} + i for every policy; agent action
 {rows}
 
 Agent minus random: {vs["difference"]:+.2f} (95 % bootstrap interval {vs["ci95"][0]:+.2f} .. {vs["ci95"][1]:+.2f}),
-one-sided permutation test p = {vs["p_value"]:.4f}. Reproduce:
+one-sided permutation test {p_text(vs["p_value"])}. Reproduce:
 
     python training/evaluate_agent.py --agent checkpoints/{game}-agent --game {game} --episodes {result["episodes"]} \\
         --max-steps {result["max_steps"]} --seed {result["seed"]}
 
 All returns: `{game}-agent-eval.json`.
+{tracking_text(result.get("tracking"))}"""
+
+
+def tracking_text(t: dict[str, Any] | None) -> str:
+    """The card's paragraph on evaluate_agent.py --tracking (Breakout), if the evaluation has it."""
+    if not t:
+        return ""
+    return f"""
+## Does it watch the ball?
+
+While it watches {t["steps"]:,} steps of random play (`--tracking {t["steps"]}`), the correlation of its
+P(RIGHT) − P(LEFT) with the column gap between ball and paddle is {t["corr_gap_pull"]:+.3f} (the pixel
+ball tracker: +0.78; a policy blind to the ball: 0), its pull points toward the ball in
+{t["sign_agreement"]:.0%} of the states with a gap over 4 pixels, and it presses FIRE with probability
+{t["p_fire_no_ball"]:.2f} when no ball is in play against {t["p_fire_ball"]:.2f} when one is.
 """
 
 
@@ -172,13 +197,22 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run-dir", type=Path, required=True, help="a run of train.py --agent")
     p.add_argument("--eval", type=Path, required=True, help="evaluate_agent.py --out JSON of the run's agent")
+    p.add_argument(
+        "--agent",
+        type=Path,
+        default=None,
+        help="ship this snapshot of the run (a copy of its agent saved at an earlier update) instead of the latest",
+    )
     p.add_argument("--out-dir", type=Path, default=Path("checkpoints"))
     p.add_argument("--docs", type=Path, default=Path("docs/models"))
     p.add_argument("--notes", default="", help="free text appended to the card")
     a = p.parse_args(argv)
     try:
-        agent = ActorCritic.from_snapshot(a.run_dir / "agent")
-        rows = read_metrics(a.run_dir)
+        snapshot = a.agent or a.run_dir / "agent"
+        agent = ActorCritic.from_snapshot(snapshot)
+        rows = [r for r in read_metrics(a.run_dir) if r["agent_steps"] <= agent.meta.get("agent_steps", -1)]
+        if not rows or rows[-1]["agent_steps"] != agent.meta.get("agent_steps"):
+            raise ValueError(f"{snapshot} is not a snapshot of {a.run_dir}: no epoch of the run ends at its update")
         run_args = read_run_args(a.run_dir)
         try:
             result = json.loads(a.eval.read_text())
@@ -186,10 +220,12 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
             raise ValueError(f"{a.eval} is not an evaluate_agent.py result: {e}") from None
         game = agent.cfg.game
+        if run_args.get("game", game) != game:
+            raise ValueError(f"{snapshot} plays {game}, the run {a.run_dir} {run_args['game']}")
         differs = [k for k in SAME_SNAPSHOT_KEYS if evaluated.get(k) != agent.meta.get(k)]
         if result.get("game") != game or differs:
             raise ValueError(
-                f"{a.eval} evaluates another snapshot than {a.run_dir / 'agent'} "
+                f"{a.eval} evaluates another snapshot than {snapshot} "
                 f"(differs in {', '.join(differs) or 'game'}): re-run evaluate_agent.py on it"
             )
         if "agent_vs_random" not in result:
@@ -215,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             "training": train,
             "evaluation": {n: {"mean": s["mean"], "sem": s["sem"]} for n, s in result["policies"].items()},
             "agent_vs_random": vs,
-            "shipped_from": str(a.run_dir),
+            "shipped_from": str(snapshot),
         }
     )
     agent.save_snapshot(stem, meta)

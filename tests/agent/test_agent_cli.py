@@ -133,7 +133,7 @@ def test_bad_paths_clear_errors(run: Path, tmp_path: Path, capsys: pytest.Captur
 def test_ship_agent_checks_its_evaluation(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = run / "eval-ship.json"
     argv = ["--agent", str(run / "run" / "agent"), "--episodes", "2", "--max-steps", "20", "--no-progress"]
-    assert evaluate_agent.main([*argv, "--out", str(out)]) == 0
+    assert evaluate_agent.main([*argv, "--tracking", "200", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     ship = ["--run-dir", str(run / "run"), "--out-dir", str(tmp_path / "ckpt"), "--docs", str(tmp_path / "docs")]
     if not res["agent_beats_random"]:  # what a 6-update tiny agent gets: refused
@@ -153,5 +153,18 @@ def test_ship_agent_checks_its_evaluation(run: Path, tmp_path: Path, capsys: pyt
     assert shipped.model.meta["training"]["updates"] == res["agent_meta"]["agent_steps"]
     text = (tmp_path / "docs" / "Breakout-agent.md").read_text()
     assert f"{res['policies']['random']['mean']:.2f}" in text and "Breakout-agent.png" in text
+    assert "DIAMOND's full loop" in text  # the tiny run trains its world model too
+    assert f"{res['tracking']['corr_gap_pull']:+.3f}" in text.split("Does it watch the ball?")[1]
     assert (tmp_path / "docs" / "Breakout-agent.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "docs" / "Breakout-agent-eval.json").read_text())["policies"] == res["policies"]
+    # a copy of an earlier snapshot ships with --agent, its curves cut at its update; one the run never saved does not
+    early, stray, early_eval = tmp_path / "early", tmp_path / "stray", tmp_path / "early.json"
+    model = ActorCritic.from_snapshot(run / "run" / "agent")
+    keep = {k: v for k, v in model.meta.items() if k not in ("kind", "config")}
+    model.save_snapshot(early, {**keep, "epoch": 1, "agent_steps": 2})  # what the run saved after epoch 1
+    model.save_snapshot(stray, {**keep, "epoch": 1, "agent_steps": 3})  # an update no epoch ended at
+    early_eval.write_text(json.dumps({**res, "agent_beats_random": True, "agent_meta": checkpoint.read_meta(early)}))
+    assert ship_agent.main([*ship, "--agent", str(early), "--eval", str(early_eval)]) == 0
+    assert AgentPolicy.from_snapshot(tmp_path / "ckpt" / "Breakout-agent").model.meta["training"]["updates"] == 2
+    assert ship_agent.main([*ship, "--agent", str(stray), "--eval", str(early_eval)]) == 2
+    assert "not a snapshot of" in capsys.readouterr().err

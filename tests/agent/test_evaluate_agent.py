@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from model.agent import ActorCritic, AgentPolicy, agent_preset
-from training.evaluate_agent import agent_player, compare, play
+from training.evaluate_agent import agent_player, compare, p_text, play
 
 NAMES = ["NOOP", "FIRE", "RIGHT", "LEFT"]
 
@@ -16,6 +16,8 @@ def test_compare_separates_clear_and_null_cases() -> None:
     assert same["difference"] == 0 and same["p_value"] > 0.3
     worse = compare([0.0, 1, 0, 1], [3.0, 4, 3, 4])
     assert worse["p_value"] > 0.9
+    apart = compare([10.0] * 30, [0.0] * 30)  # no shuffle reaches the difference: p = 1 / 20,001
+    assert p_text(apart["p_value"]) == "p < 0.0001" and p_text(clear["p_value"]).startswith("p = 0.00")
 
 
 def test_each_episode_replays_alone() -> None:
