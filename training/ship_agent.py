@@ -188,7 +188,7 @@ def tracking_text(t: dict[str, Any] | None) -> str:
 While it watches {t["steps"]:,} steps of random play (`--tracking {t["steps"]}`), the correlation of its
 P(RIGHT) − P(LEFT) with the column gap between ball and paddle is {t["corr_gap_pull"]:+.3f} (the pixel
 ball tracker: +0.78; a policy blind to the ball: 0), its pull points toward the ball in
-{t["sign_agreement"]:.0%} of the states with a gap over 4 pixels, and it presses FIRE with probability
+{t["sign_agreement"]:.0%} of the states with a gap over 4 columns, and it presses FIRE with probability
 {t["p_fire_no_ball"]:.2f} when no ball is in play against {t["p_fire_ball"]:.2f} when one is.
 """
 

@@ -32,7 +32,7 @@ def test_shipped_agent_loads_beside_its_world_model() -> None:
 
 def test_recorded_evaluation_replays() -> None:
     """The first episodes of the README's evaluation, replayed on the real emulator with the shipped
-    agent, give the recorded returns and lengths (each episode is seeded on its own)."""
+    agent, give the recorded returns (each episode is seeded on its own)."""
     doc = json.loads(EVAL.read_text())
     policy = AgentPolicy.from_snapshot(AGENT, greedy=doc["greedy"], epsilon=doc["epsilon"], seed=doc["seed"])
     meta = policy.model.meta
