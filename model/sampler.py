@@ -1,4 +1,4 @@
-"""Karras-schedule Euler / Heun sampler for the next-frame denoiser (DESIGN.md §2)."""
+"""Karras-schedule Euler / Heun sampler for the next-frame denoiser."""
 
 from __future__ import annotations
 
@@ -47,12 +47,21 @@ def sample_next_frame(
     act_ctx: torch.Tensor,
     cfg: SamplerConfig,
     generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Dream the next frame. obs_ctx: (B, L, C, H, W) in [-1, 1]; act_ctx: (B, L) -> (B, C, H, W)."""
+    """Dream the next frame. obs_ctx: (B, L, C, H, W) in [-1, 1]; act_ctx: (B, L) -> (B, C, H, W).
+
+    noise: (B, C, H, W) standard normal, the initial noise (drawn from `generator` when None). The
+    Euler and Heun steps add no noise of their own, so the frame is a function of it.
+    """
     b, _, c, h, w = obs_ctx.shape
     device = obs_ctx.device
     sigmas = karras_sigmas(cfg.num_steps, cfg.sigma_min, cfg.sigma_max, cfg.rho)
-    x = torch.randn(b, c, h, w, device=device, generator=generator) * sigmas[0]
+    if noise is None:
+        noise = torch.randn(b, c, h, w, device=device, generator=generator)
+    elif noise.shape != (b, c, h, w):
+        raise ValueError(f"noise must be ({b}, {c}, {h}, {w}), got {tuple(noise.shape)}")
+    x = noise.to(device=device, dtype=torch.float32) * sigmas[0]  # x_0 ~ N(0, sigma_max^2)
     level = torch.zeros(b, dtype=torch.long, device=device)  # clean context at sampling time
     for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
         s = torch.full((b,), sigma, device=device)

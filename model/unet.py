@@ -1,8 +1,15 @@
-"""Action-conditioned U-Net F of the DIAMOND denoiser (DESIGN.md §2).
+"""Action-conditioned U-Net F of the DIAMOND denoiser.
 
 The network never sees raw sigma or unscaled input: the denoiser (denoiser.py) hands it
 `c_in * x_noisy`, the context frames divided by sigma_data, `c_noise`, the past actions and
 the context-noise level used for augmentation.
+
+Two layouts. 'compact' (the cpu and tiny presets, and the shipped model): n res blocks per level
+on both paths, resampling after each level. 'diamond' (the paper preset): DIAMOND's `InnerModel`
+exactly, with 4,405,955 parameters for Breakout's 4 actions at channels [64, 64, 64, 64]: each
+level of the up path has n + 1 res blocks (the extra one takes the skip of the level's input),
+group norms of 32 channels per group, attention heads of 8 channels after a plain group norm,
+both middle blocks with attention, the second conv of every res block zero-initialised.
 """
 
 from __future__ import annotations
@@ -14,10 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+LAYOUTS = ("compact", "diamond")
+
 
 @dataclass
 class UNetConfig:
-    """Shape of the U-Net. The default is the paper's Atari network (4.4 M parameters)."""
+    """Shape of the U-Net. The default has the paper's channels in the compact layout (3.55 M
+    parameters); `layout="diamond"` with `context_noise_levels=1` is DIAMOND's Atari network
+    exactly (4.41 M, preset 'paper')."""
 
     num_actions: int = 4
     """Size of the game's minimal action set."""
@@ -32,9 +43,14 @@ class UNetConfig:
     cond_channels: int = 256
     """Size of the conditioning vector fed to every adaptive group norm."""
     attn_middle: bool = True
-    """Self-attention in the lowest-resolution middle block (8x8 for 64x64 frames)."""
+    """Self-attention in the lowest-resolution middle blocks (8x8 for 64x64 frames): the first of
+    the two in the compact layout, both in DIAMOND's."""
     context_noise_levels: int = 10
-    """Number of discrete context-noise-augmentation levels b that can be embedded (0 = clean)."""
+    """Number of discrete context-noise-augmentation levels b that can be embedded (0 = clean).
+    1: clean contexts only, and no embedding at all (DIAMOND has none)."""
+    layout: str = "compact"
+    """'compact' or 'diamond' (DIAMOND's InnerModel: see the module docstring). Snapshots written
+    before this option existed are compact."""
 
     def __post_init__(self) -> None:
         if self.num_actions < 1:
@@ -47,10 +63,15 @@ class UNetConfig:
             raise ValueError("cond_channels must be divisible by context_frames")
         if self.blocks_per_level < 1:
             raise ValueError(f"blocks_per_level must be >= 1, got {self.blocks_per_level}")
+        if self.context_noise_levels < 1:
+            raise ValueError(f"context_noise_levels must be >= 1, got {self.context_noise_levels}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
 
 
-def _groups(channels: int) -> int:
-    return max(1, min(32, channels // 8))
+def _groups(channels: int, diamond: bool = False) -> int:
+    """Group-norm groups: compact, 8 channels per group (at most 32 groups); DIAMOND, 32 per group."""
+    return max(1, channels // 32) if diamond else max(1, min(32, channels // 8))
 
 
 class FourierFeatures(nn.Module):
@@ -68,9 +89,9 @@ class FourierFeatures(nn.Module):
 class AdaGroupNorm(nn.Module):
     """Adaptive group norm: GN(x) * (1 + scale) + shift, with (scale, shift) from the cond vector."""
 
-    def __init__(self, channels: int, cond_channels: int) -> None:
+    def __init__(self, channels: int, cond_channels: int, diamond: bool = False) -> None:
         super().__init__()
-        self.num_groups = _groups(channels)
+        self.num_groups = _groups(channels, diamond)
         self.linear = nn.Linear(cond_channels, 2 * channels)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -80,10 +101,18 @@ class AdaGroupNorm(nn.Module):
 
 
 class SelfAttention2d(nn.Module):
-    def __init__(self, channels: int, cond_channels: int, head_dim: int = 32) -> None:
+    """Compact: heads of 32 channels after an adaptive group norm, x + attention(norm(x)).
+    DIAMOND: heads of 8 channels after a plain (affine) group norm, and the residual adds to the
+    normalised input, norm(x) + attention(norm(x)), as DIAMOND's `SelfAttention2d` does."""
+
+    def __init__(self, channels: int, cond_channels: int, diamond: bool = False) -> None:
         super().__init__()
-        self.heads = max(1, channels // head_dim)
-        self.norm = AdaGroupNorm(channels, cond_channels)
+        self.diamond = diamond
+        self.heads = max(1, channels // (8 if diamond else 32))
+        if diamond:
+            self.norm = nn.GroupNorm(_groups(channels, diamond=True), channels)
+        else:
+            self.norm = AdaGroupNorm(channels, cond_channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.out = nn.Conv2d(channels, channels, 1)
         nn.init.zeros_(self.out.weight)
@@ -91,7 +120,11 @@ class SelfAttention2d(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        qkv = self.qkv(self.norm(x, cond))
+        if self.diamond:
+            x = self.norm(x)
+            qkv = self.qkv(x)
+        else:
+            qkv = self.qkv(self.norm(x, cond))
         # (B, 3C, H, W) -> 3 x (B, heads, H*W, C/heads)
         q, k, v = qkv.reshape(b, 3, self.heads, c // self.heads, h * w).transpose(-1, -2).unbind(1)
         y = F.scaled_dot_product_attention(q, k, v)
@@ -101,14 +134,16 @@ class SelfAttention2d(nn.Module):
 
 
 class ResBlock(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int, cond_channels: int, attn: bool = False) -> None:
+    def __init__(self, in_ch: int, out_ch: int, cond_channels: int, attn: bool = False, diamond: bool = False) -> None:
         super().__init__()
-        self.norm1 = AdaGroupNorm(in_ch, cond_channels)
+        self.norm1 = AdaGroupNorm(in_ch, cond_channels, diamond)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
-        self.norm2 = AdaGroupNorm(out_ch, cond_channels)
+        self.norm2 = AdaGroupNorm(out_ch, cond_channels, diamond)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        if diamond:  # each block starts as its skip path (DIAMOND)
+            nn.init.zeros_(self.conv2.weight)
         self.proj = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
-        self.attn = SelfAttention2d(out_ch, cond_channels) if attn else None
+        self.attn = SelfAttention2d(out_ch, cond_channels, diamond) if attn else None
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x, cond)))
@@ -118,25 +153,43 @@ class ResBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """F(c_in x_noisy, context / sigma_data, c_noise, actions, context-noise level) -> target."""
+    """F(c_in x_noisy, context / sigma_data, c_noise, actions, context-noise level) -> target.
+
+    With `layout="diamond"` it is DIAMOND's `InnerModel`: the same modules, shapes, initialisation
+    and function (parameter names differ, and conv_in takes the noisy frame before the context)."""
 
     def __init__(self, cfg: UNetConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.diamond = cfg.layout == "diamond"
         cc = cfg.cond_channels
         self.noise_emb = FourierFeatures(cc)
         # Flattened embeddings of the L past actions, cond_channels / L dims each.
         self.act_emb = nn.Embedding(cfg.num_actions, cc // cfg.context_frames)
-        self.ctx_noise_emb = nn.Embedding(cfg.context_noise_levels, cc)
-        nn.init.zeros_(self.ctx_noise_emb.weight)
+        self.ctx_noise_emb = None
+        if cfg.context_noise_levels > 1:
+            self.ctx_noise_emb = nn.Embedding(cfg.context_noise_levels, cc)
+            nn.init.zeros_(self.ctx_noise_emb.weight)
         self.cond_mlp = nn.Sequential(nn.Linear(cc, cc), nn.SiLU(), nn.Linear(cc, cc))
 
         in_ch = cfg.image_channels * (cfg.context_frames + 1)
-        ch = cfg.channels
-        self.conv_in = nn.Conv2d(in_ch, ch[0], 3, padding=1)
-
+        self.conv_in = nn.Conv2d(in_ch, cfg.channels[0], 3, padding=1)
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
+        self.up = nn.ModuleList()
+        self.upsample = nn.ModuleList()
+        c_out = self._build_diamond() if self.diamond else self._build_compact()
+
+        self.norm_out = nn.GroupNorm(_groups(c_out, self.diamond), c_out)
+        self.conv_out = nn.Conv2d(c_out, cfg.image_channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)  # output conv zero-initialised (DIAMOND)
+        if not self.diamond:
+            nn.init.zeros_(self.conv_out.bias)
+
+    def _build_compact(self) -> int:
+        """n blocks per level down and up, each up block taking one skip; resampling after each
+        level. Returns the channels of the last up block."""
+        cfg, cc, ch = self.cfg, self.cfg.cond_channels, self.cfg.channels
         skip_ch = []
         c_prev = ch[0]
         for i, c in enumerate(ch):
@@ -151,8 +204,6 @@ class UNet(nn.Module):
 
         self.mid = nn.ModuleList([ResBlock(c_prev, c_prev, cc, attn=cfg.attn_middle), ResBlock(c_prev, c_prev, cc)])
 
-        self.up = nn.ModuleList()
-        self.upsample = nn.ModuleList()
         for i, c in reversed(list(enumerate(ch))):
             blocks = nn.ModuleList()
             for _ in range(cfg.blocks_per_level):
@@ -163,11 +214,39 @@ class UNet(nn.Module):
             self.upsample.append(nn.Identity() if first_level else nn.Conv2d(c, ch[i - 1], 3, padding=1))
             if not first_level:
                 c_prev = ch[i - 1]
+        return c_prev
 
-        self.norm_out = nn.GroupNorm(_groups(c_prev), c_prev)
-        self.conv_out = nn.Conv2d(c_prev, cfg.image_channels, 3, padding=1)
-        nn.init.zeros_(self.conv_out.weight)  # output conv zero-initialised (DIAMOND)
-        nn.init.zeros_(self.conv_out.bias)
+    def _build_diamond(self) -> int:
+        """DIAMOND's U-Net: level i downsamples its input (i > 0), then n blocks ch[i-1] -> ch[i];
+        on the way up, level i upsamples its input (below the deepest level), then n blocks take
+        the skips of its down blocks and an (n+1)-th block the skip of its input, ch[i] -> ch[i-1].
+        Returns ch[0], the channels of the last up block."""
+        cfg, cc, ch, n = self.cfg, self.cfg.cond_channels, self.cfg.channels, self.cfg.blocks_per_level
+        for i, c in enumerate(ch):
+            c_in = ch[max(0, i - 1)]
+            if i == 0:
+                self.downsample.append(nn.Identity())
+            else:
+                down = nn.Conv2d(c_in, c_in, 3, stride=2, padding=1)
+                nn.init.orthogonal_(down.weight)  # as DIAMOND's Downsample
+                self.downsample.append(down)
+            self.down.append(nn.ModuleList([ResBlock(c_in if j == 0 else c, c, cc, diamond=True) for j in range(n)]))
+
+        c = ch[-1]
+        self.mid = nn.ModuleList([ResBlock(c, c, cc, attn=cfg.attn_middle, diamond=True) for _ in range(2)])
+
+        for i, c in reversed(list(enumerate(ch))):
+            c_in = ch[max(0, i - 1)]
+            deepest = i == len(ch) - 1
+            self.upsample.append(
+                nn.Identity()
+                if deepest
+                else nn.Sequential(nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(c, c, 3, padding=1))
+            )
+            blocks = [ResBlock(2 * c, c, cc, diamond=True) for _ in range(n)]  # (x, down block's output)
+            blocks.append(ResBlock(c + c_in, c_in, cc, diamond=True))  # (x, the level's input)
+            self.up.append(nn.ModuleList(blocks))
+        return ch[0]
 
     def forward(
         self,
@@ -182,11 +261,15 @@ class UNet(nn.Module):
         # (Denoiser.freeze) keeps the batch size free.
         act = self.act_emb(act_ctx).flatten(1)
         cond = self.noise_emb(c_noise) + act
-        if ctx_noise_level is not None:
+        if ctx_noise_level is not None and self.ctx_noise_emb is not None:
             cond = cond + self.ctx_noise_emb(ctx_noise_level)
         cond = self.cond_mlp(cond)
 
         h = self.conv_in(torch.cat([x, obs_ctx], dim=1))
+        h = self._diamond_body(h, cond) if self.diamond else self._compact_body(h, cond)
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+    def _compact_body(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         skips = []
         for blocks, down in zip(self.down, self.downsample):
             for block in blocks:
@@ -200,4 +283,20 @@ class UNet(nn.Module):
                 h = block(torch.cat([h, skips.pop()], dim=1), cond)
             if not isinstance(up, nn.Identity):
                 h = up(F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return h
+
+    def _diamond_body(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        skips = []  # per level: its (downsampled) input, then each down block's output
+        for blocks, down in zip(self.down, self.downsample):
+            h = down(h)
+            skips.append(h)
+            for block in blocks:
+                h = block(h, cond)
+                skips.append(h)
+        for block in self.mid:
+            h = block(h, cond)
+        for blocks, up in zip(self.up, self.upsample):
+            h = up(h)
+            for block in blocks:  # the skips of the level in reverse: block outputs, then its input
+                h = block(torch.cat([h, skips.pop()], dim=1), cond)
+        return h

@@ -2,14 +2,16 @@
 
 `WorldModel.dream_step` is stateless and batched (the server's inference worker concatenates the
 dreams of all its sessions into one call); `Dreams` keeps the state of a batch of independent
-dreams for everything else (agent in imagination, evaluation, the gymnasium env).
+dreams for everything else (agent in imagination, evaluation, the gymnasium env). All the
+randomness of a step is a `DreamNoise` drawn before it, so a dream with its own generator
+replays exactly whatever batch it is computed in.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -22,6 +24,56 @@ from model.sampler import SamplerConfig, sample_next_frame
 from model.unet import UNetConfig
 
 Hidden = tuple[torch.Tensor, torch.Tensor]
+
+
+class DreamStep(NamedTuple):
+    """One dreamed step of a batch. reward and end are *sampled* from the heads, as DIAMOND
+    imagines (`Categorical(logits).sample()`): an argmax never yields a rare +1 and biases
+    imagined returns low. The probabilities are there for display and for measuring."""
+
+    next_obs: torch.Tensor  # (B, C, H, W) in [-1, 1]
+    reward: torch.Tensor  # (B,) in {-1, 0, 1}, sampled
+    end: torch.Tensor  # (B,) bool, sampled
+    hidden: Hidden  # the reward/end LSTM's new state
+    reward_probs: torch.Tensor  # (B, 3): P(reward = -1, 0, +1)
+    end_prob: torch.Tensor  # (B,): P(end)
+
+    @property
+    def expected_reward(self) -> torch.Tensor:
+        """E[reward] under the head: P(+1) - P(-1)."""
+        return self.reward_probs[:, 2] - self.reward_probs[:, 0]
+
+
+class DreamNoise(NamedTuple):
+    """The randomness of one dreamed step for a batch, drawn before the step. Row i is all that
+    dream i uses, so per-row draws (one generator per server session) make each dream replay
+    exactly, whichever batch it is computed in."""
+
+    frame: torch.Tensor  # (B, C, H, W) standard normal: the sampler's initial noise / sigma_max
+    uniform: torch.Tensor  # (B, 2) in [0, 1): the draws of the reward and of the end
+
+    @classmethod
+    def draw(
+        cls,
+        b: int,
+        frame_shape: tuple[int, ...],
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> DreamNoise:
+        frame = torch.randn(b, *frame_shape, generator=generator, device=device)
+        return cls(frame, torch.rand(b, 2, generator=generator, device=device))
+
+    @classmethod
+    def cat(cls, noises: list[DreamNoise]) -> DreamNoise:
+        """Stack the noise of several batches (e.g. 1-dream batches of sessions) row-wise."""
+        return cls(torch.cat([n.frame for n in noises]), torch.cat([n.uniform for n in noises]))
+
+
+def sample_classes(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF draw: probs (B, K), u (B,) uniform in [0, 1) -> (B,) the first class k with
+    u < P(class <= k), so class k comes out with probability probs[:, k]."""
+    cdf = probs.cumsum(-1)
+    return (u[:, None] >= cdf[:, :-1]).sum(-1)
 
 
 @dataclass
@@ -56,7 +108,8 @@ PRESETS = ("cpu", "paper", "tiny")
 
 
 def preset_config(preset: str, game: str, action_meanings: list[str]) -> WorldModelConfig:
-    """'cpu' (default; ~1 s/step on 2 cores), 'paper' (DIAMOND's Atari U-Net) or 'tiny' (tests)."""
+    """'cpu' (default; ~1 s/step on 2 cores), 'paper' (DIAMOND's Atari denoiser, 4.41 M parameters:
+    see model/unet.py) or 'tiny' (tests)."""
     n = len(action_meanings)
     if preset == "cpu":
         unet = UNetConfig(num_actions=n, channels=[32, 32, 64, 64])
@@ -67,8 +120,9 @@ def preset_config(preset: str, game: str, action_meanings: list[str]) -> WorldMo
         return WorldModelConfig(
             game, list(action_meanings), den, RewardEndConfig(num_actions=n, channels=(8, 8, 8, 8), lstm_dim=32), preset
         )
-    elif preset == "paper":
-        den = DenoiserConfig(unet=UNetConfig(num_actions=n, channels=[64, 64, 64, 64]))
+    elif preset == "paper":  # DIAMOND's InnerModel exactly: no context-noise embedding, DIAMOND's layout
+        unet = UNetConfig(num_actions=n, channels=[64, 64, 64, 64], context_noise_levels=1, layout="diamond")
+        den = DenoiserConfig(unet=unet)
     else:
         raise ValueError(f"unknown preset {preset!r}: expected one of {', '.join(PRESETS)}")
     return WorldModelConfig(game, list(action_meanings), den, RewardEndConfig(num_actions=n), preset)
@@ -147,18 +201,28 @@ class WorldModel(nn.Module):
         hidden: Hidden | None,
         sampler: SamplerConfig,
         generator: torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Hidden]:
+        noise: DreamNoise | None = None,
+    ) -> DreamStep:
         """One dreamed step for a batch.
 
         obs_ctx: (B, L, C, H, W) in [-1, 1]; act_ctx: (B, L) long, last = the action taken now.
-        Returns next frame (B, C, H, W), reward (B,), end probability (B,), new LSTM state.
+        noise: the step's randomness (the sampler's initial noise, the reward and end draws); when
+        None it is drawn from `generator`, so a seeded dream replays exactly.
         """
+        b = obs_ctx.shape[0]
+        if noise is None:
+            noise = DreamNoise.draw(b, obs_ctx.shape[2:], generator, obs_ctx.device)
+        elif noise.frame.shape[0] != b or noise.uniform.shape != (b, 2):
+            raise ValueError(f"noise for {noise.frame.shape[0]} dreams, expected {b}")
         with autocast(self.device, self.bf16):
-            next_obs = sample_next_frame(self.denoiser, obs_ctx, act_ctx, sampler, generator)
+            next_obs = sample_next_frame(self.denoiser, obs_ctx, act_ctx, sampler, noise=noise.frame)
             logits_r, logits_e, hidden = self.reward_end(obs_ctx[:, -1:], next_obs[:, None], act_ctx[:, -1:], hidden)
-        reward = class_to_reward(logits_r[:, -1].argmax(-1))
-        end_prob = logits_e[:, -1].float().softmax(-1)[:, 1]
-        return next_obs.float(), reward, end_prob, hidden
+        p_r = logits_r[:, -1].float().softmax(-1)  # (B, 3)
+        p_e = logits_e[:, -1].float().softmax(-1)  # (B, 2)
+        u = noise.uniform.to(p_r.device)
+        reward = class_to_reward(sample_classes(p_r, u[:, 0]))  # ~ Categorical(P(-1, 0, +1))
+        end = u[:, 1] < p_e[:, 1]  # ~ Bernoulli(P(end))
+        return DreamStep(next_obs.float(), reward, end, hidden, p_r, p_e[:, 1])
 
     # -- snapshots -----------------------------------------------------------------------
     def save_snapshot(self, path: str | Path, extra_meta: dict[str, Any] | None = None) -> None:
@@ -191,6 +255,7 @@ class Dreams:
         self.obs_ctx: torch.Tensor | None = None
         self.act_ctx: torch.Tensor | None = None
         self.hidden: Hidden | None = None
+        self.last: DreamStep | None = None
 
     @property
     def batch_size(self) -> int:
@@ -210,7 +275,8 @@ class Dreams:
         self.hidden = self.model.burn_in(self.obs_ctx, actions)
 
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """actions: (B,) -> next frames uint8 (B, H, W, C), reward (B,), end probability (B,)."""
+        """actions: (B,) -> next frames uint8 (B, H, W, C), reward (B,) and end (B,) bool, both
+        sampled from the heads. The whole step (with probabilities) is kept in `self.last`."""
         if self.obs_ctx is None:
             raise RuntimeError("call reset() before step()")
         actions = torch.as_tensor(actions, device=self.model.device).long().view(-1)
@@ -218,8 +284,7 @@ class Dreams:
             raise ValueError(f"expected {self.batch_size} actions, got {actions.shape[0]}")
         self.model.check_actions(actions)
         self.act_ctx = with_action(self.act_ctx, actions)
-        nxt, reward, end, self.hidden = self.model.dream_step(
-            self.obs_ctx, self.act_ctx, self.hidden, self.sampler, self.generator
-        )
-        self.obs_ctx, self.act_ctx = slide(self.obs_ctx, self.act_ctx, nxt)
-        return tensor_to_frames(nxt).cpu(), reward.cpu(), end.cpu()
+        self.last = self.model.dream_step(self.obs_ctx, self.act_ctx, self.hidden, self.sampler, self.generator)
+        self.hidden = self.last.hidden
+        self.obs_ctx, self.act_ctx = slide(self.obs_ctx, self.act_ctx, self.last.next_obs)
+        return tensor_to_frames(self.last.next_obs).cpu(), self.last.reward.cpu(), self.last.end.cpu()

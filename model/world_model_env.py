@@ -1,12 +1,12 @@
-"""The world model as a gymnasium environment (DIAMOND `envs/world_model_env.py`, DESIGN.md "the world
-model is an environment").
+"""The world model as a gymnasium environment (DIAMOND `envs/world_model_env.py`).
 
 `reset` starts a dream from a real 4-frame context, `step(action)` dreams the next frame with
-`model.world_model.Dreams`; the reward comes from the reward model and the episode ends when the
-end model's probability passes a threshold (terminated) or after `horizon` steps (truncated).
+`model.world_model.Dreams`. Reward and end are sampled from the reward/end heads, as DIAMOND
+imagines: the episode ends when the sampled end says so (terminated), or after `horizon` steps
+(truncated). `info["end_prob"]` is the head's P(end) for the step.
 
-Contexts come from outside as plain arrays, so this file imports nothing from `training/`
-(layers, DESIGN.md §7). A context source is either
+Contexts come from outside as plain arrays, so this file imports nothing from `training/`.
+A context source is either
 
 - a sequence of episodes: objects with `obs` uint8 (T+1, H, W, 3) and `actions` (T,) — such as
   `training.episode_store.Episode` — or `(obs, actions)` tuples; reset picks an episode and a
@@ -93,9 +93,11 @@ class WorldModelEnv(gym.Env):
         contexts: ContextSource,
         horizon: int = 1000,
         sampler: SamplerConfig | None = None,
-        end_threshold: float = 0.5,
+        end_threshold: float | None = None,
         render_mode: str | None = None,
     ) -> None:
+        """end_threshold: None (default) ends on the sampled end; a number ends exactly when
+        P(end) > end_threshold (deterministic ends, e.g. 1.01 never ends, -0.01 always ends)."""
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         if render_mode not in (None, "rgb_array"):
@@ -127,8 +129,8 @@ class WorldModelEnv(gym.Env):
         frame, reward, end = self.dreams.step(torch.tensor([int(action)]))
         self._t += 1
         self._last = frame[0].numpy()
-        end_prob = float(end[0])
-        terminated = end_prob > self.end_threshold
+        end_prob = float(self.dreams.last.end_prob[0])
+        terminated = bool(end[0]) if self.end_threshold is None else end_prob > self.end_threshold
         truncated = self._t >= self.horizon and not terminated
         return self._last.copy(), float(reward[0]), terminated, truncated, {"end_prob": end_prob}
 
@@ -151,8 +153,10 @@ class WorldModelVectorEnv(VectorEnv):
         num_envs: int,
         horizon: int = 1000,
         sampler: SamplerConfig | None = None,
-        end_threshold: float = 0.5,
+        end_threshold: float | None = None,
     ) -> None:
+        """end_threshold: None (default) ends on the sampled end; a number ends exactly when
+        P(end) > end_threshold, as in WorldModelEnv."""
         if num_envs < 1 or horizon < 1:
             raise ValueError(f"num_envs and horizon must be >= 1, got {num_envs} and {horizon}")
         self.model = model
@@ -204,13 +208,14 @@ class WorldModelVectorEnv(VectorEnv):
             raise ValueError(f"actions must be {self.num_envs} integers, got {actions.dtype} {actions.shape}")
         actions = np.where(self._autoreset, 0, actions)  # envs being reset ignore their action
         frames, reward, end = self.dreams.step(torch.from_numpy(actions.astype(np.int64)))
-        obs, reward, end = frames.numpy(), reward.numpy().astype(np.float32), end.numpy().astype(np.float32)
+        end_prob = self.dreams.last.end_prob.cpu().numpy().astype(np.float32)
+        obs, reward = frames.numpy(), reward.numpy().astype(np.float32)
         self._t += 1
-        terminated = end > self.end_threshold
+        terminated = end.numpy().astype(bool) if self.end_threshold is None else end_prob > self.end_threshold
         truncated = (self._t >= self.horizon) & ~terminated
         idx = np.flatnonzero(self._autoreset)
         if len(idx):
             obs[idx] = self._reset_some(idx)
             reward[idx], terminated[idx], truncated[idx] = 0.0, False, False
         self._autoreset = terminated | truncated
-        return obs, reward, terminated, truncated, {"end_prob": end}
+        return obs, reward, terminated, truncated, {"end_prob": end_prob}

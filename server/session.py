@@ -23,7 +23,15 @@ import torch
 
 from model.checkpoint import CheckpointError
 from model.sampler import SamplerConfig
-from model.world_model import WorldModel, frames_to_tensor, open_action_slot, slide, tensor_to_frames, with_action
+from model.world_model import (
+    DreamNoise,
+    WorldModel,
+    frames_to_tensor,
+    open_action_slot,
+    slide,
+    tensor_to_frames,
+    with_action,
+)
 from server import policies
 from server.protocol import AgentInfo, DreamInfo, EpisodeEnd, Error, Mode, PlaySettings, RealInfo, SamplerName, State
 from server.worker import InferenceWorker
@@ -120,6 +128,10 @@ class Session:
         self.env = None
         self.real = _RealTrack()
         self.dream: _DreamTrack | None = None
+        # The dream's own randomness (sampler noise, reward and end draws), seeded from `seed` at
+        # each new episode: the worker batches sessions together, so a shared generator could not
+        # replay one session.
+        self.dream_rng = torch.Generator()
         self.tick = 0
         self.action = 0
         self.seq = -1
@@ -230,13 +242,13 @@ class Session:
 
     # -- episodes ----------------------------------------------------------------------------
     def _env_reset(self) -> tuple[list[np.ndarray], list[int], dict]:
-        """Reset the emulator and play the seed actions: the first L real frames (thread pool)."""
+        """Reset the emulator and play NOOPs: the first L real frames (thread pool). Nothing is
+        pressed for the player: in Breakout the ball waits until they serve."""
         if self.env is None:
             self.env = make_env(self.rt.game)
         obs, info = self.env.reset(seed=self.seed)
-        first = self.rt.meanings.index("FIRE") if "FIRE" in self.rt.meanings else 0
         noop = self.rt.meanings.index("NOOP") if "NOOP" in self.rt.meanings else 0
-        seed_actions = [first] + [noop] * (self.rt.context_frames - 2)
+        seed_actions = [noop] * (self.rt.context_frames - 1)
         frames, lives = [obs], info.get("lives", 0)
         self.real = _RealTrack(obs=[obs], lives=lives)
         for a in seed_actions:
@@ -259,6 +271,10 @@ class Session:
         frames, actions, _ = await loop.run_in_executor(self.executor, self._env_reset)
         self.over = False
         self.dream = None
+        if self.seed is None:
+            self.dream_rng.seed()  # a fresh random seed
+        else:
+            self.dream_rng.manual_seed(self.seed)
         if self.has_dream:
             await self._seed_dream(frames, actions)
         if self.policy is not None:
@@ -316,8 +332,9 @@ class Session:
     async def _dream_step(self, action: int) -> tuple[np.ndarray, float, float, float]:
         d = self.dream
         act_ctx = with_action(d.act_ctx, torch.tensor([action]))
+        noise = DreamNoise.draw(1, d.obs_ctx.shape[2:], self.dream_rng)
         nxt, reward, end_prob, hidden, ms = await self.rt.worker.dream(
-            d.obs_ctx, act_ctx, d.hidden, self.sampler, owner=id(self)
+            d.obs_ctx, act_ctx, d.hidden, self.sampler, owner=id(self), noise=noise
         )
         d.obs_ctx, d.act_ctx = slide(d.obs_ctx, act_ctx, nxt)
         d.hidden = hidden

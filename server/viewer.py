@@ -279,8 +279,8 @@ class BreakoutSide(Side):
             frame, r, term, trunc, _ = self.env.step(action)
             end = term or trunc
         else:
-            frames, rew, end_p = self.dreams.step(torch.tensor([action]))
-            frame, r, end = frames[0].numpy(), float(rew[0]), bool(end_p[0] > 0.5)
+            frames, rew, ends = self.dreams.step(torch.tensor([action]))  # reward and end sampled
+            frame, r, end = frames[0].numpy(), float(rew[0]), bool(ends[0])
         self.stack.push(frame)
         self.ret += float(r)
         self.t += 1

@@ -8,6 +8,9 @@ pile up and the next call is bigger: N players cost far less than N times one.
 Sessions drift out of step (one returns while three are still computing, and from then on the
 batches go 1, 3, 1, 3...), so the thread waits a few milliseconds for the sessions that dreamed
 in the last second before it starts a batch without them (`gather_ms`).
+
+Each session brings the randomness of its step (`DreamNoise`, drawn from its own generator), so
+a seeded session dreams the same frames, rewards and ends whatever batch it lands in.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 import torch
 
 from model.sampler import SamplerConfig
-from model.world_model import Hidden, WorldModel
+from model.world_model import DreamNoise, Hidden, WorldModel
 
 log = logging.getLogger(__name__)
 
@@ -124,14 +127,20 @@ class InferenceWorker:
         hidden: Hidden,
         sampler: SamplerConfig,
         owner: Any = None,
+        noise: DreamNoise | None = None,
     ) -> tuple[torch.Tensor, float, float, Hidden, float]:
         """One dream: obs_ctx (1, L, C, H, W), act_ctx (1, L), hidden ((1, 1, D), (1, 1, D)).
         owner: who asks (a session), so the batcher knows whom to wait for.
+        noise: the step's randomness for this one dream (DreamNoise of batch 1), drawn from the
+        session's own generator; None draws it from torch's global generator.
 
-        Returns next frame (1, C, H, W), reward, end probability, new hidden, ms per frame of the batch.
+        Returns next frame (1, C, H, W), the sampled reward, the end probability, new hidden, and
+        the batch's milliseconds.
         """
+        if noise is None:
+            noise = DreamNoise.draw(1, obs_ctx.shape[2:])
         key = (sampler.num_steps, sampler.order, sampler.sigma_min, sampler.sigma_max, sampler.rho)
-        return await self._submit("dream", (obs_ctx, act_ctx, hidden, sampler), key, owner)
+        return await self._submit("dream", (obs_ctx, act_ctx, hidden, sampler, noise), key, owner)
 
     async def burn_in(self, obs_ctx: torch.Tensor, act_prev: torch.Tensor) -> Hidden:
         return await self._submit("burn_in", (obs_ctx, act_prev))
@@ -174,8 +183,11 @@ class InferenceWorker:
             act = torch.cat([j.args[1] for j in jobs])
             h = torch.cat([j.args[2][0] for j in jobs], dim=1)
             c = torch.cat([j.args[2][1] for j in jobs], dim=1)
-            nxt, reward, end, (h, c) = self.model.dream_step(obs, act, (h, c), jobs[0].args[3])
-            reward, end = reward.float().cpu(), end.float().cpu()
+            noise = DreamNoise.cat([j.args[4] for j in jobs])  # each session's own draws
+            out = self.model.dream_step(obs, act, (h, c), jobs[0].args[3], noise=noise)
+            nxt, (h, c) = out.next_obs, out.hidden
+            # the sampled reward (as an agent in the dream sees it) and the end probability
+            reward, end = out.reward.float().cpu(), out.end_prob.float().cpu()
         except Exception as e:  # noqa: BLE001 - a failed batch fails its sessions, not the server
             log.exception("dream batch of %d failed", len(jobs))
             self.stats.errors += 1

@@ -98,15 +98,16 @@ def imagine(
         lg, v, hidden = agent(x, hidden)
         a = torch.distributions.Categorical(logits=lg.float()).sample()
         act_ctx = with_action(act_ctx, a)
-        nxt, r, end_prob, wm_hidden = world_model.dream_step(obs_ctx, act_ctx, wm_hidden, sampler, generator)
+        out = world_model.dream_step(obs_ctx, act_ctx, wm_hidden, sampler, generator)
+        nxt, wm_hidden = out.next_obs, out.hidden
         obs_ctx, act_ctx = slide(obs_ctx, act_ctx, nxt)
         x = quantize(nxt)
         seen.append(x)
         logits.append(lg)
         values.append(v)
         actions.append(a)
-        rewards.append(r.float())
-        ends.append(end_prob > 0.5)
+        rewards.append(out.reward.float())  # sampled from the heads, as DIAMOND imagines
+        ends.append(out.end)
     values.append(agent(x, hidden)[1])  # V(x_H) for the bootstrap
     stack = lambda xs: torch.stack(xs, dim=1)  # noqa: E731  H x (B, ...) -> (B, H, ...)
     out = Rollout(stack(logits), stack(values), stack(actions), stack(rewards), stack(ends), stack(seen))

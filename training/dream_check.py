@@ -118,10 +118,11 @@ def in_dream(
     for _ in range(horizon):
         a = torch.as_tensor(act(tensor_to_frames(obs[:, -1]).cpu().numpy(), rng), device=model.device)
         act_ctx = with_action(act_ctx, a)
-        nxt, r, end_prob, hidden = model.dream_step(obs, act_ctx, hidden, sampler, gen)
+        out = model.dream_step(obs, act_ctx, hidden, sampler, gen)
+        nxt, hidden = out.next_obs, out.hidden
         obs, act_ctx = slide(obs, act_ctx, nxt)
-        reward += r.float() * alive
-        alive &= ~(end_prob > 0.5)
+        reward += out.reward.float() * alive
+        alive &= ~out.end
         if keep:
             frames.append(tensor_to_frames(nxt[:keep]).cpu().numpy())
     out = {"end_rate": float((~alive).float().mean()), "reward": float(reward.mean())}

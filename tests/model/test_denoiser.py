@@ -1,4 +1,4 @@
-"""EDM preconditioning and loss of the denoiser (DESIGN.md §2), checked against hand-computed values."""
+"""EDM preconditioning and loss of the denoiser, checked against hand-computed values."""
 
 from __future__ import annotations
 
@@ -56,15 +56,33 @@ def test_preconditioning_keeps_unit_variance(denoiser: Denoiser) -> None:
     torch.testing.assert_close(var_target, torch.ones_like(sigma))
 
 
-def test_loss_target_reconstructs_next_frame(denoiser: Denoiser) -> None:
-    """D(x) = c_skip x_noisy + c_out F equals x_next exactly when F equals the loss target."""
+@pytest.mark.parametrize("sigma", [0.01, 0.3, 1.0, 5.0])
+def test_preconditioning_is_edm_with_offset_noise(denoiser: Denoiser, sigma: float) -> None:
+    """EDM's coefficients (Karras et al. 2022, Table 1) at the total noise std s = sqrt(sigma^2 + s_off^2),
+    written out here; then a property a wrong c_out fails: for x ~ N(0, sd^2), noised as in
+    training (per-image offset noise + sigma noise), the loss target (x - c_skip x_noisy) / c_out
+    has unit variance."""
+    sd, s_off = 0.5, 0.3
+    s = math.sqrt(sigma**2 + s_off**2)
+    want = {
+        "c_in": 1 / math.sqrt(s**2 + sd**2),
+        "c_skip": sd**2 / (s**2 + sd**2),
+        "c_out": s * sd / math.sqrt(s**2 + sd**2),
+        "c_noise": math.log(s) / 4,
+    }
+    c = denoiser.conditioners(torch.tensor([sigma], dtype=torch.float64))
+    for name, value in want.items():
+        assert getattr(c, name).item() == pytest.approx(value, rel=1e-12), name
+
     g = torch.Generator().manual_seed(0)
-    x_next = torch.rand(3, 3, 8, 8, generator=g, dtype=torch.float64) * 2 - 1
-    sigma = torch.tensor([0.01, 0.5, 12.0], dtype=torch.float64)
-    x_noisy = x_next + sigma.view(-1, 1, 1, 1) * torch.randn(3, 3, 8, 8, generator=g, dtype=torch.float64)
-    c = denoiser.conditioners(sigma)
-    target = (x_next - c.c_skip * x_noisy) / c.c_out
-    torch.testing.assert_close(c.c_skip * x_noisy + c.c_out * target, x_next)
+    x = sd * torch.randn(4096, 3, 8, 8, generator=g, dtype=torch.float64)
+    offset = s_off * torch.randn(4096, 3, 1, 1, generator=g, dtype=torch.float64)
+    x_noisy = x + offset + sigma * torch.randn(4096, 3, 8, 8, generator=g, dtype=torch.float64)
+    target = (x - c.c_skip * x_noisy) / c.c_out
+    assert target.var().item() == pytest.approx(1.0, abs=0.04)
+    # The same check catches a c_out without its square root (variance s^2 + sd^2 instead of 1).
+    wrong = (x - c.c_skip * x_noisy) / (s * sd / (s**2 + sd**2))
+    assert abs(wrong.var().item() - 1) > 0.2
 
 
 def test_denoise_is_skip_plus_scaled_network_output(denoiser: Denoiser) -> None:
@@ -101,10 +119,53 @@ def test_loss_is_mse_to_edm_target() -> None:
     offset = 0.3 * torch.randn(2, 3, 1, 1)
     x_noisy = nxt + offset + sigma.view(-1, 1, 1, 1) * torch.randn_like(nxt)
     c = den.conditioners(sigma)
-    f = den.net(c.c_in * x_noisy, c.c_noise, ctx.flatten(1, 2) / 0.5, act)
+    f = den.net(c.c_in * x_noisy, c.c_noise, ctx.flatten(1, 2) / 0.5, act, torch.zeros(2, dtype=torch.long))
     want = ((f - (nxt - c.c_skip * x_noisy) / c.c_out) ** 2).mean()
     assert loss.item() == pytest.approx(want.item(), rel=1e-5)
     assert metrics["mse"] == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_clean_contexts_are_level_zero_in_training_as_in_sampling(monkeypatch) -> None:
+    """Without context-noise augmentation (scale 0), training conditions on context-noise level 0,
+    the level the sampler always passes; level 0's embedding is learnt, not skipped."""
+    torch.manual_seed(0)
+    den = Denoiser(DenoiserConfig(unet=TINY_UNET))
+    assert den.cfg.context_noise_scale == 0
+    torch.nn.init.normal_(den.net.conv_out.weight, std=0.05)
+    torch.nn.init.normal_(den.net.ctx_noise_emb.weight)  # so that level 0 is not the same as no level
+    g = torch.Generator().manual_seed(2)
+    ctx = torch.rand(2, 4, 3, 64, 64, generator=g) * 2 - 1
+    nxt = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
+    act = torch.tensor([[0, 1, 2, 3], [1, 1, 1, 1]])
+
+    same, level = den.augment_context(ctx)
+    assert same is ctx and level.dtype == torch.long and level.tolist() == [0, 0]
+
+    torch.manual_seed(7)
+    loss, _ = den.loss(ctx, act, nxt)
+    loss.backward()
+    grad = den.net.ctx_noise_emb.weight.grad
+    assert grad is not None and grad[0].abs().sum() > 0 and grad[1:].abs().sum() == 0
+
+    def recomputed(level: torch.Tensor | None) -> float:
+        torch.manual_seed(7)  # the loss's draws: sigma, offset noise, noise
+        sigma = (torch.randn(2) * 1.2 - 0.4).exp().clip(2e-3, 20)
+        x_noisy = nxt + 0.3 * torch.randn(2, 3, 1, 1) + sigma.view(-1, 1, 1, 1) * torch.randn_like(nxt)
+        c = den.conditioners(sigma)
+        with torch.no_grad():
+            f = den.net(c.c_in * x_noisy, c.c_noise, ctx.flatten(1, 2) / 0.5, act, level)
+        return ((f - (nxt - c.c_skip * x_noisy) / c.c_out) ** 2).mean().item()
+
+    assert loss.item() == pytest.approx(recomputed(torch.zeros(2, dtype=torch.long)), rel=1e-5)
+    assert loss.item() != pytest.approx(recomputed(None), rel=1e-5)
+
+    from model.sampler import SamplerConfig, sample_next_frame
+
+    levels = []
+    denoise = den.denoise
+    monkeypatch.setattr(den, "denoise", lambda *a: levels.append(a[4]) or denoise(*a))
+    sample_next_frame(den.eval(), ctx, act, SamplerConfig(num_steps=2))
+    assert len(levels) == 2 and all(lv.tolist() == [0, 0] for lv in levels)
 
 
 def test_training_sigma_distribution_is_clipped_lognormal(denoiser: Denoiser) -> None:

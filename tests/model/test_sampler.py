@@ -1,4 +1,4 @@
-"""Karras schedule and Euler / Heun sampling (DESIGN.md §2)."""
+"""Karras schedule and Euler / Heun sampling."""
 
 from __future__ import annotations
 
@@ -71,6 +71,23 @@ def test_fixed_generator_gives_identical_samples(tiny_model) -> None:
     c = sample_next_frame(tiny_model.denoiser, ctx, act, cfg, torch.Generator().manual_seed(6))
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_given_initial_noise_replaces_the_generator(tiny_model, order: int) -> None:
+    """Pre-drawn initial noise (per server session) gives what the generator would have: the
+    Euler and Heun steps draw nothing more."""
+    ctx, act = _inputs()
+    cfg = SamplerConfig(num_steps=5, order=order)
+    by_gen = sample_next_frame(tiny_model.denoiser, ctx, act, cfg, torch.Generator().manual_seed(5))
+    noise = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    torch.manual_seed(0)
+    a = sample_next_frame(tiny_model.denoiser, ctx, act, cfg, noise=noise)
+    torch.manual_seed(1)  # the global generator plays no part either
+    b = sample_next_frame(tiny_model.denoiser, ctx, act, cfg, noise=noise)
+    assert torch.equal(a, by_gen) and torch.equal(a, b)
+    with pytest.raises(ValueError, match="noise"):
+        sample_next_frame(tiny_model.denoiser, ctx, act, cfg, noise=noise[:1])
 
 
 @pytest.mark.parametrize(

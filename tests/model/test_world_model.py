@@ -1,5 +1,6 @@
 """Shapes through the U-Net, denoiser, reward/end model, WorldModel.dream_step and Dreams, at batch 1
-and 3; Dreams' input validation; presets."""
+and 3; reward and end sampled from the heads, seeded replay; Dreams' input validation; presets, and
+the paper preset's U-Net against DIAMOND's InnerModel."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ import torch
 
 from model.reward_end import RewardEndConfig, RewardEndModel, class_to_reward, reward_to_class
 from model.sampler import SamplerConfig
-from model.unet import UNet
+from model.unet import UNet, UNetConfig
 from model.world_model import (
+    DreamNoise,
     Dreams,
     WorldModel,
     WorldModelConfig,
     frames_to_tensor,
     preset_config,
+    sample_classes,
     tensor_to_frames,
 )
 
@@ -74,10 +77,13 @@ def test_dream_step_shapes(tiny_model: WorldModel, b: int) -> None:
     obs_ctx = torch.rand(b, 4, 3, 64, 64) * 2 - 1
     act_ctx = torch.randint(0, 4, (b, 4))
     hidden = tiny_model.burn_in(obs_ctx, act_ctx[:, :3])
-    nxt, reward, end, (h, c) = tiny_model.dream_step(obs_ctx, act_ctx, hidden, SamplerConfig(num_steps=1))
-    assert nxt.shape == (b, 3, 64, 64) and nxt.dtype == torch.float32
-    assert reward.shape == (b,) and set(reward.tolist()) <= {-1.0, 0.0, 1.0}
-    assert end.shape == (b,) and ((end >= 0) & (end <= 1)).all()
+    out = tiny_model.dream_step(obs_ctx, act_ctx, hidden, SamplerConfig(num_steps=1))
+    assert out.next_obs.shape == (b, 3, 64, 64) and out.next_obs.dtype == torch.float32
+    assert out.reward.shape == (b,) and set(out.reward.tolist()) <= {-1.0, 0.0, 1.0}
+    assert out.end.shape == (b,) and out.end.dtype == torch.bool
+    assert out.reward_probs.shape == (b, 3) and torch.allclose(out.reward_probs.sum(1), torch.ones(b))
+    assert out.end_prob.shape == (b,) and ((out.end_prob >= 0) & (out.end_prob <= 1)).all()
+    h, c = out.hidden
     assert h.shape == (1, b, 32) and c.shape == (1, b, 32)
 
 
@@ -110,6 +116,77 @@ def test_dreams_are_independent_of_batch_neighbours(model_factory) -> None:
         outs.append(d.step(torch.tensor([1, 2]))[0])
     assert torch.equal(outs[0][0], outs[1][0])
     assert not torch.equal(outs[0][1], outs[1][1])
+
+
+def _bias_heads(model: WorldModel, p_reward: tuple[float, float, float], p_end: float) -> None:
+    """Make the reward/end heads ignore their input: P(-1, 0, +1) = p_reward, P(end) = p_end."""
+    re = model.reward_end
+    with torch.no_grad():
+        re.head_reward.weight.zero_()
+        re.head_reward.bias.copy_(torch.tensor(p_reward).log())
+        re.head_end.weight.zero_()
+        re.head_end.bias.copy_(torch.tensor([1 - p_end, p_end]).log())
+
+
+def _seeded_run(model: WorldModel, seed: int, steps: int = 6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(99)  # the same contexts and actions for every run
+    frames = torch.randint(0, 256, (4, 4, 64, 64, 3), dtype=torch.uint8, generator=g)
+    actions = torch.randint(0, 4, (steps, 4), generator=g)
+    dreams = Dreams(model, SamplerConfig(num_steps=1), seed=seed)
+    dreams.reset(frames, torch.randint(0, 4, (4, 3), generator=g))
+    out = [dreams.step(a) for a in actions]
+    return tuple(torch.stack(x) for x in zip(*out))  # (steps, B, ...) each
+
+
+def test_dreamed_reward_and_end_are_sampled_from_the_heads(tiny_model: WorldModel) -> None:
+    """P(+1) = 0.2 < P(0): an argmax would never give +1 (and imagined returns would be biased
+    low); sampled, as DIAMOND imagines, +1 comes out in about a fifth of the steps."""
+    _bias_heads(tiny_model, (0.1, 0.7, 0.2), 0.3)
+    _, reward, end = _seeded_run(tiny_model, seed=0, steps=150)  # 600 draws: std of a share <= 0.02
+    assert reward.shape == (150, 4) and end.dtype == torch.bool
+    assert (reward == 1).float().mean().item() == pytest.approx(0.2, abs=0.06)
+    assert (reward == -1).float().mean().item() == pytest.approx(0.1, abs=0.05)
+    assert end.float().mean().item() == pytest.approx(0.3, abs=0.06)
+
+
+def test_seeded_dreams_replay_exactly(tiny_model: WorldModel) -> None:
+    _bias_heads(tiny_model, (0.3, 0.4, 0.3), 0.5)  # so that rewards and ends vary from step to step
+    first, again, other = (_seeded_run(tiny_model, seed) for seed in (7, 7, 8))
+    for a, b in zip(first, again, strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(first[0], other[0])
+    assert not torch.equal(first[1], other[1]) or not torch.equal(first[2], other[2])
+
+
+def test_dream_step_with_drawn_noise_equals_the_generator(tiny_model: WorldModel) -> None:
+    """Passing DreamNoise drawn from a generator is the same as passing that generator, and each
+    row uses only its own noise (the server draws it per session)."""
+    _bias_heads(tiny_model, (0.3, 0.4, 0.3), 0.5)
+    g = torch.Generator().manual_seed(0)
+    obs, act = torch.rand(3, 4, 3, 64, 64, generator=g) * 2 - 1, torch.randint(0, 4, (3, 4), generator=g)
+    hidden, cfg = tiny_model.burn_in(obs, act[:, :3]), SamplerConfig(num_steps=2)
+    by_gen = tiny_model.dream_step(obs, act, hidden, cfg, torch.Generator().manual_seed(5))
+    noise = DreamNoise.draw(3, (3, 64, 64), torch.Generator().manual_seed(5))
+    by_noise = tiny_model.dream_step(obs, act, hidden, cfg, noise=noise)
+    for a, b in zip(by_gen, by_noise, strict=True):
+        if isinstance(a, tuple):
+            assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+        else:
+            assert torch.equal(a, b)
+    row = (hidden[0][:, 1:2], hidden[1][:, 1:2])
+    alone = tiny_model.dream_step(obs[1:2], act[1:2], row, cfg, noise=DreamNoise(noise.frame[1:2], noise.uniform[1:2]))
+    torch.testing.assert_close(alone.next_obs, by_noise.next_obs[1:2], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="noise"):
+        tiny_model.dream_step(obs, act, hidden, cfg, noise=DreamNoise(noise.frame[:2], noise.uniform[:2]))
+
+
+def test_sample_classes_follows_the_probabilities() -> None:
+    probs = torch.tensor([[0.1, 0.7, 0.2]]).expand(20000, 3)
+    u = torch.rand(20000, generator=torch.Generator().manual_seed(0))
+    share = torch.bincount(sample_classes(probs, u), minlength=3).float() / 20000
+    torch.testing.assert_close(share, torch.tensor([0.1, 0.7, 0.2]), atol=0.01, rtol=0)
+    edges = torch.tensor([0.0, 0.0999, 0.1001, 0.7999, 0.8001, 0.99999])
+    assert sample_classes(torch.tensor([[0.1, 0.7, 0.2]]).expand(6, 3), edges).tolist() == [0, 0, 1, 1, 2, 2]
 
 
 @pytest.mark.parametrize(
@@ -148,6 +225,58 @@ def test_presets() -> None:
     assert preset_config("cpu", "Breakout", ACTIONS).denoiser.unet.channels == [32, 32, 64, 64]
     with pytest.raises(ValueError, match="unknown preset"):
         preset_config("huge", "Breakout", ACTIONS)
+
+
+# DIAMOND's InnerModel for Atari (config/agent/default.yaml: channels [64, 64, 64, 64], depths
+# [2, 2, 2, 2], attn_depths all 0, cond_channels 256, num_steps_conditioning 4), counted by
+# instantiating DIAMOND's own classes: 4,405,955 parameters with 4 actions; each action adds 64.
+DIAMOND_PARAMS = {4: 4_405_955, 6: 4_406_083, 18: 4_406_851}
+
+
+@pytest.mark.parametrize("num_actions", sorted(DIAMOND_PARAMS))
+def test_paper_preset_is_diamonds_denoiser(num_actions: int) -> None:
+    actions = (ACTIONS + [f"A{i}" for i in range(20)])[:num_actions]
+    cfg = preset_config("paper", "Breakout", actions)
+    torch.manual_seed(0)
+    net = UNet(cfg.denoiser.unet)
+    assert sum(p.numel() for p in net.parameters()) == DIAMOND_PARAMS[num_actions]
+    assert net.ctx_noise_emb is None  # DIAMOND has no context-noise augmentation
+    assert net.act_emb.weight.shape == (num_actions, 64) and net.cond_mlp[0].weight.shape == (256, 256)
+    assert net.conv_in.weight.shape == (64, 15, 3, 3)  # 4 context frames + the noisy frame, RGB
+    # Down: 2 blocks per level, a stride-2 conv before every level but the first.
+    assert [len(blocks) for blocks in net.down] == [2, 2, 2, 2]
+    assert isinstance(net.downsample[0], torch.nn.Identity)
+    assert all(d.stride == (2, 2) and d.weight.shape == (64, 64, 3, 3) for d in net.downsample[1:])
+    # Up: depth + 1 = 3 blocks per level, all taking a 64-channel skip (block outputs, then the
+    # level's input); upsampling before every level but the deepest.
+    assert [len(blocks) for blocks in net.up] == [3, 3, 3, 3]
+    assert all(b.conv1.weight.shape == (64, 128, 3, 3) and b.proj.weight.shape == (64, 128, 1, 1) for b in net.up[0])
+    assert isinstance(net.upsample[0], torch.nn.Identity) and len(net.upsample) == 4
+    # Attention in both middle blocks only: 8 heads of 8 channels after a plain group norm.
+    assert [b.attn is not None for b in net.mid] == [True, True]
+    assert all(b.attn is None for level in (*net.down, *net.up) for b in level)
+    attn = net.mid[0].attn
+    assert attn.heads == 8 and isinstance(attn.norm, torch.nn.GroupNorm) and attn.norm.num_groups == 2
+    # Group norms of 32 channels per group; every block's second conv and the output conv start at 0.
+    blocks = [b for level in (*net.down, net.mid, *net.up) for b in level]
+    assert len(blocks) == 8 + 2 + 12
+    assert all(b.norm1.num_groups == b.conv1.in_channels // 32 for b in blocks) and net.norm_out.num_groups == 2
+    assert all(b.conv2.weight.abs().max() == 0 for b in blocks) and net.conv_out.weight.abs().max() == 0
+    with torch.no_grad():
+        f = net(torch.randn(1, 3, 64, 64), torch.zeros(1), torch.randn(1, 12, 64, 64), torch.zeros(1, 4).long())
+    assert f.shape == (1, 3, 64, 64)
+
+
+def test_compact_layout_is_the_default() -> None:
+    """Snapshots written before the layout option existed (the shipped cpu model) are compact."""
+    assert (
+        UNetConfig().layout == "compact" and preset_config("cpu", "Breakout", ACTIONS).denoiser.unet.layout == "compact"
+    )
+    assert sum(p.numel() for p in UNet(UNetConfig()).parameters()) == 3_553_859
+    with pytest.raises(ValueError, match="layout"):
+        UNetConfig(layout="diamonds")
+    with pytest.raises(ValueError, match="context_noise_levels"):
+        UNetConfig(context_noise_levels=0)
 
 
 def test_config_rejects_action_count_mismatch() -> None:

@@ -52,6 +52,39 @@ def test_terminates_when_end_probability_passes_threshold(tiny_model: WorldModel
     assert terminated and not truncated
 
 
+def _end_head(model: WorldModel, p_end: float) -> None:
+    """The end head ignores its input: P(end) = p_end."""
+    head = model.reward_end.head_end
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([1 - p_end, p_end]).log())
+
+
+def test_terminated_is_the_sampled_end(tiny_model: WorldModel, episodes) -> None:
+    """By default the episode ends when the end drawn from the head says so (DIAMOND): with
+    P(end) = 0.5 about half the dreams end at once (a 0.5 threshold would end none)."""
+    _end_head(tiny_model, 0.5)
+    env = WorldModelEnv(tiny_model, episodes, sampler=FAST)
+    ends = []
+    for seed in range(40):
+        env.reset(seed=seed)
+        _, _, terminated, truncated, info = env.step(0)
+        assert info["end_prob"] == pytest.approx(0.5) and isinstance(terminated, bool) and not truncated
+        assert terminated == bool(env.dreams.last.end[0])
+        ends.append(terminated)
+    assert 8 <= sum(ends) <= 32
+
+
+def test_vector_env_terminated_is_the_sampled_end(tiny_model: WorldModel, episodes) -> None:
+    _end_head(tiny_model, 0.5)
+    envs = WorldModelVectorEnv(tiny_model, episodes, num_envs=16, sampler=FAST)
+    envs.reset(seed=0)
+    _, _, term, _, info = envs.step(np.zeros(16, dtype=np.int64))
+    assert term.dtype == bool and np.array_equal(term, envs.dreams.last.end.numpy())
+    np.testing.assert_allclose(info["end_prob"], 0.5, atol=1e-5)
+    assert 0 < term.sum() < 16
+
+
 def test_reset_seed_reproduces_the_whole_dream(tiny_model: WorldModel, episodes) -> None:
     env = WorldModelEnv(tiny_model, episodes, sampler=FAST)
     runs = []

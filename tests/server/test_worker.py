@@ -1,4 +1,5 @@
-"""The inference worker on its own: batching across sessions that drift out of step."""
+"""The inference worker on its own: batching across sessions that drift out of step, each dream
+with its own noise."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 import torch
 
 from model.sampler import SamplerConfig
-from model.world_model import open_action_slot
+from model.world_model import DreamNoise, open_action_slot
 from server.worker import InferenceWorker
 
 
@@ -47,3 +48,27 @@ def test_worker_waits_for_sessions_that_drifted_out_of_step(model_factory) -> No
         asyncio.run(main())
     finally:
         worker.stop()
+
+
+def test_each_dream_uses_its_own_noise_in_a_shared_batch(model_factory) -> None:
+    """Sessions batched together each bring their DreamNoise: two with the same inputs and noise
+    get the same frame and reward, one with other noise another frame; alone, the same as batched."""
+    model = model_factory(0)
+    worker = InferenceWorker(model, max_batch=8, gather_ms=200)
+    worker.start()
+    args = _dream_args(model, 0)
+    noise = [DreamNoise.draw(1, (3, 64, 64), torch.Generator().manual_seed(s)) for s in (5, 5, 6)]
+
+    async def main() -> tuple[list, tuple]:
+        batched = await asyncio.gather(*(worker.dream(*args, owner=o, noise=noise[o]) for o in range(3)))
+        assert dict(worker.stats.batch_sizes) == {3: 1}
+        alone = await worker.dream(*args, owner=0, noise=noise[0])
+        return batched, alone
+
+    try:
+        (a, b, c), alone = asyncio.run(main())
+    finally:
+        worker.stop()
+    assert torch.equal(a[0], b[0]) and a[1] == b[1] and a[2] == b[2]
+    assert not torch.allclose(a[0], c[0])
+    torch.testing.assert_close(alone[0], a[0], atol=1e-5, rtol=0)

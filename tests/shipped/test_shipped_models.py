@@ -61,4 +61,5 @@ def test_shipped_model_dreams_from_real_context(path: Path, sampler: SamplerConf
         # A trained model stays close to the real scene a few steps in (PSNR > 20 dB).
         mse = ((f.astype(np.float64) - last_real) ** 2).mean()
         assert 10 * np.log10(255**2 / max(mse, 1e-10)) > 20, f"step {t}: dream far from the real scene"
-        assert 0.0 <= float(end[0]) <= 1.0 and float(reward[0]) in (-1.0, 0.0, 1.0)
+        assert end.dtype == torch.bool and float(reward[0]) in (-1.0, 0.0, 1.0)  # both sampled from the heads
+        assert 0.0 <= float(dreams.last.end_prob[0]) <= 1.0
