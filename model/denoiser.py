@@ -36,6 +36,11 @@ class DenoiserConfig:
     (weight = 1 + motion_weight there), so small moving objects such as the ball count."""
     motion_threshold: float = 8 / 255
     """Change (in [0, 1] units, any channel) that marks a pixel as moving."""
+    motion_on_prediction: bool = False
+    """Also weight the pixels where the model's own denoised estimate moves away from the last
+    context frame. With the real frames alone, a missed ball costs (1 + motion_weight) and a ball
+    drawn where there is none costs 1, so drawing balls everywhere is cheap; with this on, a false
+    event costs as much as a missed one."""
 
     def __post_init__(self) -> None:
         if isinstance(self.unet, dict):
@@ -162,15 +167,15 @@ class Denoiser(nn.Module):
 
     def augment_context(
         self, obs_ctx: torch.Tensor, keep_clean: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Context-noise augmentation (GameNGen): per sample a level b, noise std = scale * b.
 
         keep_clean: (B,) bool, samples that get b = 0 (e.g. contexts already dreamed by the model).
         """
         cfg = self.cfg
-        if cfg.context_noise_scale == 0:
-            return obs_ctx, None
         b = obs_ctx.shape[0]
+        if cfg.context_noise_scale == 0:  # level 0 (clean), as the sampler conditions on it
+            return obs_ctx, torch.zeros(b, dtype=torch.long, device=obs_ctx.device)
         levels = cfg.unet.context_noise_levels
         level = torch.randint(1, levels, (b,), device=obs_ctx.device)
         clean = torch.rand(b, device=obs_ctx.device) < cfg.context_noise_clean_prob
@@ -208,7 +213,15 @@ class Denoiser(nn.Module):
         metrics: dict[str, float] = {}
         if cfg.motion_weight > 0:
             # Pixels that change between the last clean context frame and the target.
-            moving = ((next_obs - obs_ctx[:, -1]).abs() > 2 * cfg.motion_threshold).any(1, keepdim=True)
+            last, thr = obs_ctx[:, -1], 2 * cfg.motion_threshold  # [0, 1] units -> [-1, 1] units
+            moving = ((next_obs - last).abs() > thr).any(1, keepdim=True)
+            if cfg.motion_on_prediction:
+                # ... or where the denoised estimate D = c_skip x_noisy + c_out F moves (no gradient
+                # through the mask): phantom objects are paid for like missed ones.
+                denoised = (c.c_skip * x_noisy + c.c_out * f.detach()).clamp(-1, 1)
+                predicted = ((denoised - last).abs() > thr).any(1, keepdim=True)
+                metrics["motion_predicted_only"] = (predicted & ~moving).float().mean().item()
+                moving = moving | predicted
             moving = F.max_pool2d(moving.float(), 3, stride=1, padding=1)  # dilate by one pixel
             weight = 1 + cfg.motion_weight * moving
             loss = (err * weight).sum() / (weight.sum() * err.shape[1])

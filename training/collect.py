@@ -17,7 +17,51 @@ from tqdm import tqdm
 
 from training.envs import UnknownGameError, check_game, make_env
 from training.episode_store import Episode, EpisodeStore
-from training.experts import make_policy
+from training.experts import POLICY_KINDS, WAITING, make_policy
+
+CONTEXT = 4
+"""Real frames kept before a branch point in a branch episode (the world model's context)."""
+
+
+def branch_episodes(
+    branch_env,
+    state,
+    frames: list[np.ndarray],
+    actions: list[int],
+    lives: int,
+    length: int,
+    meta: dict,
+) -> list[Episode]:
+    """From an emulator state (ALE cloneState), hold each action of the minimal set for `length`
+    steps on a second env: the same state, every action, what really follows. Each branch is an
+    episode of the CONTEXT frames before the branch point followed by the branch."""
+    out = []
+    ctx_frames, ctx_actions = frames[-CONTEXT:], actions[len(actions) - len(frames[-CONTEXT:]) + 1 :]
+    for a in range(branch_env.action_space.n):
+        branch_env.unwrapped.ale.restoreState(state)
+        obs, acts, rews, terms, lost, lv = list(ctx_frames), list(ctx_actions), [], [], [], lives
+        rews, terms, lost = [0.0] * len(acts), [False] * len(acts), [False] * len(acts)
+        for _ in range(length):
+            o, r, term, trunc, info = branch_env.step(a)
+            obs.append(o)
+            acts.append(a)
+            rews.append(r)
+            terms.append(term)
+            lost.append(info.get("lives", 0) < lv)
+            lv = info.get("lives", 0)
+            if term or trunc:
+                break
+        out.append(
+            Episode(
+                obs=np.stack(obs),
+                actions=np.array(acts),
+                rewards=np.array(rews, dtype=np.float32),
+                terminated=np.array(terms),
+                life_lost=np.array(lost),
+                meta={**meta, "source": "branch", "branch_action": a, "branch_context": len(ctx_frames) - 1},
+            )
+        )
+    return out
 
 
 def collect(
@@ -29,9 +73,20 @@ def collect(
     seed: int = 0,
     max_episode_steps: int = 2500,
     progress: bool = True,
+    branch_prob: float = 0.0,
+    branch_len: int = 8,
 ) -> int:
-    """Play `steps` agent steps (frame skip 4) and store whole episodes; returns episodes written."""
+    """Play `steps` agent steps (frame skip 4) and store whole episodes; returns episodes written.
+
+    branch_prob: chance per step (and at every step where the game starts waiting for a serve)
+    of branching: every action held for `branch_len` steps from a clone of the emulator state,
+    stored as extra short episodes (branch_episodes). Branch steps do not count towards `steps`.
+    """
     env = make_env(game)
+    branch_env = make_env(game) if branch_prob > 0 else None
+    if branch_env is not None:
+        branch_env.reset(seed=seed)
+    waiting = WAITING.get(game)
     rng = np.random.default_rng(seed)
     act = make_policy(game, policy, epsilon)
     written, done_steps, ep_seed = 0, 0, seed
@@ -40,7 +95,18 @@ def collect(
         obs, info = env.reset(seed=ep_seed)
         frames, actions, rewards, terms, lost = [obs], [], [], [], []
         lives = info.get("lives", 0)
+        was_waiting = False
         while True:
+            if branch_env is not None and len(frames) >= CONTEXT:
+                now_waiting = waiting is not None and waiting(env)
+                if rng.random() < branch_prob or (now_waiting and not was_waiting):
+                    state = env.unwrapped.ale.cloneState()
+                    meta = {"game": game, "policy": policy, "epsilon": epsilon, "seed": ep_seed}
+                    for br in branch_episodes(branch_env, state, frames, actions, lives, branch_len, meta):
+                        store.add(br)
+                        written += 1
+                    env.unwrapped.ale.restoreState(state)
+                was_waiting = now_waiting
             a = act(env, rng)
             obs, r, term, trunc, info = env.step(a)
             frames.append(obs)
@@ -72,7 +138,20 @@ def collect(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--game", default="Breakout")
-    p.add_argument("--policy", default="mixed", choices=["random", "expert", "mixed"])
+    p.add_argument(
+        "--policy",
+        default="mixed",
+        choices=POLICY_KINDS,
+        help="rules: idles without FIRE before serves and misses on purpose (experts.rule_showing)",
+    )
+    p.add_argument(
+        "--branch-prob",
+        type=float,
+        default=0.0,
+        help="per-step chance of branching the emulator: every action held --branch-len steps "
+        "from the same state, stored as extra episodes (also at every wait for a serve)",
+    )
+    p.add_argument("--branch-len", type=int, default=8)
     p.add_argument("--epsilon", type=float, default=0.25, help="random-run probability for --policy mixed")
     p.add_argument("--steps", type=int, default=50_000)
     p.add_argument("--seed", type=int, default=0)
@@ -83,8 +162,22 @@ def main(argv: list[str] | None = None) -> int:
         check_game(args.game)
         if args.steps < 1:
             raise ValueError(f"--steps must be >= 1, got {args.steps}")
+        if not 0 <= args.branch_prob <= 1 or args.branch_len < 1:
+            raise ValueError(
+                f"--branch-prob must be in [0, 1] and --branch-len >= 1, got {args.branch_prob}, {args.branch_len}"
+            )
         store = EpisodeStore(args.out or Path("data") / args.game)
-        n = collect(args.game, store, args.steps, args.policy, args.epsilon, args.seed, args.max_episode_steps)
+        n = collect(
+            args.game,
+            store,
+            args.steps,
+            args.policy,
+            args.epsilon,
+            args.seed,
+            args.max_episode_steps,
+            branch_prob=args.branch_prob,
+            branch_len=args.branch_len,
+        )
     except (UnknownGameError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ demonstrations for imitation learning.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import gymnasium as gym
@@ -99,8 +100,69 @@ def epsilon_mixed(expert: Policy, epsilon: float, repeat: int = 4) -> Policy:
     return policy
 
 
+def breakout_waiting(env: gym.Env) -> bool:
+    """True while Breakout waits for FIRE: no ball in play (RAM 101 = ball y is 0)."""
+    return int(ram(env)[101]) == 0
+
+
+WAITING: dict[str, Callable[[gym.Env], bool]] = {"Breakout": breakout_waiting}
+"""Per game: whether the game waits for the player to serve (no ball in play)."""
+
+
+def rule_showing(
+    expert: Policy,
+    waiting: Callable[[gym.Env], bool] | None,
+    epsilon: float,
+    max_idle: int = 80,
+    miss_prob: float = 0.25,
+) -> Policy:
+    """Play that shows the rules a world model must not invent (the phantom serve, life loss).
+
+    - While the game waits for a serve, idle for U{0..max_idle} steps with runs of the actions
+      other than FIRE (so the data shows an empty field staying empty under NOOP/LEFT/RIGHT),
+      then FIRE.
+    - Each served ball is, with probability miss_prob, missed on purpose (the paddle runs away
+      from the ball until the life is lost); otherwise epsilon-mixed expert play.
+    Games without a `waiting` test get idle runs at random instead (1 % of steps start one).
+    """
+    mixed = epsilon_mixed(expert, epsilon)
+    state = {"idle": None, "run": 0, "action": 0, "miss": False, "was_waiting": True}
+
+    def idle_action(env: gym.Env, rng: np.random.Generator) -> int:
+        names = action_meanings(env)
+        if state["run"] <= 0:
+            choices = [i for i, n in enumerate(names) if "FIRE" not in n]
+            state["action"], state["run"] = int(rng.choice(choices)), int(rng.integers(1, 9))
+        state["run"] -= 1
+        return state["action"]
+
+    def policy(env: gym.Env, rng: np.random.Generator) -> int:
+        is_waiting = waiting(env) if waiting is not None else state["idle"] is not None
+        if waiting is None and state["idle"] is None and rng.random() < 0.01:
+            state["idle"], is_waiting = int(rng.integers(0, max_idle + 1)), True
+        if is_waiting:
+            if state["idle"] is None:
+                state["idle"] = int(rng.integers(0, max_idle + 1))
+            if state["idle"] > 0:
+                state["idle"] -= 1
+                return idle_action(env, rng)
+            state["idle"] = None
+            state["miss"] = bool(rng.random() < miss_prob)
+            return _index(env, "FIRE") if "FIRE" in action_meanings(env) else idle_action(env, rng)
+        if state["miss"]:  # run away from the ball: the expert's move, mirrored
+            a = action_meanings(env)[expert(env, rng)]
+            mirror = {"LEFT": "RIGHT", "RIGHT": "LEFT", "UP": "DOWN", "DOWN": "UP"}
+            name = "".join(mirror.get(part, part) for part in re.findall("UP|DOWN|LEFT|RIGHT|FIRE|NOOP", a))
+            if name == "NOOP" or name not in action_meanings(env):  # lined up: step aside
+                return idle_action(env, rng)
+            return _index(env, name)
+        return mixed(env, rng)
+
+    return policy
+
+
 def make_policy(game: str, kind: str, epsilon: float = 0.25) -> Policy:
-    """kind: 'random', 'expert' or 'mixed' (epsilon-mixed expert)."""
+    """kind: 'random', 'expert', 'mixed' (epsilon-mixed expert) or 'rules' (rule_showing)."""
     if kind == "random":
         return random_policy
     if game not in EXPERTS:
@@ -109,4 +171,9 @@ def make_policy(game: str, kind: str, epsilon: float = 0.25) -> Policy:
         return EXPERTS[game]
     if kind == "mixed":
         return epsilon_mixed(EXPERTS[game], epsilon)
-    raise ValueError(f"unknown policy kind {kind!r}: expected random, expert or mixed")
+    if kind == "rules":
+        return rule_showing(EXPERTS[game], WAITING.get(game), epsilon)
+    raise ValueError(f"unknown policy kind {kind!r}: expected one of {', '.join(POLICY_KINDS)}")
+
+
+POLICY_KINDS = ("random", "expert", "mixed", "rules")

@@ -39,6 +39,7 @@ from training.collect import collect
 from training.data import WindowSampler
 from training.envs import UnknownGameError, action_meanings, check_game
 from training.episode_store import EpisodeStore, remove_stale_temp_files
+from training.experts import POLICY_KINDS
 
 
 @dataclass
@@ -101,10 +102,13 @@ class Args:
     """Override the context-noise std per augmentation level."""
     context_noise_clean_prob: float | None = None
     """Override the probability of a clean (level 0) context."""
+    motion_on_prediction: bool | None = None
+    """Override whether the motion weight also covers pixels where the model's own estimate
+    moves (--motion-on-prediction: a phantom ball costs as much as a missed one)."""
     progress: bool = True
 
 
-LOSS_OVERRIDES = ("motion_weight", "context_noise_scale", "context_noise_clean_prob")
+LOSS_OVERRIDES = ("motion_weight", "context_noise_scale", "context_noise_clean_prob", "motion_on_prediction")
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -116,12 +120,14 @@ def parse_args(argv: list[str] | None = None) -> Args:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
         elif name in ("run_dir", "data", "heldout", "init_from"):
             p.add_argument(flag, type=Path, default=value)
+        elif name == "motion_on_prediction":
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
         elif name in LOSS_OVERRIDES:
             p.add_argument(flag, type=float, default=value)
         elif name == "preset":
             p.add_argument(flag, choices=PRESETS, default=value)
         elif name == "policy":
-            p.add_argument(flag, choices=["random", "expert", "mixed"], default=value)
+            p.add_argument(flag, choices=POLICY_KINDS, default=value)
         else:
             p.add_argument(flag, type=type(value), default=value)
     a = Args(**vars(p.parse_args(argv)))
@@ -129,7 +135,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
         p.error(f"--ar-frames must be >= 0 and --ar-fraction in [0, 1], got {a.ar_frames}, {a.ar_fraction}")
     for name in LOSS_OVERRIDES:
         v = getattr(a, name)
-        if v is not None and (v < 0 or (name == "context_noise_clean_prob" and v > 1)):
+        if v is not None and not isinstance(v, bool) and (v < 0 or (name == "context_noise_clean_prob" and v > 1)):
             p.error(f"--{name.replace('_', '-')} must be >= 0 (and <= 1 for a probability), got {v}")
     for name in ("steps", "batch_size", "ckpt_every", "log_every", "re_seq", "re_every", "collect_steps"):
         if getattr(a, name) < 1:
@@ -299,10 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"resumed {run_dir} at step {step}")
     den, rem = LossOf(model.denoiser), LossOf(model.reward_end)
     if ddp:  # gradients are all-reduced inside backward()
-        # With context-noise augmentation off, its level embedding gets no gradient.
-        den = torch.nn.parallel.DistributedDataParallel(
-            den, find_unused_parameters=cfg.denoiser.context_noise_scale == 0
-        )
+        den = torch.nn.parallel.DistributedDataParallel(den)
         rem = torch.nn.parallel.DistributedDataParallel(rem)
 
     # -- logging ---------------------------------------------------------------------------
@@ -417,8 +420,9 @@ def main(argv: list[str] | None = None) -> int:
             "denoiser/train/grad_norm": float(gnorm),
             "lr": lr_at(step, a),
         }
-        if "motion_fraction" in m:
-            logs["denoiser/train/motion_fraction"] = m["motion_fraction"]
+        for k in ("motion_fraction", "motion_predicted_only"):
+            if k in m:
+                logs[f"denoiser/train/{k}"] = m[k]
 
         # Reward / termination model on sequences of re_seq transitions.
         if step % a.re_every == 0:
