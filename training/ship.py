@@ -3,8 +3,12 @@
     python training/ship.py --run-dir runs/Breakout --data data/Breakout --heldout data/Breakout-heldout
 
 Writes `checkpoints/<Game>.{safetensors,json}` (each file under 25 MB), and in docs/models/:
-`<Game>.md` (data, training, fidelity table, reward/end accuracy, stability), `<Game>-strip.png`
-(real row over dream row) and `<Game>-eval.json`.
+`<Game>.md` (data, training, playability and fidelity tables, reward/end accuracy, stability),
+`<Game>-strip.png` (real row over dream row), `<Game>-eval.json`, and `<Game>-playability.{json,png}`.
+
+The playability suite (training/playability.py) is the ship gate: a model that is worse than the
+model it replaces on any probe (by more than playability.TOLERANCE) is refused, and nothing is
+written, unless --force.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from PIL import Image
 from model.checkpoint import CheckpointError
 from model.sampler import SamplerConfig
 from model.world_model import WorldModel
+from training import playability
 from training.episode_store import EpisodeStore
 from training.evaluate import (
     BALL_RADIUS,
@@ -123,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--notes", default="", help="free text for the card's 'where the dream is wrong' section")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--playability-starts", type=int, default=32, help="start states per kind for the suite")
+    p.add_argument("--force", action="store_true", help="ship even if a playability probe got worse")
     args = p.parse_args(argv)
     if args.threads < 0:
         p.error(f"--threads must be >= 0, got {args.threads}")
@@ -138,6 +145,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     game = model.cfg.game
+
+    # -- the gate: playability against the model this one replaces --------------------------
+    play, play_ref, play_cases = None, None, None
+    if game in playability.WAITING:
+        print(f"playability suite on {args.playability_starts} starts ...")
+        play = playability.evaluate_model(model, args.playability_starts)
+        play_cases = play.pop("_cases")
+        ref_json = args.docs / f"{game}-playability.json"
+        same = ("seed", "euler_steps", "starts_requested")
+        if ref_json.is_file():
+            play_ref = json.loads(ref_json.read_text())
+            if any(play_ref.get(k) != play.get(k) for k in same):
+                play_ref = None  # measured on other starts: measure the shipped model again
+        if play_ref is None and (args.out_dir / f"{game}.safetensors").is_file():
+            print("playability suite on the shipped model ...")
+            shipped = WorldModel.from_snapshot(args.out_dir / game)
+            play_ref = playability.evaluate_model(shipped, args.playability_starts)
+            play_ref.pop("_cases")
+        worse = playability.worse_than(play, play_ref) if play_ref else []
+        if worse and not args.force:
+            print(
+                "error: worse than the shipped model on " + "; ".join(worse) + " (--force ships it anyway)",
+                file=sys.stderr,
+            )
+            return 2
     train = training_summary(args.run_dir)
     base = model.meta.get("base_training") or {"steps": 0, "wall_hours": 0.0}
     run_args = read_run_args(args.run_dir)
@@ -178,7 +210,25 @@ def main(argv: list[str] | None = None) -> int:
         ball_plot(fid["ball"]).save(args.docs / f"{game}-ball.png")
     report = {"fidelity": fid, "reward_end": re, "stability": stab, "training": train, "data": data}
     (args.docs / f"{game}-eval.json").write_text(json.dumps(report, indent=1))
+    play_text = "No playability probes exist for this game yet (training/playability.py)."
+    if play is not None:
+        play["checkpoint"] = str(args.out_dir / game)
+        (args.docs / f"{game}-playability.json").write_text(json.dumps(play, indent=1))
+        playability.cases_image(play_cases).save(args.docs / f"{game}-playability.png")
+        missed = playability.goals_missed(play)
+        play_text = f"""Counterfactual probes from cloned emulator states (episode seeds from {play["seed"]}, which no
+collection, training or selection used): {play["starts"]["waiting"]} starts where the game waits for FIRE,
+{play["starts"]["in_play"]} mid-game starts; real game and dream get the same actions; {play["euler_steps"]} Euler
+steps. "previous" is the model this one replaced, on the same starts.
 
+{playability.table(play, play_ref, "previous")}
+
+Goals not met: {"; ".join(missed) if missed else "none"}.
+
+![worst case per probe: real over dream]({game}-playability.png)
+
+Reproduce: `python training/playability.py --checkpoint checkpoints/{game} --starts {args.playability_starts}`
+"""
     ball_text = BALL_NOTE + f"\n![ball recall per dreamed step]({game}-ball.png)\n" if fid.get("ball") else ""
     cfg = model.cfg
     n_params = sum(p.numel() for p in model.denoiser.parameters())
@@ -204,6 +254,10 @@ Held-out: {len(heldout)} episodes collected with other seeds, never trained on.
 {train["steps"]:,} denoiser steps (reward/end model alongside), about {train["wall_hours"]:.1f} h of wall
 time on 2-core CPUs, resumed across sessions. {_stages_text(train, run_args)} Last stage on {cpu_name()}
 ({"bf16 autocast" if model.bf16 else "fp32: no fast bf16 on this CPU"}, channels_last).
+
+## Playability: does the dream obey the player?
+
+{play_text}
 
 ## Fidelity (held-out, {args.starts} starts, same actions for dream and real, 3 Euler steps)
 

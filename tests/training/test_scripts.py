@@ -16,6 +16,7 @@ import torch
 
 from model import checkpoint
 from model.world_model import WorldModel
+from training import playability
 from training.episode_store import EpisodeStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -208,14 +209,32 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
         "2",
         "--stability-steps",
         "20",
+        "--playability-starts",
+        "2",
     )
     assert ship.returncode == 0, ship.stderr
     card = (tmp_path / "docs" / "Breakout.md").read_text()
+    assert "## Playability" in card and "dreams that serve a ball without FIRE" in card
+    assert (tmp_path / "docs" / "Breakout-playability.png").is_file()
     assert "11 denoiser steps" in card and "First 8 steps" in card and "then 3 steps" in card
     assert "last 2 context frames were dreamed" in card
     assert "Ball recall" in card and (tmp_path / "docs" / "Breakout-ball.png").is_file()
     shipped = WorldModel.from_snapshot(tmp_path / "ckpt" / "Breakout", precision="fp32")
     assert shipped.meta["training"]["steps"] == 11
+
+    # The gate: against a shipped model that obeys every rule, this one is refused and nothing
+    # changes; --force ships it.
+    play_json = tmp_path / "docs" / "Breakout-playability.json"
+    perfect = json.loads(play_json.read_text())
+    perfect.update({p.key: float(p.higher_is_better) for p in playability.PROBES})
+    play_json.write_text(json.dumps(perfect))
+    before = {**file_bytes(tmp_path / "ckpt"), **file_bytes(tmp_path / "docs")}
+    again = run_script("training/ship.py", *ship.args[2:])
+    assert "worse than the shipped model" in one_error(again)
+    assert {**file_bytes(tmp_path / "ckpt"), **file_bytes(tmp_path / "docs")} == before
+    forced = run_script("training/ship.py", *ship.args[2:], "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(play_json.read_text()) != perfect  # the forced model's own figures
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,150 @@
+"""The playability suite on the real emulator: the real game itself (restored from the same cloned
+states) scores perfectly, and each probe catches a dream built to break its rule."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training import playability as P
+from training.evaluate import BALL_FIELD, ball_position
+
+REPO = Path(__file__).resolve().parents[2]
+GAME = "Breakout"
+KW = {"idle_steps": 24, "play_steps": 50, "branch_steps": 6, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def starts():
+    return P.make_starts(GAME, 4, seed=P.SEED, progress=False)
+
+
+@pytest.fixture(scope="module")
+def oracle(starts):
+    res = P.run(GAME, P.OracleDreamer(GAME), starts, **KW)
+    res.pop("_cases")
+    return res
+
+
+class Tamper:
+    """Wraps a dreamer and breaks one rule on purpose."""
+
+    def __init__(self, inner, ball=False, hold=False, end_every=0, reward_every=0):
+        self.inner, self.ball, self.hold = inner, ball, hold
+        self.end_every, self.reward_every = end_every, reward_every
+
+    def reset(self, frames, actions, states):
+        self.inner.reset(frames, actions, states)
+        self.last, self.t = frames[:, -1].copy(), 0
+
+    def step(self, actions):
+        f, r, e = self.inner.step(actions)
+        self.t += 1
+        if self.hold:  # never moves: the frame before the dream began, forever
+            f = self.last.copy()
+        if self.ball:  # a ball drawn in the middle of the open field, always
+            rows, cols = BALL_FIELD[GAME]
+            f = f.copy()
+            f[:, rows.start + 10 : rows.start + 12, cols.start + 40 : cols.start + 42] = 200
+        if self.end_every:
+            e = np.full_like(e, self.t % self.end_every == 0)
+        if self.reward_every:
+            r = np.full_like(r, float(self.t % self.reward_every == 0))
+        return f, r, e
+
+
+def test_starts_are_what_they_claim(starts):
+    g = P.RealGame(GAME)
+    assert len(starts["waiting"]) == 4 and len(starts["in_play"]) == 4
+    assert {s.kind for s in starts["waiting"]} == {"reset", "life_lost"}
+    for s in starts["waiting"]:
+        g.restore(s)
+        assert int(g.env.unwrapped.ale.getRAM()[101]) == 0  # the game waits for FIRE
+        assert ball_position(s.frames[-1], GAME) is None
+    for s in starts["in_play"]:
+        g.restore(s)
+        assert int(g.env.unwrapped.ale.getRAM()[101]) != 0
+
+
+def test_the_real_game_obeys_every_rule(oracle):
+    assert oracle["phantom_serve"] == 0 and oracle["phantom_serve_n"] >= 3
+    assert oracle["serve"] == 1
+    assert oracle["multi_ball"] == 0 and oracle["multi_ball_frames"] > 50
+    assert oracle["ball_where_none_1_15"] == 0 and oracle["ball_where_none_16_50"] == 0
+    assert oracle["life_loss_recall"] == 1 and oracle["life_loss_n"] >= 1
+    assert oracle["phantom_life_loss"] == 0
+    assert oracle["score_recall"] == 1 and oracle["score_precision"] == 1 and oracle["score_real_events"] >= 1
+    assert oracle["branch_agreement"] == 1
+    assert oracle["ball_recall_16_50"] == 1
+    assert P.goals_missed(oracle) == []
+
+
+def test_a_dream_that_always_draws_a_ball_fails_the_ball_probes(starts, oracle):
+    res = P.run(GAME, Tamper(P.OracleDreamer(GAME), ball=True), starts, **KW)
+    assert res["phantom_serve"] == 1
+    assert res["ball_where_none_1_15"] == 1 and res["ball_where_none_16_50"] == 1
+    assert res["multi_ball"] > 0.8  # the drawn ball plus the real one
+    worse = P.worse_than(res, oracle)
+    assert any(w.startswith("phantom_serve") for w in worse) and any(w.startswith("multi_ball") for w in worse)
+    assert "phantom_serve" in res["_cases"]
+
+
+def test_a_dream_that_never_serves_fails_serve_and_ball_recall(starts):
+    res = P.run(GAME, Tamper(P.OracleDreamer(GAME), hold=True), starts, **KW)
+    assert res["serve"] == 0
+    assert res["ball_recall_16_50"] < 0.2
+    assert "serve" in " ".join(P.goals_missed(res))
+
+
+def test_a_dream_that_replays_the_wrong_branch_fails_branching(starts, oracle):
+    meanings = P.RealGame(GAME).meanings
+    left, right = meanings.index("LEFT"), meanings.index("RIGHT")
+    every_noop = P.run(GAME, P.OracleDreamer(GAME, {a: 0 for a in range(len(meanings))}), starts, **KW)
+    assert every_noop["branch_agreement"] < 0.7
+    swapped = P.run(GAME, P.OracleDreamer(GAME, {left: right, right: left}), starts, **KW)
+    assert swapped["branch_psnr"]["LEFT"] < 45 < oracle["branch_psnr"]["LEFT"]
+
+
+def test_invented_life_losses_and_points_are_caught(starts):
+    res = P.run(GAME, Tamper(P.OracleDreamer(GAME), end_every=10, reward_every=7), starts, **KW)
+    assert res["phantom_life_loss"] == 1
+    assert res["phantom_score"] == 1
+    assert res["score_precision"] < 0.5
+
+
+def test_cli_writes_json_and_image_for_the_shipped_model(tmp_path):
+    out, img = tmp_path / "p.json", tmp_path / "p.png"
+    cmd = [sys.executable, str(REPO / "training/playability.py"), "--checkpoint", str(REPO / "checkpoints/Breakout")]
+    proc = subprocess.run(
+        cmd + ["--starts", "2", "--out", str(out), "--image", str(img), "--threads", "1"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(out.read_text())
+    assert res["starts"] == {"waiting": 2, "in_play": 2} and 0 <= res["phantom_serve"] <= 1
+    assert img.stat().st_size > 1000
+    assert "dreams that serve a ball without FIRE" in proc.stdout
+
+
+def test_cli_rejects_bad_input(tmp_path):
+    base = [sys.executable, str(REPO / "training/playability.py")]
+    bad = subprocess.run(
+        base + ["--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "o.json")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert bad.returncode == 2 and "error:" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "o.json").exists()
+    few = subprocess.run(
+        base + ["--checkpoint", "checkpoints/Breakout", "--starts", "1"], capture_output=True, text=True, cwd=REPO
+    )
+    assert few.returncode == 2 and "--starts" in few.stderr

@@ -1,0 +1,655 @@
+"""Playability: does the dream obey the player and the game's rules?
+
+    python training/playability.py --checkpoint checkpoints/Breakout --starts 32 \\
+        --out docs/models/Breakout-playability.json --image docs/models/Breakout-playability.png
+
+Matched-action fidelity on held-out play can be excellent while a person cannot play inside the
+dream: the data rarely shows what happens when the player does something unusual, so the metric
+never asks. This suite asks. It puts the real emulator in a state (a fresh serve, a lost life,
+mid-game), clones it (ALE `cloneState`), and gives the real game and the dream, started from the
+same 4 real frames, the same counterfactual actions: idle without FIRE, serve, play, miss on
+purpose, hold each action. Each probe counts one kind of rule violation.
+
+Breakout probes (each row of `PROBES` says what its figure is and which way is better):
+
+- phantom_serve: from a game that waits for FIRE (after reset or a lost life), `idle_steps`
+  steps of NOOP/LEFT/RIGHT and never FIRE: share of dreams that draw a ball (the real game never
+  does);
+- serve: FIRE, then play: share of dreams whose first ball comes within 2 steps of the real one;
+- multi_ball: over frames where the real field has one ball, share of dreamed frames with 2+
+  separate ball blobs;
+- ball_where_none: over frames where the real field has no ball, share of dreamed frames that
+  draw one (steps 1-15 and 16-50 reported apart);
+- life_loss recall: real lost lives whose dream fires its end head within 3 steps; phantom life
+  loss: share of rollouts where the dream's end head fires and the real game loses no life;
+- score: reward events of the dream (reward head) vs the real game, +-1 step: precision, recall;
+  phantom score: share of rollouts with a dreamed point and no real one;
+- branching: from mid-game states each action held for `branch_steps` steps, real and dream:
+  PSNR per branch, and the share of action pairs where the dream's branches differ exactly when
+  the real ones do;
+- fidelity over the played rollouts: ball recall per dreamed step, PSNR and motion PSNR at
+  h = 1, 5, 15, 50 beside repeat-last.
+
+Start states come from scripted play on episode seeds from `--seed` on (default 2,000,000: no
+collection, training or selection in this project uses them). The dream is anything with the
+`Dreamer` interface: the world model (`ModelDreamer`), or in tests the real emulator itself
+(`OracleDreamer`, which must score perfectly) and deliberately broken dreams that each probe
+must catch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+from training.envs import action_meanings, make_env
+from training.evaluate import BALL_FIELD, ball_position, motion_mask, psnr
+from training.experts import EXPERTS, WAITING
+
+CONTEXT = 4
+SEED = 2_000_000
+"""First episode seed of the suite's start states; no other part of the project uses seeds here."""
+
+
+# -- what the dream is ---------------------------------------------------------------------------
+class Dreamer(Protocol):
+    """A batch of dreams. reset from real context frames (and the emulator states they came from,
+    which only an oracle may use); step with one action per dream."""
+
+    def reset(self, frames: np.ndarray, actions: np.ndarray, states: list) -> None:
+        """frames uint8 (B, 4, H, W, C); actions (B, 3) between them; states: ALE states."""
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """-> next frames uint8 (B, H, W, C), reward (B,) in {-1, 0, 1}, end (B,) bool."""
+
+
+class ModelDreamer:
+    """The world model through `Dreams`. Reward and end are the heads' most likely class (the
+    probes ask what the model predicts, not what one sample of it says)."""
+
+    def __init__(self, model, steps: int = 3, seed: int = 0) -> None:
+        from model.sampler import SamplerConfig
+
+        self.model, self.sampler, self.seed = model, SamplerConfig(num_steps=steps), seed
+
+    def reset(self, frames: np.ndarray, actions: np.ndarray, states: list) -> None:
+        from model.world_model import Dreams
+
+        self.dreams = Dreams(self.model, self.sampler, seed=self.seed)
+        self.dreams.reset(torch.from_numpy(frames), torch.from_numpy(actions))
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        frames, _, _ = self.dreams.step(torch.from_numpy(np.asarray(actions)))
+        probs, end_prob = self.dreams.last.reward_probs.cpu(), self.dreams.last.end_prob.cpu()
+        return frames.numpy(), probs.argmax(-1).numpy() - 1, end_prob.numpy() > 0.5
+
+
+class OracleDreamer:
+    """The real emulator restored to each start's state: the dream a perfect world model would
+    give. `action_map` permutes the actions it is given (a dream that plays the wrong branch)."""
+
+    def __init__(self, game: str, action_map: dict[int, int] | None = None) -> None:
+        self.game, self.action_map = game, action_map or {}
+        self.envs: list = []
+
+    def reset(self, frames: np.ndarray, actions: np.ndarray, states: list) -> None:
+        while len(self.envs) < len(states):
+            env = make_env(self.game)
+            env.reset(seed=0)
+            self.envs.append(env)
+        self.lives = []
+        for env, s in zip(self.envs, states):
+            env.unwrapped.ale.restoreState(s)
+            self.lives.append(env.unwrapped.ale.lives())
+        self.n = len(states)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out, rew, end = [], [], []
+        for i in range(self.n):
+            o, r, term, _, info = self.envs[i].step(self.action_map.get(int(actions[i]), int(actions[i])))
+            out.append(o)
+            rew.append(np.sign(r))
+            end.append(term or info["lives"] < self.lives[i])
+            self.lives[i] = info["lives"]
+        return np.stack(out), np.array(rew), np.array(end)
+
+
+# -- the real side: start states and rollouts --------------------------------------------------
+@dataclass
+class Start:
+    """A real emulator state with the 4 frames and 3 actions that led to it."""
+
+    state: object
+    frames: np.ndarray  # (4, H, W, C)
+    actions: np.ndarray  # (3,)
+    lives: int
+    kind: str  # "reset", "life_lost" or "in_play"
+    seed: int
+
+
+@dataclass
+class Rollout:
+    """Real frames, rewards and life losses after a start under a fixed action sequence."""
+
+    actions: np.ndarray  # (T,)
+    frames: np.ndarray  # (T, H, W, C)
+    rewards: np.ndarray  # (T,)
+    lost: np.ndarray  # (T,) bool: a life lost (or game over) at this step
+    meta: dict = field(default_factory=dict)
+
+
+class RealGame:
+    """One emulator with a window of its last 4 frames and 3 actions."""
+
+    def __init__(self, game: str) -> None:
+        self.game, self.env = game, make_env(game)
+        self.meanings = action_meanings(self.env)
+        self.reset(0)  # the wrappers want one reset before restoreState + step
+
+    def reset(self, seed: int) -> None:
+        obs, info = self.env.reset(seed=seed)
+        self.frames, self.actions, self.lives = [obs], [], info["lives"]
+
+    def step(self, a: int) -> tuple[float, bool, bool]:
+        obs, r, term, trunc, info = self.env.step(int(a))
+        lost = term or info["lives"] < self.lives
+        self.lives = info["lives"]
+        self.frames, self.actions = (self.frames + [obs])[-CONTEXT:], (self.actions + [int(a)])[-(CONTEXT - 1) :]
+        return r, lost, term or trunc
+
+    def start(self, kind: str, seed: int) -> Start:
+        return Start(
+            self.env.unwrapped.ale.cloneState(),
+            np.stack(self.frames),
+            np.array(self.actions),
+            self.lives,
+            kind,
+            seed,
+        )
+
+    def restore(self, s: Start) -> None:
+        self.env.unwrapped.ale.restoreState(s.state)
+        self.frames, self.actions, self.lives = list(s.frames), list(s.actions), s.lives
+
+    def rollout(self, s: Start, policy: Callable[[RealGame, int], int]) -> Rollout:
+        """Play from s with policy(game, t) until its T steps are done (it returns -1 to stop)."""
+        self.restore(s)
+        acts, frames, rews, lost = [], [], [], []
+        t = 0
+        while (a := policy(self, t)) >= 0:
+            r, lo, done = self.step(a)
+            acts.append(a), frames.append(self.frames[-1]), rews.append(r), lost.append(lo)
+            t += 1
+            if done:  # pad a finished game with its last frame, as a dream would have to hold it
+                break
+        return Rollout(np.array(acts), np.stack(frames), np.array(rews), np.array(lost))
+
+    def idx(self, name: str) -> int:
+        return self.meanings.index(name)
+
+
+def idle_actions(meanings: list[str], n: int, rng: np.random.Generator) -> np.ndarray:
+    """n actions in runs of 1-8 of the actions without FIRE (NOOP, LEFT, RIGHT, ...)."""
+    choices = [i for i, m in enumerate(meanings) if "FIRE" not in m]
+    out: list[int] = []
+    while len(out) < n:
+        out += [int(rng.choice(choices))] * int(rng.integers(1, 9))
+    return np.array(out[:n])
+
+
+def make_starts(game: str, n: int, seed: int = SEED, progress: bool = True) -> dict[str, list[Start]]:
+    """n waiting starts (half after a reset, half after a lost life) and n in-play starts, each
+    from its own episode seed seed, seed+1, ... Waiting: the game has no ball and waits for FIRE;
+    in play: served and played by the scripted expert for 5-150 steps."""
+    g, waiting, expert = RealGame(game), WAITING[game], EXPERTS[game]
+    out: dict[str, list[Start]] = {"waiting": [], "in_play": []}
+    rng = np.random.default_rng(seed)
+    for k in tqdm(range(n), desc="start states", disable=not progress, leave=False):
+        sd = seed + k
+        g.reset(sd)
+        for _ in range(CONTEXT - 1):
+            g.step(g.idx("NOOP"))
+        if k % 2 == 1:  # serve, then run from the ball until the life is lost
+            g.step(g.idx("FIRE"))
+            for _ in range(400):
+                a = expert(g.env, rng)
+                mirror = {"LEFT": "RIGHT", "RIGHT": "LEFT"}.get(g.meanings[a], "NOOP")
+                if g.step(g.idx(mirror))[1]:
+                    break
+            for _ in range(CONTEXT - 1):  # context: the empty field after the loss
+                g.step(g.idx("NOOP"))
+        if waiting(g.env):
+            out["waiting"].append(g.start("reset" if k % 2 == 0 else "life_lost", sd))
+        g.reset(sd)
+        for _ in range(CONTEXT - 1):
+            g.step(g.idx("NOOP"))
+        g.step(g.idx("FIRE"))
+        for _ in range(int(rng.integers(5, 151))):
+            _, lost, done = g.step(expert(g.env, rng))
+            if done:
+                break
+        if not waiting(g.env):
+            out["in_play"].append(g.start("in_play", sd))
+    return out
+
+
+# -- measuring frames ----------------------------------------------------------------------------
+def ball_blobs(frame: np.ndarray, game: str) -> int:
+    """Separate bright blobs in the game's open field (8-connected after a 1-pixel dilation, so
+    a ball drawn in two touching halves counts once)."""
+    rows, cols = BALL_FIELD[game]
+    lit = frame[rows, cols].max(-1) > 50
+    if not lit.any():
+        return 0
+    grown = lit.copy()
+    grown[1:] |= lit[:-1]
+    grown[:-1] |= lit[1:]
+    grown[:, 1:] |= lit[:, :-1]
+    grown[:, :-1] |= lit[:, 1:]
+    seen = np.zeros_like(grown)
+    count = 0
+    for y, x in zip(*np.nonzero(grown)):
+        if seen[y, x]:
+            continue
+        count += 1
+        stack = [(y, x)]
+        seen[y, x] = True
+        while stack:
+            cy, cx = stack.pop()
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    ny, nx = cy + dy, cx + dx
+                    if 0 <= ny < grown.shape[0] and 0 <= nx < grown.shape[1] and grown[ny, nx] and not seen[ny, nx]:
+                        seen[ny, nx] = True
+                        stack.append((ny, nx))
+    return count
+
+
+def frames_differ(a: np.ndarray, b: np.ndarray, threshold: int = 24, min_pixels: int = 3) -> bool:
+    """Whether two frames differ visibly: >= min_pixels pixels off by more than threshold/255."""
+    return int((np.abs(a.astype(np.int16) - b.astype(np.int16)).max(-1) > threshold).sum()) >= min_pixels
+
+
+def dream_batch(dreamer: Dreamer, starts: list[Start], actions: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Dream every start under its own action row -> frames (B, T, H, W, C), rewards, ends (B, T)."""
+    dreamer.reset(
+        np.stack([s.frames for s in starts]), np.stack([s.actions for s in starts]), [s.state for s in starts]
+    )
+    frames, rews, ends = [], [], []
+    for t in range(actions.shape[1]):
+        f, r, e = dreamer.step(actions[:, t])
+        frames.append(f), rews.append(r), ends.append(e)
+    return np.stack(frames, 1), np.stack(rews, 1), np.stack(ends, 1)
+
+
+def share(hits: int, n: int) -> float | None:
+    return hits / n if n else None
+
+
+@dataclass
+class Probe:
+    key: str
+    label: str
+    higher_is_better: bool
+    goal: float | None = None
+
+
+PROBES = [
+    Probe("phantom_serve", "dreams that serve a ball without FIRE", False, 0.05),
+    Probe("serve", "FIRE: dream's ball within 2 steps of the real serve", True, 0.90),
+    Probe("multi_ball", "frames with 2+ ball blobs where the real game has one", False, 0.03),
+    Probe("ball_where_none_1_15", "frames with a ball where the real field has none, steps 1-15", False, None),
+    Probe("ball_where_none_16_50", "frames with a ball where the real field has none, steps 16-50", False, 0.10),
+    Probe("life_loss_recall", "real lost lives the dream's end head sees within 3 steps", True, 0.80),
+    Probe("phantom_life_loss", "rollouts where the dream loses a life and the real game does not", False, 0.05),
+    Probe("score_precision", "dreamed points with a real point within 1 step", True, None),
+    Probe("score_recall", "real points the dream scores within 1 step", True, 0.80),
+    Probe("phantom_score", "rollouts with a dreamed point and no real one", False, 0.05),
+    Probe("branch_agreement", "action pairs whose dreamed branches differ exactly when the real ones do", True, None),
+    Probe("ball_recall_16_50", "ball recall over dreamed steps 16-50", True, 0.50),
+]
+TOLERANCE = 0.03
+"""A probe is worse than a reference when it is more than this (3 points) on the wrong side."""
+
+
+# -- the probes ------------------------------------------------------------------------------------
+def run(
+    game: str,
+    dreamer: Dreamer,
+    starts: dict[str, list[Start]],
+    idle_steps: int = 60,
+    play_steps: int = 50,
+    branch_steps: int = 8,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    """All probes for one dreamer on the given starts. Returns a JSON-able dict, with the arrays
+    for the worst-case image under '_cases'."""
+    g = RealGame(game)
+    rng = np.random.default_rng(seed)
+    meanings = g.meanings
+    fire = g.idx("FIRE")
+    waiting, in_play = starts["waiting"], starts["in_play"]
+    res: dict = {"game": game, "starts": {"waiting": len(waiting), "in_play": len(in_play)}}
+    cases: dict = {}
+    bar = tqdm(total=4, desc="playability", disable=not progress, leave=False)
+
+    # 1. idle without FIRE from a waiting game: the phantom serve and balls where there are none.
+    idle = np.stack([idle_actions(meanings, idle_steps, rng) for _ in waiting])
+    real_idle = [
+        g.rollout(s, lambda game, t, row=row: int(row[t]) if t < len(row) else -1) for s, row in zip(waiting, idle)
+    ]
+    keep = [i for i, r in enumerate(real_idle) if len(r.actions) == idle_steps]
+    real_no_ball = [all(ball_position(f, game) is None for f in real_idle[i].frames) for i in keep]
+    keep = [i for i, ok in zip(keep, real_no_ball) if ok]  # the real game never serves by itself
+    d_idle, _, _ = dream_batch(dreamer, [waiting[i] for i in keep], idle[keep])
+    drew = [[ball_position(f, game) is not None for f in d] for d in d_idle]
+    first = [row.index(True) + 1 for row in drew if any(row)]
+    res["phantom_serve"] = share(sum(any(r) for r in drew), len(keep))
+    res["phantom_serve_first_step_median"] = float(np.median(first)) if first else None
+    res["phantom_serve_n"] = len(keep)
+    if first:
+        worst = int(np.argmax([any(r) for r in drew]))
+        cases["phantom_serve"] = (np.stack([real_idle[keep[worst]].frames]), d_idle[worst : worst + 1])
+    bar.update(1)
+
+    # 2. serve, then play: half the starts with the expert, half missing on purpose.
+    expert = EXPERTS[game]
+
+    def play(kind: str):
+        def policy(game_: RealGame, t: int) -> int:
+            if t >= play_steps:
+                return -1
+            if t == 0:
+                return fire
+            a = expert(game_.env, rng)
+            if kind == "miss":
+                return game_.idx({"LEFT": "RIGHT", "RIGHT": "LEFT"}.get(meanings[a], "NOOP"))
+            return a
+
+        return policy
+
+    kinds = ["expert" if i % 2 == 0 else "miss" for i in range(len(waiting))]
+    real_play = [g.rollout(s, play(k)) for s, k in zip(waiting, kinds)]
+    real_play = [r if len(r.actions) == play_steps else None for r in real_play]
+    idx_play = [i for i, r in enumerate(real_play) if r is not None]
+    # in-play starts: the expert plays on (score events, one ball, ball recall from mid-game)
+    real_mid = [g.rollout(s, lambda game_, t: -1 if t >= play_steps else expert(game_.env, rng)) for s in in_play]
+    idx_mid = [i for i, r in enumerate(real_mid) if len(r.actions) == play_steps]
+    play_starts = [waiting[i] for i in idx_play] + [in_play[i] for i in idx_mid]
+    play_real = [real_play[i] for i in idx_play] + [real_mid[i] for i in idx_mid]
+    acts = np.stack([r.actions for r in play_real])
+    d_play, d_rew, d_end = dream_batch(dreamer, play_starts, acts)
+    real_frames = np.stack([r.frames for r in play_real])
+    bar.update(1)
+
+    # serve: first ball in the real game after FIRE vs in the dream (waiting starts only)
+    ok = n = 0
+    for j in range(len(idx_play)):
+        r_first = next((t for t, f in enumerate(real_frames[j]) if ball_position(f, game) is not None), None)
+        if r_first is None:
+            continue
+        n += 1
+        d_first = next((t for t, f in enumerate(d_play[j]) if ball_position(f, game) is not None), None)
+        ok += d_first is not None and abs(d_first - r_first) <= 2
+    res["serve"], res["serve_n"] = share(ok, n), n
+
+    # one ball, and balls where the real field has none (idle and played rollouts together)
+    one = multi = 0
+    none_counts = {"1_15": [0, 0], "16_50": [0, 0], "51_plus": [0, 0]}
+    worst_multi = (0, None)
+    pairs = [(real_frames[j], d_play[j]) for j in range(len(play_real))]
+    pairs += [(real_idle[i].frames, d_idle[k]) for k, i in enumerate(keep)]
+    for real_seq, dream_seq in pairs:
+        for t, (rf, df) in enumerate(zip(real_seq, dream_seq)):
+            rb = ball_blobs(rf, game)
+            if rb == 1:
+                one += 1
+                nb = ball_blobs(df, game)
+                multi += nb >= 2
+                if nb > worst_multi[0]:
+                    worst_multi = (nb, (real_seq, dream_seq, t))
+            elif rb == 0:
+                band = "1_15" if t < 15 else "16_50" if t < 50 else "51_plus"
+                none_counts[band][1] += 1
+                none_counts[band][0] += ball_position(df, game) is not None
+    res["multi_ball"], res["multi_ball_frames"] = share(multi, one), one
+    for band, (hit, cnt) in none_counts.items():
+        res[f"ball_where_none_{band}"], res[f"ball_where_none_{band}_frames"] = share(hit, cnt), cnt
+    if worst_multi[1] is not None:
+        rs, ds, t = worst_multi[1]
+        lo = max(0, min(t - 4, len(rs) - 10))
+        cases["multi_ball"] = (rs[None, lo : lo + 10], ds[None, lo : lo + 10])
+
+    # life loss: the real game loses a life at step t -> the dream's end head within 3 steps
+    rec = n_lost = phantom = n_clean = 0
+    for j, r in enumerate(play_real):
+        lost_at = np.nonzero(r.lost)[0]
+        for t in lost_at:
+            n_lost += 1
+            rec += bool(d_end[j, max(0, t - 3) : t + 4].any())
+        if not len(lost_at):
+            n_clean += 1
+            phantom += bool(d_end[j].any())
+    res["life_loss_recall"], res["life_loss_n"] = share(rec, n_lost), n_lost
+    res["phantom_life_loss"], res["phantom_life_loss_n"] = share(phantom, n_clean), n_clean
+
+    # score: reward events +-1 step
+    tp_p = n_dream = tp_r = n_real = ph = n_noreal = 0
+    for j, r in enumerate(play_real):
+        real_ev, dream_ev = np.nonzero(r.rewards != 0)[0], np.nonzero(d_rew[j] != 0)[0]
+        n_dream += len(dream_ev)
+        tp_p += sum(bool(np.any(np.abs(real_ev - t) <= 1)) for t in dream_ev)
+        n_real += len(real_ev)
+        tp_r += sum(bool(np.any(np.abs(dream_ev - t) <= 1)) for t in real_ev)
+        if not len(real_ev):
+            n_noreal += 1
+            ph += bool(len(dream_ev))
+    res["score_precision"], res["score_dream_events"] = share(tp_p, n_dream), n_dream
+    res["score_recall"], res["score_real_events"] = share(tp_r, n_real), n_real
+    res["phantom_score"], res["phantom_score_n"] = share(ph, n_noreal), n_noreal
+
+    # fidelity over the played rollouts: ball recall per step, PSNR / motion PSNR vs repeat-last
+    from training.evaluate import ball_recall
+
+    curve = ball_recall(d_play, real_frames, game)
+    res["ball_recall"] = curve
+    for a, b in ((1, 1), (2, 5), (6, 15), (16, 50)):
+        hits = sum(curve["hits"][a - 1 : b])
+        cnt = sum(curve["real_balls"][a - 1 : b])
+        res[f"ball_recall_{a}_{b}"] = share(hits, cnt)
+    last_ctx = np.stack([s.frames[-1] for s in play_starts])
+    horizons = {}
+    for h in (1, 5, 15, 50):
+        if h > play_steps:
+            continue
+        real_h, prev_h = real_frames[:, h - 1], (real_frames[:, h - 2] if h > 1 else last_ctx)
+        m = np.stack([motion_mask(rf, pf) for rf, pf in zip(real_h, prev_h)])
+        horizons[h] = {
+            "psnr_dream": psnr(d_play[:, h - 1], real_h),
+            "psnr_repeat_last": psnr(np.broadcast_to(last_ctx, real_h.shape), real_h),
+            "motion_psnr_dream": psnr(d_play[:, h - 1], real_h, m) if m.any() else None,
+            "motion_psnr_repeat_last": psnr(np.broadcast_to(last_ctx, real_h.shape), real_h, m) if m.any() else None,
+        }
+    res["horizons"] = horizons
+    cases["play"] = (real_frames[:1, :10], d_play[:1, :10])
+    bar.update(1)
+
+    # 3. branching: every action for branch_steps from mid-game states
+    nA = len(meanings)
+    b_starts = [s for s in in_play for _ in range(nA)]
+    b_acts = np.repeat(np.tile(np.arange(nA), len(in_play))[:, None], branch_steps, 1)
+    hold = lambda a: lambda game_, t: a if t < branch_steps else -1  # noqa: E731
+    if in_play:  # the real frame after branch_steps steps of each action, from each state
+        real_b = np.stack([g.rollout(s, hold(int(a))).frames[-1] for s, a in zip(b_starts, b_acts[:, 0])])
+        d_b, _, _ = dream_batch(dreamer, b_starts, b_acts)
+        real_b = real_b.reshape(len(in_play), nA, *real_b.shape[1:])
+        dream_last = d_b[:, -1].reshape(len(in_play), nA, *d_b.shape[2:])
+        agree = pairs_n = 0
+        worst_b = (1.0, None)
+        for i in range(len(in_play)):
+            agree_i = n_i = 0
+            for a in range(nA):
+                for b in range(a + 1, nA):
+                    same = frames_differ(real_b[i, a], real_b[i, b]) == frames_differ(
+                        dream_last[i, a], dream_last[i, b]
+                    )
+                    agree_i += same
+                    n_i += 1
+            agree, pairs_n = agree + agree_i, pairs_n + n_i
+            if agree_i / n_i < worst_b[0]:
+                worst_b = (agree_i / n_i, i)
+        res["branch_agreement"], res["branch_pairs"] = share(agree, pairs_n), pairs_n
+        res["branch_psnr"] = {meanings[a]: psnr(dream_last[:, a], real_b[:, a]) for a in range(nA)}
+        if worst_b[1] is not None:
+            i = worst_b[1]
+            cases["branching"] = (real_b[i][None], dream_last[i][None])
+    bar.update(1)
+    bar.close()
+    res["_cases"] = cases
+    return res
+
+
+# -- comparing, reporting ------------------------------------------------------------------------
+def worse_than(new: dict, ref: dict, tolerance: float = TOLERANCE) -> list[str]:
+    """Probes on which `new` is more than `tolerance` worse than `ref` (both suite results)."""
+    out = []
+    for p in PROBES:
+        a, b = new.get(p.key), ref.get(p.key)
+        if a is None or b is None:
+            continue
+        if (b - a if p.higher_is_better else a - b) > tolerance:
+            out.append(f"{p.key}: {a:.3f} vs {b:.3f}")
+    return out
+
+
+def goals_missed(res: dict) -> list[str]:
+    out = []
+    for p in PROBES:
+        v = res.get(p.key)
+        if p.goal is None or v is None:
+            continue
+        if (v < p.goal) if p.higher_is_better else (v > p.goal):
+            out.append(f"{p.key}: {v:.3f} (goal {'>=' if p.higher_is_better else '<='} {p.goal})")
+    return out
+
+
+def table(res: dict, ref: dict | None = None, ref_name: str = "reference") -> str:
+    """Markdown table of the probes (with a reference column when given)."""
+    head = "| probe | dream | " + (f"{ref_name} | " if ref else "") + "goal | n |"
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    counts = {
+        "phantom_serve": "phantom_serve_n",
+        "serve": "serve_n",
+        "multi_ball": "multi_ball_frames",
+        "ball_where_none_1_15": "ball_where_none_1_15_frames",
+        "ball_where_none_16_50": "ball_where_none_16_50_frames",
+        "life_loss_recall": "life_loss_n",
+        "phantom_life_loss": "phantom_life_loss_n",
+        "score_precision": "score_dream_events",
+        "score_recall": "score_real_events",
+        "phantom_score": "phantom_score_n",
+        "branch_agreement": "branch_pairs",
+    }
+    fmt = lambda v: "–" if v is None else f"{100 * v:.1f} %"  # noqa: E731
+    for p in PROBES:
+        goal = "" if p.goal is None else f"{'≥' if p.higher_is_better else '≤'} {100 * p.goal:.0f} %"
+        row = f"| {p.label} | {fmt(res.get(p.key))} | "
+        if ref:
+            row += f"{fmt(ref.get(p.key))} | "
+        lines.append(row + f"{goal} | {res.get(counts.get(p.key, ''), '')} |")
+    return "\n".join(lines)
+
+
+def cases_image(cases: dict, scale: int = 2) -> Image.Image:
+    """Per probe, its worst case: the real frames over the dreamed ones, labelled."""
+    rows = []
+    for name, (real, dream) in cases.items():
+        real, dream = real[0], dream[0]
+        n = min(len(real), len(dream), 12)
+        if len(real) > 12:  # show around the interesting part: the first dreamed ball, else the start
+            real, dream = real[:n], dream[:n]
+        top = np.concatenate(list(real[:n]), 1)
+        bot = np.concatenate(list(dream[:n]), 1)
+        strip = np.concatenate([top, np.full((2, top.shape[1], 3), 255, np.uint8), bot], 0)
+        img = Image.fromarray(strip).resize((strip.shape[1] * scale, strip.shape[0] * scale), Image.NEAREST)
+        canvas = Image.new("RGB", (img.width, img.height + 14), (20, 20, 20))
+        ImageDraw.Draw(canvas).text((2, 1), f"{name}: real (top) / dream (bottom)", fill=(230, 230, 230))
+        canvas.paste(img, (0, 14))
+        rows.append(canvas)
+    w = max(r.width for r in rows)
+    out = Image.new("RGB", (w, sum(r.height + 4 for r in rows)), (20, 20, 20))
+    y = 0
+    for r in rows:
+        out.paste(r, (0, y))
+        y += r.height + 4
+    return out
+
+
+def evaluate_model(model, starts_n: int = 32, seed: int = SEED, steps: int = 3, progress: bool = True) -> dict:
+    """The whole suite for a world model (its game's probes) on `starts_n` starts from `seed`."""
+    game = model.cfg.game
+    if game not in WAITING:
+        raise ValueError(f"no playability probes for {game!r} yet; they exist for {', '.join(WAITING)}")
+    starts = make_starts(game, starts_n, seed, progress)
+    res = run(game, ModelDreamer(model, steps), starts, progress=progress)
+    res.update({"seed": seed, "euler_steps": steps, "starts_requested": starts_n})
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, required=True, help="world-model snapshot (.safetensors or stem)")
+    p.add_argument("--starts", type=int, default=32, help="waiting and in-play start states each")
+    p.add_argument("--seed", type=int, default=SEED, help="first episode seed of the start states")
+    p.add_argument("--steps", type=int, default=3, help="Euler steps per dreamed frame")
+    p.add_argument("--compare", type=Path, default=None, help="a suite JSON to compare against")
+    p.add_argument("--out", type=Path, default=None, help="JSON output")
+    p.add_argument("--image", type=Path, default=None, help="PNG of the worst case per probe")
+    p.add_argument("--threads", type=int, default=0)
+    a = p.parse_args(argv)
+    if a.starts < 2 or a.steps < 1:
+        p.error(f"--starts must be >= 2 and --steps >= 1, got {a.starts}, {a.steps}")
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    from model.checkpoint import CheckpointError
+    from model.world_model import WorldModel
+
+    try:
+        model = WorldModel.from_snapshot(a.checkpoint)
+        ref = json.loads(a.compare.read_text()) if a.compare else None
+        res = evaluate_model(model, a.starts, a.seed, a.steps)
+    except (CheckpointError, ValueError, OSError, json.JSONDecodeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    cases = res.pop("_cases")
+    res["checkpoint"] = str(a.checkpoint)
+    print(table(res, ref, "compared"))
+    missed = goals_missed(res)
+    print("goals missed: " + ("; ".join(missed) if missed else "none"))
+    if ref:
+        worse = worse_than(res, ref)
+        print("worse than the compared model: " + ("; ".join(worse) if worse else "none"))
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(res, indent=1))
+    if a.image and cases:
+        cases_image(cases).save(a.image)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
