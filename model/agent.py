@@ -1,4 +1,4 @@
-"""Actor-critic trained in imagination (DIAMOND §3.3, DESIGN.md §2): network, lambda-returns, losses.
+"""Actor-critic trained in imagination (DIAMOND §3.3, docs/design.md §2): network, lambda-returns, losses.
 
 The agent sees one frame at a time through a conv encoder and carries the past in an LSTM
 (paper: LSTM 512). Its LSTM is burnt in on the real context frames a dream starts from, then it

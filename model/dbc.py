@@ -1,4 +1,4 @@
-"""DBC: diffusion model-augmented behavioural cloning (arXiv 2302.13335; DESIGN.md §5).
+"""DBC: diffusion model-augmented behavioural cloning (arXiv 2302.13335; docs/design.md §5).
 
 Three pieces, all maths, no environments:
 
@@ -7,7 +7,7 @@ Three pieces, all maths, no environments:
   discrete actions enter as a centred one-hot (2 * one_hot - 1).
 - `dbc_loss_continuous` — `L = L_BC + lambda * max(L_agent - L_expert, 0)` with the same noise
   eps and step n for the agent's and the expert's pair (paper eq. 5-7).
-- `dbc_loss_discrete` — the discrete extension (DESIGN.md §5.4): phi's loss l_k for every
+- `dbc_loss_discrete` — the discrete extension (docs/design.md §5.4): phi's loss l_k for every
   action k with shared (n, eps), `L_DM = mean relu(sum_k pi_k l_k - l_E)`. Every input phi sees
   is a real one-hot, so it stays on the data manifold, and the gradient in pi is exact.
 
@@ -311,7 +311,7 @@ def dbc_loss_discrete(
     lam: float | torch.Tensor,
     noise: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> DBCLoss:
-    """L = CE(pi(s), a) + lambda * mean_b relu(sum_k pi_k l_k - l_E) (DESIGN.md §5.4).
+    """L = CE(pi(s), a) + lambda * mean_b relu(sum_k pi_k l_k - l_E) (docs/design.md §5.4).
 
     logits: (..., B, K); a_expert: (..., B) indices; s: the (embedded) states phi was fitted on,
     (..., B, S). l_k uses the same (n, eps) for every k and for the expert, so only pi carries a

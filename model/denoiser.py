@@ -1,4 +1,4 @@
-"""EDM-preconditioned next-frame denoiser and its training loss (DIAMOND, DESIGN.md §2)."""
+"""EDM-preconditioned next-frame denoiser and its training loss (DIAMOND, docs/design.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reward / termination model: (frame_t, frame_t+1, action_t) -> reward sign, end (DESIGN.md §2)."""
+"""Reward / termination model: (frame_t, frame_t+1, action_t) -> reward sign, end (docs/design.md §2)."""
 
 from __future__ import annotations
 

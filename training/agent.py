@@ -1,4 +1,4 @@
-"""Train an actor-critic inside the dream, and DIAMOND's full loop (DESIGN.md §2, issue 6).
+"""Train an actor-critic inside the dream, and DIAMOND's full loop (docs/design.md §2, issue 6).
 
     # the full loop, epoch after epoch: collect with the agent -> denoiser -> reward/end -> agent
     python training/train.py --agent                        # CPU presets, Breakout

@@ -1,4 +1,4 @@
-"""Real Atari environments (DESIGN.md §1), built on gymnasium's own AtariPreprocessing."""
+"""Real Atari environments (docs/design.md §1), built on gymnasium's own AtariPreprocessing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Measure how faithful a dream is (DESIGN.md §6).
+"""Measure how faithful a dream is (docs/design.md §6).
 
 Start the dream from a real 4-frame context of a held-out episode, feed it the episode's own
 actions, and compare with the real frames at horizons h: whole-frame PSNR, motion PSNR (only

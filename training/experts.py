@@ -1,4 +1,4 @@
-"""Scripted expert policies that read object positions from the emulator's RAM (DESIGN.md §1).
+"""Scripted expert policies that read object positions from the emulator's RAM (docs/design.md §1).
 
 Each expert maps the env (for its RAM) to an index into the game's minimal action set. They
 give data that covers the interesting states (random Breakout almost never hits the ball) and

@@ -1,4 +1,4 @@
-"""The Maze task of the DBC paper: a 2-D point mass in the medium maze (DESIGN.md §5.3).
+"""The Maze task of the DBC paper: a 2-D point mass in the medium maze (docs/design.md §5.3).
 
 gymnasium-robotics' `PointMaze_Medium-v3` (MuJoCo from PyPI, no rendering library needed)
 with the paper's protocol: observation = [position (2), velocity (2), goal (2)], actions in

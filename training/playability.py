@@ -283,13 +283,15 @@ def frames_differ(a: np.ndarray, b: np.ndarray, threshold: int = 24, min_pixels:
     return int((np.abs(a.astype(np.int16) - b.astype(np.int16)).max(-1) > threshold).sum()) >= min_pixels
 
 
-def dream_batch(dreamer: Dreamer, starts: list[Start], actions: np.ndarray) -> tuple[np.ndarray, ...]:
+def dream_batch(
+    dreamer: Dreamer, starts: list[Start], actions: np.ndarray, desc: str = "", progress: bool = False
+) -> tuple[np.ndarray, ...]:
     """Dream every start under its own action row -> frames (B, T, H, W, C), rewards, ends (B, T)."""
     dreamer.reset(
         np.stack([s.frames for s in starts]), np.stack([s.actions for s in starts]), [s.state for s in starts]
     )
     frames, rews, ends = [], [], []
-    for t in range(actions.shape[1]):
+    for t in tqdm(range(actions.shape[1]), desc=f"dream {desc} x{len(starts)}", disable=not progress, leave=False):
         f, r, e = dreamer.step(actions[:, t])
         frames.append(f), rews.append(r), ends.append(e)
     return np.stack(frames, 1), np.stack(rews, 1), np.stack(ends, 1)
@@ -355,7 +357,7 @@ def run(
     keep = [i for i, r in enumerate(real_idle) if len(r.actions) == idle_steps]
     real_no_ball = [all(ball_position(f, game) is None for f in real_idle[i].frames) for i in keep]
     keep = [i for i, ok in zip(keep, real_no_ball) if ok]  # the real game never serves by itself
-    d_idle, _, _ = dream_batch(dreamer, [waiting[i] for i in keep], idle[keep])
+    d_idle, _, _ = dream_batch(dreamer, [waiting[i] for i in keep], idle[keep], "idle", progress)
     drew = [[ball_position(f, game) is not None for f in d] for d in d_idle]
     first = [row.index(True) + 1 for row in drew if any(row)]
     res["phantom_serve"] = share(sum(any(r) for r in drew), len(keep))
@@ -392,7 +394,7 @@ def run(
     play_starts = [waiting[i] for i in idx_play] + [in_play[i] for i in idx_mid]
     play_real = [real_play[i] for i in idx_play] + [real_mid[i] for i in idx_mid]
     acts = np.stack([r.actions for r in play_real])
-    d_play, d_rew, d_end = dream_batch(dreamer, play_starts, acts)
+    d_play, d_rew, d_end = dream_batch(dreamer, play_starts, acts, "play", progress)
     real_frames = np.stack([r.frames for r in play_real])
     bar.update(1)
 
@@ -495,7 +497,7 @@ def run(
     hold = lambda a: lambda game_, t: a if t < branch_steps else -1  # noqa: E731
     if in_play:  # the real frame after branch_steps steps of each action, from each state
         real_b = np.stack([g.rollout(s, hold(int(a))).frames[-1] for s, a in zip(b_starts, b_acts[:, 0])])
-        d_b, _, _ = dream_batch(dreamer, b_starts, b_acts)
+        d_b, _, _ = dream_batch(dreamer, b_starts, b_acts, "branches", progress)
         real_b = real_b.reshape(len(in_play), nA, *real_b.shape[1:])
         dream_last = d_b[:, -1].reshape(len(in_play), nA, *d_b.shape[2:])
         agree = pairs_n = 0

@@ -1,4 +1,4 @@
-"""Real Atari env factory and scripted experts (DESIGN.md §1)."""
+"""Real Atari env factory and scripted experts (docs/design.md §1)."""
 
 from __future__ import annotations
 
