@@ -40,7 +40,18 @@ class DenoiserConfig:
     """Also weight the pixels where the model's own denoised estimate moves away from the last
     context frame. With the real frames alone, a missed ball costs (1 + motion_weight) and a ball
     drawn where there is none costs 1, so drawing balls everywhere is cheap; with this on, a false
-    event costs as much as a missed one."""
+    event costs as much as a missed one (measured: it overshoots, the dream stops drawing balls it
+    is unsure of; docs/playability.md)."""
+    motion_source: str = "target"
+    """Where the motion weight comes from. 'target': pixels that move between the last context
+    frame and the target. A weight that depends on the target biases the optimum: per pixel the
+    best denoiser becomes the weighted mean E[w x] / E[w], pulled towards outcomes where something
+    moves (a ball drawn where there is none). 'context': pixels that moved between the last two
+    context frames, dilated by `motion_dilate`: the weight depends only on what the model is given,
+    so the optimum stays the plain conditional mean, while the loss still looks hard where the
+    ball and the paddle are."""
+    motion_dilate: int = 4
+    """Pixels by which the 'context' motion mask is grown (the ball moves about 2-4 px a step)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.unet, dict):
@@ -53,6 +64,11 @@ class DenoiserConfig:
             raise ValueError("context_noise_scale must be >= 0 and context_noise_clean_prob in [0, 1]")
         if self.motion_weight < 0:
             raise ValueError(f"motion_weight must be >= 0, got {self.motion_weight}")
+        if self.motion_source not in ("target", "context") or self.motion_dilate < 0:
+            raise ValueError(
+                f"motion_source must be 'target' or 'context' and motion_dilate >= 0, got "
+                f"{self.motion_source!r}, {self.motion_dilate}"
+            )
 
 
 @dataclass
@@ -211,7 +227,17 @@ class Denoiser(nn.Module):
         err = (f - target) ** 2
 
         metrics: dict[str, float] = {}
-        if cfg.motion_weight > 0:
+        if cfg.motion_weight > 0 and cfg.motion_source == "context":
+            # Pixels that moved between the last two context frames, grown by motion_dilate: a
+            # function of the conditioning only, so the weighted optimum is still E[x | context].
+            thr = 2 * cfg.motion_threshold  # [0, 1] units -> [-1, 1] units
+            moving = ((obs_ctx[:, -1] - obs_ctx[:, -2]).abs() > thr).any(1, keepdim=True).float()
+            k = 2 * cfg.motion_dilate + 1
+            moving = F.max_pool2d(moving, k, stride=1, padding=cfg.motion_dilate)
+            weight = 1 + cfg.motion_weight * moving
+            loss = (err * weight).sum() / (weight.sum() * err.shape[1])
+            metrics["motion_fraction"] = moving.mean().item()
+        elif cfg.motion_weight > 0:
             # Pixels that change between the last clean context frame and the target.
             last, thr = obs_ctx[:, -1], 2 * cfg.motion_threshold  # [0, 1] units -> [-1, 1] units
             moving = ((next_obs - last).abs() > thr).any(1, keepdim=True)

@@ -363,9 +363,11 @@ def run(
     res["phantom_serve"] = share(sum(any(r) for r in drew), len(keep))
     res["phantom_serve_first_step_median"] = float(np.median(first)) if first else None
     res["phantom_serve_n"] = len(keep)
-    if first:
-        worst = int(np.argmax([any(r) for r in drew]))
-        cases["phantom_serve"] = (np.stack([real_idle[keep[worst]].frames]), d_idle[worst : worst + 1])
+    if first:  # the dream that served soonest, around its first ball
+        worst = min((row.index(True), k) for k, row in enumerate(drew) if any(row))
+        lo = max(0, worst[0] - 4)
+        real_w = real_idle[keep[worst[1]]].frames[lo : lo + 10]
+        cases["phantom_serve"] = (real_w[None], d_idle[worst[1] : worst[1] + 1, lo : lo + 10])
     bar.update(1)
 
     # 2. serve, then play: half the starts with the expert, half missing on purpose.
@@ -400,6 +402,7 @@ def run(
 
     # serve: first ball in the real game after FIRE vs in the dream (waiting starts only)
     ok = n = 0
+    delays: list[int | None] = []  # dream's first ball minus the real one's, in steps (None: never)
     for j in range(len(idx_play)):
         r_first = next((t for t, f in enumerate(real_frames[j]) if ball_position(f, game) is not None), None)
         if r_first is None:
@@ -407,7 +410,8 @@ def run(
         n += 1
         d_first = next((t for t, f in enumerate(d_play[j]) if ball_position(f, game) is not None), None)
         ok += d_first is not None and abs(d_first - r_first) <= 2
-    res["serve"], res["serve_n"] = share(ok, n), n
+        delays.append(None if d_first is None else d_first - r_first)
+    res["serve"], res["serve_n"], res["serve_delays"] = share(ok, n), n, delays
 
     # one ball, and balls where the real field has none (idle and played rollouts together)
     one = multi = 0
@@ -576,6 +580,14 @@ def table(res: dict, ref: dict | None = None, ref_name: str = "reference") -> st
     return "\n".join(lines)
 
 
+CASE_CAPTIONS = {
+    "phantom_serve": ", no FIRE pressed, around the dream's first ball",
+    "multi_ball": ", around the frame with the most dreamed balls",
+    "play": ", the first played rollout, steps 1-10",
+    "branching": ", each action held 8 steps, in action order, the state where they agree least",
+}
+
+
 def cases_image(cases: dict, scale: int = 2) -> Image.Image:
     """Per probe, its worst case: the real frames over the dreamed ones, labelled."""
     rows = []
@@ -589,7 +601,8 @@ def cases_image(cases: dict, scale: int = 2) -> Image.Image:
         strip = np.concatenate([top, np.full((2, top.shape[1], 3), 255, np.uint8), bot], 0)
         img = Image.fromarray(strip).resize((strip.shape[1] * scale, strip.shape[0] * scale), Image.NEAREST)
         canvas = Image.new("RGB", (img.width, img.height + 14), (20, 20, 20))
-        ImageDraw.Draw(canvas).text((2, 1), f"{name}: real (top) / dream (bottom)", fill=(230, 230, 230))
+        what = CASE_CAPTIONS.get(name, "")
+        ImageDraw.Draw(canvas).text((2, 1), f"{name}: real (top) / dream (bottom){what}", fill=(230, 230, 230))
         canvas.paste(img, (0, 14))
         rows.append(canvas)
     w = max(r.width for r in rows)

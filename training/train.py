@@ -102,13 +102,23 @@ class Args:
     """Override the context-noise std per augmentation level."""
     context_noise_clean_prob: float | None = None
     """Override the probability of a clean (level 0) context."""
+    motion_source: str | None = None
+    """Override where the motion weight comes from: 'target' (pixels that move into the target;
+    biases the model towards drawing motion) or 'context' (pixels that moved between the last two
+    context frames; leaves the optimum unbiased)."""
     motion_on_prediction: bool | None = None
     """Override whether the motion weight also covers pixels where the model's own estimate
     moves (--motion-on-prediction: a phantom ball costs as much as a missed one)."""
     progress: bool = True
 
 
-LOSS_OVERRIDES = ("motion_weight", "context_noise_scale", "context_noise_clean_prob", "motion_on_prediction")
+LOSS_OVERRIDES = (
+    "motion_weight",
+    "context_noise_scale",
+    "context_noise_clean_prob",
+    "motion_on_prediction",
+    "motion_source",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -120,6 +130,8 @@ def parse_args(argv: list[str] | None = None) -> Args:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
         elif name in ("run_dir", "data", "heldout", "init_from"):
             p.add_argument(flag, type=Path, default=value)
+        elif name == "motion_source":
+            p.add_argument(flag, choices=["target", "context"], default=value)
         elif name == "motion_on_prediction":
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
         elif name in LOSS_OVERRIDES:
@@ -135,7 +147,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
         p.error(f"--ar-frames must be >= 0 and --ar-fraction in [0, 1], got {a.ar_frames}, {a.ar_fraction}")
     for name in LOSS_OVERRIDES:
         v = getattr(a, name)
-        if v is not None and not isinstance(v, bool) and (v < 0 or (name == "context_noise_clean_prob" and v > 1)):
+        if v is not None and isinstance(v, float) and (v < 0 or (name == "context_noise_clean_prob" and v > 1)):
             p.error(f"--{name.replace('_', '-')} must be >= 0 (and <= 1 for a probability), got {v}")
     for name in ("steps", "batch_size", "ckpt_every", "log_every", "re_seq", "re_every", "collect_steps"):
         if getattr(a, name) < 1:

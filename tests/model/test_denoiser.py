@@ -216,3 +216,34 @@ def test_frozen_unet_matches_eager_and_is_dropped_by_train(model_factory) -> Non
     eager = sample_next_frame(model.denoiser, ctx, act, cfg, torch.Generator().manual_seed(1))
     torch.testing.assert_close(frozen, eager, atol=1e-4, rtol=1e-3)
     assert "_frozen" not in "".join(model.state_dict())
+
+
+def test_context_motion_weight_depends_only_on_the_context() -> None:
+    """motion_source='context' weighs pixels by what the model is given, never by the target (a
+    target-dependent weight biases the optimum towards drawing motion); 'target' does depend on it."""
+    def fractions(source: str) -> tuple[float, float]:
+        cfg = DenoiserConfig(
+            unet=UNetConfig(channels=[8, 8], blocks_per_level=1, cond_channels=16, attn_middle=False),
+            motion_weight=8.0,
+            motion_source=source,
+        )
+        den = Denoiser(cfg)
+        g = torch.Generator().manual_seed(0)
+        ctx = torch.full((1, 4, 3, 64, 64), -1.0)
+        ctx[:, -2, :, 10:12, 10:12] = 1.0  # a ball that moved between the last two context frames
+        ctx[:, -1, :, 12:14, 12:14] = 1.0
+        act = torch.zeros(1, 4, dtype=torch.long)
+        empty, ball_far = torch.full((1, 3, 64, 64), -1.0), torch.full((1, 3, 64, 64), -1.0)
+        ball_far[:, :, 50:52, 50:52] = 1.0
+        out = []
+        for target in (empty, ball_far):
+            torch.manual_seed(int(torch.randint(0, 100, (1,), generator=g)))
+            out.append(den.loss(ctx, act, target)[1]["motion_fraction"])
+        return out[0], out[1]
+
+    a, b = fractions("context")
+    assert a == b > 0  # the same weight whatever the target
+    a, b = fractions("target")
+    assert a != b
+    with pytest.raises(ValueError, match="motion_source"):
+        DenoiserConfig(motion_source="prediction")
