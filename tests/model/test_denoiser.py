@@ -221,6 +221,7 @@ def test_frozen_unet_matches_eager_and_is_dropped_by_train(model_factory) -> Non
 def test_context_motion_weight_depends_only_on_the_context() -> None:
     """motion_source='context' weighs pixels by what the model is given, never by the target (a
     target-dependent weight biases the optimum towards drawing motion); 'target' does depend on it."""
+
     def fractions(source: str) -> tuple[float, float]:
         cfg = DenoiserConfig(
             unet=UNetConfig(channels=[8, 8], blocks_per_level=1, cond_channels=16, attn_middle=False),
