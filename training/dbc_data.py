@@ -1,7 +1,9 @@
-"""Demonstrations for DBC: scripted-expert trajectories for Maze and Breakout, human Breakout play.
+"""Demonstrations for DBC: scripted-expert trajectories for Maze, FetchPick and Breakout, human Breakout play.
 
-Maze: `maze_demos(n)` runs the scripted expert (training/maze.py) from seeds DEMO_SEED + i and
-returns states (N, 6) float32 and actions (N, 2) float32. Evaluation seeds never overlap.
+Maze and FetchPick: `maze_demos(n)` / `fetch_demos(n)` run the task's scripted expert
+(training/maze.py, training/fetch.py) from reset seeds DEMO_SEED + i, keep successful episodes only,
+and return states (N, obs_dim) float32 and actions (N, action_dim) float32. Evaluation and
+selection episodes use other seeds (EPISODE_SPLITS; evaluate_dbc.py refuses overlaps).
 
 Breakout: `breakout_demos(frames)` plays the RAM-reading scripted expert in the real game
 (training/envs.py) and returns stacks of the last 4 frames (N, 4, 64, 64, 3) uint8 with the
@@ -13,15 +15,19 @@ Datasets are cached as .npz (allow_pickle=False) when a cache path is given.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from training.maze import MazeTask
-
 DEMO_SEED = 1_000_000
-"""Demonstrations use reset seeds DEMO_SEED + i; evaluation uses small seeds."""
+"""Demonstrations use reset seeds DEMO_SEED + i."""
+
+EPISODE_SPLITS = {"test": (0, 1000), "selection": (1000, 2000)}
+"""Reset seeds [lo, hi) of each evaluation split: reported figures ('test') are measured on episodes
+that neither the demonstrations (DEMO_SEED and up) nor any choice of a setting ('selection', e.g.
+the Maze lambda sweep on 1000..1099) has seen."""
 
 FRAME_STACK = 4
 
@@ -39,14 +45,21 @@ def _cached(path: Path | None, make) -> dict[str, np.ndarray]:
     return data
 
 
-def maze_demos(n_traj: int = 100, cache: Path | None = None, progress: bool = True) -> dict[str, np.ndarray]:
-    """n_traj successful expert trajectories -> {'states', 'actions', 'episode'}."""
+def expert_demos(
+    make_task: Callable, n_traj: int, desc: str, cache: Path | None = None, progress: bool = True
+) -> dict[str, np.ndarray]:
+    """n_traj successful scripted-expert episodes of a low-dim task -> {'states', 'actions', 'episode'}.
+
+    make_task() -> an object with reset(seed) -> obs, step(a) -> (obs, success, done), .success,
+    expert_action(obs) and close() (MazeTask, FetchTask). Reset seeds DEMO_SEED, DEMO_SEED + 1, ...;
+    failed episodes are skipped (their seeds are used up all the same).
+    """
 
     def make() -> dict[str, np.ndarray]:
-        task = MazeTask()
+        task = make_task()
         states, actions, episode = [], [], []
         i, seed = 0, DEMO_SEED
-        bar = tqdm(total=n_traj, desc="maze expert demos", disable=not progress)
+        bar = tqdm(total=n_traj, desc=desc, disable=not progress)
         while i < n_traj:
             obs, done = task.reset(seed), False
             s_ep, a_ep = [], []
@@ -72,6 +85,20 @@ def maze_demos(n_traj: int = 100, cache: Path | None = None, progress: bool = Tr
         }
 
     return _cached(cache, make)
+
+
+def maze_demos(n_traj: int = 100, cache: Path | None = None, progress: bool = True) -> dict[str, np.ndarray]:
+    """n_traj successful Maze expert trajectories (states (N, 6), actions (N, 2))."""
+    from training.maze import MazeTask
+
+    return expert_demos(MazeTask, n_traj, "maze expert demos", cache, progress)
+
+
+def fetch_demos(n_traj: int = 303, cache: Path | None = None, progress: bool = True) -> dict[str, np.ndarray]:
+    """n_traj successful FetchPick expert episodes of 50 steps each (states (N, 28), actions (N, 4))."""
+    from training.fetch import FetchTask
+
+    return expert_demos(FetchTask, n_traj, "fetch expert demos", cache, progress)
 
 
 def stack_frames(obs: np.ndarray, k: int = FRAME_STACK) -> np.ndarray:
@@ -162,12 +189,22 @@ def store_demos(folder: str | Path, game: str = "Breakout", policy: str = "human
 # ---------------------------------------------------------------------------------------------
 # Tasks
 # ---------------------------------------------------------------------------------------------
-TASKS = ("maze", "breakout")
-DEFAULT_LAMBDA = {"maze": 30.0, "breakout": 1.0}
-"""lambda per task: Maze 30 (paper); Breakout is ours (discrete L_DM is on another scale)."""
+TASKS = ("maze", "fetch", "breakout")
+LOWDIM_TASKS = ("maze", "fetch")
+"""Tasks with low-dim states and continuous actions in [-1, 1] (MLP policies, the Diffusion Policy baseline)."""
+DEFAULT_LAMBDA = {"maze": 30.0, "fetch": 0.5, "breakout": 1.0}
+"""lambda per task: Maze 30 and FetchPick 0.5 (paper); Breakout is ours (discrete L_DM is on another scale)."""
+DEFAULT_DEMOS = {"maze": 100, "fetch": 303, "breakout": 3000}
+"""Maze: 100 trajectories (paper). FetchPick: 303 trajectories, the paper's dataset size as we recall
+its appendix (about 10k transitions there; not re-checked against the paper's text); ours run the env's
+full 50 steps, so 303 of them hold 15,150 transitions. Breakout: expert frames (ours)."""
 
-PAPER_TABLE = {"BC": (92.1, 3.6), "Implicit BC": (78.3, 6.0), "Diffusion Policy": (95.5, 1.9), "DBC": (95.4, 1.7)}
-"""DBC paper, Maze success % (mean ± std over 3 seeds), DESIGN.md §5.3."""
+PAPER_TABLES = {
+    "maze": {"BC": (92.1, 3.6), "Implicit BC": (78.3, 6.0), "Diffusion Policy": (95.5, 1.9), "DBC": (95.4, 1.7)},
+    "fetch": {"BC": (91.6, 5.8), "Implicit BC": (69.4, 7.3), "Diffusion Policy": (83.9, 3.4), "DBC": (97.5, 1.9)},
+}
+"""DBC paper, success % (mean ± std over 3 seeds), docs/design.md §5.3."""
+PAPER_TABLE = PAPER_TABLES["maze"]
 
 
 class UnknownTaskError(ValueError):

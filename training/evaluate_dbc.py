@@ -1,14 +1,23 @@
-"""Evaluate DBC / BC policies on their task and write JSON (+ a PNG plot).
+"""Evaluate DBC / BC / Diffusion Policy policies on their task and write JSON (+ a PNG plot).
 
-    python training/evaluate_dbc.py --task maze --policies policies/maze/bc_s*.json policies/maze/dbc_s*.json \\
-        --episodes 100 --out policies/maze/eval.json --plot policies/maze/eval.png
+    python training/evaluate_dbc.py --task fetch --episodes 500 \\
+        --policies policies/fetch/{bc,dbc,diffusion_policy}_s{0,1,2,3,4} --out policies/fetch/eval.json
 
-Every policy plays the same episodes (reset seeds episode_seed .. episode_seed + N - 1), so BC
-and DBC are compared on identical starts and goals. Policies are grouped by their algorithm; a
-group's score is the mean ± std over its policies (one per training seed), as in the paper.
+Every policy plays the same episodes (reset seeds episode_seed .. episode_seed + N - 1, printed),
+so methods are compared on identical starts and goals. The seeds must lie in one split of
+training/dbc_data.py's EPISODE_SPLITS ('test' 0..999 by default, 'selection' 1000..1999 for
+choosing settings); the demonstrations' seeds (1,000,000 and up) are refused.
 
-Maze: success rate in % (within 0.5 of the goal before 400 steps). Breakout: game return
-(unclipped score, real game, no life-loss termination) with a cap of --max-steps agent steps.
+Policies are grouped by their algorithm; a group's score is the mean ± sample std over its
+policies (one per training seed). Beside it, for every method against BC (and DBC against
+Diffusion Policy), the difference in mean score with a paired bootstrap 95 % CI: episodes are
+resampled with replacement, the same draw for both methods (paired by episode seed), and the
+per-episode score averaged over each method's training seeds; a second CI also resamples the
+training seeds (a wider interval that counts the seed-to-seed spread as well).
+
+Maze: success rate in % (within 0.5 of the goal before 400 steps). FetchPick: success rate in %
+(cube within 5 cm of the goal at the 50th step; `--noise` perturbs the starts, see training/fetch.py).
+Breakout: game return (unclipped score, real game, no life-loss termination), cap --max-steps.
 """
 
 from __future__ import annotations
@@ -26,33 +35,104 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from model import checkpoint
 from model.checkpoint import CheckpointError, atomic_write_bytes
 from model.dbc import act, load_policy
-from training.dbc_data import PAPER_TABLE, FrameStack, UnknownTaskError, check_task
-from training.maze import MazeTask
+from model.diffusion_policy import KIND as DIFFUSION_POLICY_KIND
+from model.diffusion_policy import DiffusionPolicy, load_diffusion_policy
+from training.dbc_data import (
+    DEMO_SEED,
+    EPISODE_SPLITS,
+    LOWDIM_TASKS,
+    PAPER_TABLES,
+    FrameStack,
+    UnknownTaskError,
+    check_task,
+)
+
+PAPER_NAMES = {"bc": "BC", "dbc": "DBC", "diffusion_policy": "Diffusion Policy"}
+COLORS = {"bc": "#7f8fa6", "dbc": "#e1812c", "diffusion_policy": "#3a9e6f", "expert": "#444444", "random": "#bbbbbb"}
 
 
-def rollout_maze(policy: torch.nn.Module, seeds: list[int], desc: str = "maze") -> list[dict]:
-    """Run one episode per seed, all in lock-step (batched policy calls) -> per-episode results."""
-    tasks = [MazeTask() for _ in seeds]
-    obs = np.stack([t.reset(s) for t, s in zip(tasks, seeds, strict=True)])
-    bar = tqdm(total=len(seeds), desc=desc, leave=False)
-    while not all(t.done for t in tasks):
-        live = [i for i, t in enumerate(tasks) if not t.done]
-        actions, _ = act(policy, torch.from_numpy(obs[live]).float())
-        for j, i in enumerate(live):
-            obs[i], _, done = tasks[i].step(actions[j].numpy())
-            if done:
-                bar.update()
-    bar.close()
-    out = [{"seed": s, "success": t.success, "steps": t.t} for s, t in zip(seeds, tasks, strict=True)]
-    for t in tasks:
-        t.close()
+def make_task(task: str):
+    """A fresh low-dim task env (MazeTask or FetchTask)."""
+    if task == "maze":
+        from training.maze import MazeTask
+
+        return MazeTask()
+    from training.fetch import FetchTask
+
+    return FetchTask()
+
+
+def load_agent(path: str | Path, task: str | None = None) -> tuple[torch.nn.Module, dict]:
+    """A DBC / BC policy or a Diffusion Policy, by the checkpoint's kind (refusing other tasks')."""
+    try:
+        kind = checkpoint.read_meta(path).get("kind")
+    except CheckpointError:
+        kind = None  # load_policy names what is wrong with the file
+    if kind == DIFFUSION_POLICY_KIND:
+        return load_diffusion_policy(path, task=task)
+    return load_policy(path, task=task)
+
+
+LOCKSTEP = 100
+"""Episodes played in lock-step at once (each env holds ~12 MB of MuJoCo state and takes ~0.1 s to build)."""
+
+
+def rollout_lowdim(
+    policy: torch.nn.Module | str,
+    task: str,
+    seeds: list[int],
+    noise: float = 0.0,
+    desc: str = "",
+    pool: list | None = None,
+) -> list[dict]:
+    """Maze / FetchPick: one episode per seed, len(pool) at a time in lock-step (batched policy calls).
+
+    policy: an MLP policy, a DiffusionPolicy (its reverse-chain noise drawn from one generator per
+    episode, seeded by the episode seed, so an episode's actions do not depend on its batch) or
+    'expert' (the task's scripted expert). noise: FetchPick start/goal perturbation (m).
+    pool: task envs to reuse (a reset with a seed is a fresh episode); built here if None.
+    -> per-episode results [{'seed', 'success', 'steps'}]."""
+    own = pool is None
+    pool = pool or [make_task(task) for _ in range(min(LOCKSTEP, len(seeds)))]
+    out = []
+    for i in range(0, len(seeds), len(pool)):
+        out += _rollout_lockstep(policy, pool, seeds[i : i + len(pool)], noise, desc or task)
+    if own:
+        for t in pool:
+            t.close()
     return out
 
 
-BASELINES = ("random", "expert")
-"""Breakout reference players for --baselines: uniform random actions and the RAM-reading scripted expert."""
+def _rollout_lockstep(policy: torch.nn.Module | str, pool: list, seeds: list[int], noise: float, desc: str) -> list:
+    tasks = pool[: len(seeds)]
+    obs = np.stack([t.reset(s, noise) if noise else t.reset(s) for t, s in zip(tasks, seeds, strict=True)])
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    bar = tqdm(total=len(seeds), desc=desc, leave=False)
+    while not all(t.done for t in tasks):
+        live = [i for i, t in enumerate(tasks) if not t.done]
+        o = torch.from_numpy(obs[live]).float()
+        if policy == "expert":
+            actions = [tasks[i].expert_action(obs[i]) for i in live]
+        elif isinstance(policy, DiffusionPolicy):
+            shape = (policy.cfg.num_steps, policy.cfg.action_dim)
+            noise_rows = torch.stack([torch.randn(shape, generator=gens[i]) for i in live])  # (B, N, A)
+            actions = policy.sample(o, noise_rows).numpy()
+        else:
+            actions = act(policy, o)[0].numpy()
+        for j, i in enumerate(live):
+            obs[i], _, done = tasks[i].step(actions[j])
+            if done:
+                bar.update()
+    bar.close()
+    return [{"seed": s, "success": t.success, "steps": t.t} for s, t in zip(seeds, tasks, strict=True)]
+
+
+BASELINES = {"breakout": ("random", "expert"), "maze": ("expert",), "fetch": ("expert",)}
+"""Reference players for --baselines: Breakout's uniform random actions and RAM-reading scripted expert;
+the Maze's and FetchPick's scripted experts (the demonstrators)."""
 
 
 def rollout_breakout(
@@ -60,7 +140,7 @@ def rollout_breakout(
 ) -> list[dict]:
     """Real Breakout, one episode per seed in lock-step -> per-episode returns. `policy` is a pixel
     policy (batched; argmax actions, or draws from its distribution with `sample`) or the name of a
-    baseline in BASELINES."""
+    baseline in BASELINES['breakout']."""
     from training.envs import make_env
     from training.experts import make_policy
 
@@ -93,48 +173,155 @@ def rollout_breakout(
     ]
 
 
+def episode_scores(task: str, episodes: list[dict]) -> np.ndarray:
+    """Per-episode score in the metric's units: success in % (0 or 100) or game return."""
+    key = "return" if task == "breakout" else "success"
+    return np.array([100.0 * float(e[key]) if key == "success" else float(e[key]) for e in episodes])
+
+
+def score_of(task: str, episodes: list[dict]) -> dict[str, float]:
+    key = "mean_return" if task == "breakout" else "success_rate"
+    return {key: float(episode_scores(task, episodes).mean())}
+
+
 def summarise(task: str, results: list[dict]) -> dict[str, dict]:
-    """Group per-policy scores by algorithm -> {algo: {mean, std, per_seed, n}}."""
-    key = "success_rate" if task == "maze" else "mean_return"
-    groups: dict[str, list[float]] = {}
+    """Group per-policy scores by algorithm -> {algo: {mean, std (sample, over seeds), per_seed, seeds, n}}."""
+    key = "mean_return" if task == "breakout" else "success_rate"
+    groups: dict[str, list[dict]] = {}
     for r in results:
-        groups.setdefault(r["algo"], []).append(r[key])
+        groups.setdefault(r["algo"], []).append(r)
+    out = {}
+    for algo, rs in groups.items():
+        v = [r[key] for r in rs]
+        out[algo] = {
+            "mean": float(np.mean(v)),
+            "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
+            "per_seed": v,
+            "seeds": [r["seed"] for r in rs],
+            "n": len(v),
+            "metric": key,
+        }
+    return out
+
+
+def paired_bootstrap(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 10_000, level: float = 0.95, seed: int = 0, over_seeds: bool = False
+) -> dict:
+    """CI of mean(a) - mean(b) by a paired bootstrap over episodes.
+
+    a: (Sa, E), b: (Sb, E) per-episode scores of two methods' Sa / Sb training seeds on the same E
+    episodes (column e = the same episode seed for both). Every replicate draws E episodes with
+    replacement, the same draw for a and b (the pairing), and compares the methods' means over
+    their seeds on those episodes. over_seeds: each replicate also redraws each method's training
+    seeds with replacement (independently: seeds are not paired across methods).
+    -> {'diff', 'lo', 'hi', 'level', 'n_boot', 'resample'}; percentile interval.
+    """
+    a, b = np.atleast_2d(np.asarray(a, float)), np.atleast_2d(np.asarray(b, float))
+    if a.shape[1] != b.shape[1] or a.shape[1] < 1:
+        raise ValueError(f"need the same episodes for both methods, got {a.shape} and {b.shape}")
+    rng = np.random.default_rng(seed)
+    E = a.shape[1]
+    w_ep = rng.multinomial(E, np.full(E, 1.0 / E), size=n_boot) / E  # (n_boot, E) episode weights, shared
+
+    def seed_weights(S: int) -> np.ndarray:  # (n_boot, S)
+        if not over_seeds:
+            return np.full((n_boot, S), 1.0 / S)
+        return rng.multinomial(S, np.full(S, 1.0 / S), size=n_boot) / S
+
+    wa, wb = seed_weights(a.shape[0]), seed_weights(b.shape[0])
+    diffs = ((wa @ a) * w_ep).sum(1) - ((wb @ b) * w_ep).sum(1)  # (n_boot,)
+    lo, hi = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2])
     return {
-        algo: {"mean": float(np.mean(v)), "std": float(np.std(v)), "per_seed": v, "n": len(v), "metric": key}
-        for algo, v in groups.items()
+        "diff": float(a.mean() - b.mean()),
+        "lo": float(lo),
+        "hi": float(hi),
+        "level": level,
+        "n_boot": n_boot,
+        "resample": "seeds+episodes" if over_seeds else "episodes",
     }
 
 
+COMPARISONS = (("dbc", "bc"), ("diffusion_policy", "bc"), ("dbc", "diffusion_policy"))
+
+
+def compare(task: str, results: list[dict], n_boot: int = 10_000) -> list[dict]:
+    """Paired bootstrap CIs of A - B for the method pairs in COMPARISONS that were evaluated."""
+    by_algo: dict[str, list[dict]] = {}
+    for r in results:
+        by_algo.setdefault(r["algo"], []).append(r)
+    ref = [e["seed"] for e in results[0]["episodes"]] if results else []
+    for r in results:
+        if [e["seed"] for e in r["episodes"]] != ref:
+            raise ValueError(f"{r['policy']} played other episodes than {results[0]['policy']}: cannot pair them")
+    out = []
+    for x, y in COMPARISONS:
+        if x not in by_algo or y not in by_algo:
+            continue
+        a = np.stack([episode_scores(task, r["episodes"]) for r in by_algo[x]])  # (Sa, E)
+        b = np.stack([episode_scores(task, r["episodes"]) for r in by_algo[y]])  # (Sb, E)
+        ep = paired_bootstrap(a, b, n_boot)
+        both = paired_bootstrap(a, b, n_boot, over_seeds=True)
+        out.append(
+            {
+                "a": x,
+                "b": y,
+                "diff": ep["diff"],
+                "ci95_episodes": [ep["lo"], ep["hi"]],
+                "ci95_seeds_episodes": [both["lo"], both["hi"]],
+                "n_boot": n_boot,
+                "episodes": len(ref),
+                "seeds": [len(a), len(b)],
+            }
+        )
+    return out
+
+
+def check_episode_seeds(seeds: list[int], split: str) -> None:
+    """Refuse evaluation episodes that the demonstrations or the other split use."""
+    if split not in EPISODE_SPLITS:
+        raise ValueError(f"unknown split {split!r}: expected one of {', '.join(EPISODE_SPLITS)}")
+    lo, hi = EPISODE_SPLITS[split]
+    bad = [s for s in seeds if not lo <= s < hi]
+    if bad:
+        demo = " (the demonstrations' seeds)" if max(bad) >= DEMO_SEED else ""
+        raise ValueError(f"episode seeds {bad[0]}..{bad[-1]}{demo} are outside the {split} split {lo}..{hi - 1}")
+
+
+def seed_range(seeds: list[int]) -> str:
+    return f"{seeds[0]}..{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else ",".join(map(str, seeds))
+
+
 def plot(doc: dict, path: Path) -> None:
-    """Bar chart of BC vs DBC (mean ± std over seeds, dots per seed), the paper's bars beside them for Maze."""
+    """Bar chart per method (mean ± std over seeds, dots per seed), the paper's bars beside them (Maze, FetchPick)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     summary = doc["summary"]
-    algos = [a for a in ("bc", "dbc") if a in summary] + [a for a in summary if a not in ("bc", "dbc")]
-    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)
+    order = ("bc", "dbc", "diffusion_policy")
+    algos = [a for a in order if a in summary] + [a for a in summary if a not in order]
+    fig, ax = plt.subplots(figsize=(6.5, 3.8), dpi=110)
     labels, x = [], 0
-    colors = {"bc": "#7f8fa6", "dbc": "#e1812c"}
     for a in algos:
         s = summary[a]
-        ax.bar(x, s["mean"], yerr=s["std"], color=colors.get(a, "#5b9bd5"), capsize=4)
+        ax.bar(x, s["mean"], yerr=s["std"], color=COLORS.get(a, "#5b9bd5"), capsize=4)
         ax.scatter([x] * len(s["per_seed"]), s["per_seed"], color="black", s=10, zorder=3)
-        labels.append(f"{a.upper()} (ours)" if a in ("bc", "dbc") else a)
+        labels.append(f"{PAPER_NAMES[a]} (ours)" if a in PAPER_NAMES else f"{a} (scripted)" if a == "expert" else a)
         x += 1
-    if doc["task"] == "maze":
-        for name in ("BC", "DBC"):
-            m, sd = PAPER_TABLE[name]
-            ax.bar(x, m, yerr=sd, color="none", edgecolor=colors[name.lower()], hatch="//", capsize=4)
-            labels.append(f"{name} (paper)")
+    if doc["task"] in PAPER_TABLES:
+        for a in [a for a in order if a in summary]:
+            m, sd = PAPER_TABLES[doc["task"]][PAPER_NAMES[a]]
+            ax.bar(x, m, yerr=sd, color="none", edgecolor=COLORS[a], hatch="//", capsize=4)
+            labels.append(f"{PAPER_NAMES[a]} (paper)")
             x += 1
         ax.set_ylabel("success rate (%)")
         ax.set_ylim(0, 105)
     else:
         ax.set_ylabel(f"return (cap {doc.get('max_steps')} steps)")
-    ax.set_xticks(range(len(labels)), labels, rotation=15)
-    ax.set_title(f"{doc['task']}: {doc['episodes']} episodes x {max(s['n'] for s in summary.values())} seeds")
+    ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=8)
+    noise = f", noise {doc['noise']}" if doc.get("noise") else ""
+    ax.set_title(f"{doc['task']}: {doc['episodes']} episodes x {max(s['n'] for s in summary.values())} seeds{noise}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -149,29 +336,37 @@ def evaluate(
     max_steps: int = 2000,
     baselines: bool = False,
     sample: bool = False,
+    noise: float = 0.0,
+    split: str = "test",
+    n_boot: int = 10_000,
 ) -> dict:
-    """Load each policy (refusing other tasks' checkpoints), play the same episodes, summarise.
-    baselines (Breakout): random play and the scripted expert play the same episodes too.
-    sample (Breakout): draw actions from the policies' distributions instead of argmax."""
+    """Load each policy (refusing other tasks' checkpoints), play the same episodes, summarise, compare.
+    baselines: the task's reference players (BASELINES) play the same episodes too.
+    sample (Breakout): draw actions from the policies' distributions instead of argmax.
+    noise (FetchPick): start / goal perturbation in metres (training/fetch.py)."""
     check_task(task)
-    if baselines and task != "breakout":
-        raise ValueError("--baselines is for the breakout task (the Maze table carries the paper's figures)")
     if sample and task != "breakout":
-        raise ValueError("--sample is for the breakout task (Maze actions are continuous)")
-    policies = [(p, *load_policy(p, task=task)) for p in paths]  # fail fast, before any rollout
-    if baselines:
-        policies += [(name, name, {"algo": name}) for name in BASELINES]
+        raise ValueError("--sample is for the breakout task (Maze and FetchPick actions are continuous)")
+    if noise and task != "fetch":
+        raise ValueError("--noise is for the fetch task")
+    if noise < 0:
+        raise ValueError(f"--noise must be >= 0, got {noise}")
     seeds = list(range(episode_seed, episode_seed + episodes))
+    check_episode_seeds(seeds, split)
+    policies = [(p, *load_agent(p, task=task)) for p in paths]  # fail fast, before any rollout
+    if baselines:
+        policies += [(name, name, {"algo": name}) for name in BASELINES[task]]
+    tqdm.write(f"{task}: episode seeds {seed_range(seeds)} ({split} split; demonstrations use {DEMO_SEED}+)")
     results = []
+    pool = [make_task(task) for _ in range(min(LOCKSTEP, episodes))] if task in LOWDIM_TASKS else []
     for path, policy, meta in tqdm(policies, desc="policies"):
         t0 = time.time()
-        name = Path(path).with_suffix("").name if path not in BASELINES else path
-        if task == "maze":
-            eps = rollout_maze(policy, seeds, desc=name)
-            score = {"success_rate": 100.0 * float(np.mean([e["success"] for e in eps]))}
+        name = path if isinstance(policy, str) else Path(path).with_suffix("").name
+        if task in LOWDIM_TASKS:
+            eps = rollout_lowdim(policy, task, seeds, noise, desc=name, pool=pool)
         else:
             eps = rollout_breakout(policy, seeds, max_steps, desc=name, sample=sample)
-            score = {"mean_return": float(np.mean([e["return"] for e in eps]))}
+        score = score_of(task, eps)
         results.append(
             {
                 "policy": str(path),
@@ -184,22 +379,29 @@ def evaluate(
             }
         )
         tqdm.write(f"{name}: {score}")
+    for t in pool:
+        t.close()
     doc = {
         "task": task,
         "episodes": episodes,
         "episode_seed": episode_seed,
+        "episode_seeds": seed_range(seeds),
+        "split": split,
         "results": results,
         "summary": summarise(task, results),
+        "comparisons": compare(task, [r for r in results if r["algo"] in PAPER_NAMES], n_boot),
     }
-    if task == "maze":
-        doc["paper"] = {k: {"mean": m, "std": s} for k, (m, s) in PAPER_TABLE.items()}
-    else:
+    if task in PAPER_TABLES:
+        doc["paper"] = {k: {"mean": m, "std": s} for k, (m, s) in PAPER_TABLES[task].items()}
+    if task == "fetch":
+        doc["noise"] = noise
+    if task == "breakout":
         doc["max_steps"] = max_steps
         doc["actions"] = "sampled" if sample else "argmax"
     return doc
 
 
-def merge(task: str, paths: list[Path]) -> dict:
+def merge(task: str, paths: list[Path], n_boot: int = 10_000) -> dict:
     """Combine evaluation JSONs of one task: different policies (e.g. one process per seed) and/or
     different episode ranges of the same policy (their episodes are concatenated)."""
     docs = []
@@ -210,6 +412,8 @@ def merge(task: str, paths: list[Path]) -> dict:
             raise ValueError(f"cannot read evaluation JSON {p}: {e}") from None
         if docs[-1].get("task") != task:
             raise ValueError(f"{p} evaluates task {docs[-1].get('task')!r}, not {task!r}")
+        if docs[-1].get("noise", 0.0) != docs[0].get("noise", 0.0):
+            raise ValueError(f"{p} was evaluated at another noise level than {paths[0]}")
     by_policy: dict[str, dict] = {}
     for d in docs:
         for r in d["results"]:
@@ -224,30 +428,56 @@ def merge(task: str, paths: list[Path]) -> dict:
     results = sorted(by_policy.values(), key=lambda r: (str(r["algo"]), str(r["seed"])))
     for r in results:
         r["episodes"].sort(key=lambda e: e["seed"])
-        if task == "maze":
-            r["success_rate"] = 100.0 * float(np.mean([e["success"] for e in r["episodes"]]))
-        else:
-            r["mean_return"] = float(np.mean([e["return"] for e in r["episodes"]]))
+        r.update(score_of(task, r["episodes"]))
     counts = {len(r["episodes"]) for r in results}
     if len(counts) != 1:
         raise ValueError(f"policies were evaluated on different numbers of episodes: {sorted(counts)}")
-    doc = {k: v for k, v in docs[0].items() if k not in ("results", "summary")}
+    seeds = [e["seed"] for e in results[0]["episodes"]]
+    doc = {k: v for k, v in docs[0].items() if k not in ("results", "summary", "comparisons")}
     doc["episodes"] = counts.pop()
-    doc["episode_seed"] = min(e["seed"] for r in results for e in r["episodes"])
+    doc["episode_seed"] = min(seeds)
+    doc["episode_seeds"] = seed_range(seeds)
     doc["results"] = results
     doc["summary"] = summarise(task, results)
+    doc["comparisons"] = compare(task, [r for r in results if r["algo"] in PAPER_NAMES], n_boot)
     return doc
+
+
+def report(doc: dict) -> list[str]:
+    """The summary lines printed after an evaluation."""
+    task = doc["task"]
+    lines = [f"{task}: episode seeds {doc['episode_seeds']} ({doc.get('split', 'test')} split)"]
+    for algo, s in doc["summary"].items():
+        if algo not in PAPER_NAMES:  # a scripted reference player
+            lines.append(f"{task} {algo}: {s['metric']} {s['mean']:.1f}")
+            continue
+        lines.append(
+            f"{task} {algo}: {s['metric']} {s['mean']:.1f} ± {s['std']:.1f} (sample std over {s['n']} training "
+            f"seeds {s['seeds']}; per seed {', '.join(f'{v:.1f}' for v in s['per_seed'])})"
+        )
+    for c in doc.get("comparisons", []):
+        lo, hi = c["ci95_episodes"]
+        lo2, hi2 = c["ci95_seeds_episodes"]
+        lines.append(
+            f"{task} {c['a']} - {c['b']}: {c['diff']:+.1f}, 95% CI [{lo:+.1f}, {hi:+.1f}] (paired bootstrap over "
+            f"{c['episodes']} episode seeds, {c['n_boot']} resamples); resampling training seeds too: "
+            f"[{lo2:+.1f}, {hi2:+.1f}]"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", default="maze", help="maze or breakout")
+    p.add_argument("--task", default="maze", help="maze, fetch or breakout")
     p.add_argument("--policies", nargs="+", type=Path, default=[], help="policy checkpoints (.json/.safetensors)")
     p.add_argument("--merge", nargs="+", type=Path, default=[], help="merge evaluation JSONs (e.g. parallel runs)")
     p.add_argument("--episodes", type=int, default=100, help="episodes per policy")
     p.add_argument("--episode-seed", type=int, default=0, help="reset seed of the first episode")
+    p.add_argument("--split", default="test", help="episode-seed split: test (0..999) or selection (1000..1999)")
+    p.add_argument("--noise", type=float, default=0.0, help="FetchPick: start/goal perturbation in metres")
+    p.add_argument("--bootstrap", type=int, default=10_000, help="bootstrap resamples for the CIs")
     p.add_argument("--max-steps", type=int, default=2000, help="Breakout: agent-step cap per episode")
-    p.add_argument("--baselines", action="store_true", help="Breakout: also random play and the scripted expert")
+    p.add_argument("--baselines", action="store_true", help="also the task's scripted expert (Breakout: and random)")
     p.add_argument(
         "--sample",
         action="store_true",
@@ -259,14 +489,25 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         check_task(a.task)
-        if a.episodes < 1 or a.max_steps < 1:
-            raise ValueError("--episodes and --max-steps must be >= 1")
+        if a.episodes < 1 or a.max_steps < 1 or a.bootstrap < 1:
+            raise ValueError("--episodes, --max-steps and --bootstrap must be >= 1")
         if bool(a.policies or a.baselines) == bool(a.merge):
             raise ValueError("give either --policies (to evaluate) or --merge (to combine evaluation JSONs)")
         doc = (
-            merge(a.task, a.merge)
+            merge(a.task, a.merge, a.bootstrap)
             if a.merge
-            else evaluate(a.task, a.policies, a.episodes, a.episode_seed, a.max_steps, a.baselines, a.sample)
+            else evaluate(
+                a.task,
+                a.policies,
+                a.episodes,
+                a.episode_seed,
+                a.max_steps,
+                a.baselines,
+                a.sample,
+                a.noise,
+                a.split,
+                a.bootstrap,
+            )
         )
     except (UnknownTaskError, ValueError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -274,8 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     out = a.out or Path("runs/dbc") / a.task / "eval.json"
     atomic_write_bytes(out, json.dumps(doc, indent=1).encode())
     plot(doc, a.plot or out.with_suffix(".png"))
-    for algo, s in doc["summary"].items():
-        print(f"{a.task} {algo}: {s['metric']} {s['mean']:.1f} ± {s['std']:.1f} over {s['n']} policies")
+    print("\n".join(report(doc)))
     print(f"wrote {out} and {a.plot or out.with_suffix('.png')}")
     return 0
 

@@ -1,19 +1,25 @@
 """Train DBC (diffusion model-augmented behavioural cloning, arXiv 2302.13335) or plain BC.
 
-Two stages (DESIGN.md §5): first fit the joint diffusion model phi on expert (s, a) pairs, then
+Two stages (docs/design.md §5): first fit the joint diffusion model phi on expert (s, a) pairs, then
 train policies with L = L_BC + lambda * L_DM (plain BC is the same code with lambda = 0).
 
     python training/train_dbc.py --task maze --algo diffusion --out policies/maze
     python training/train_dbc.py --task maze --algo bc,dbc --seeds 0,1,2 --lam 30 \\
         --diffusion policies/maze/diffusion --out policies/maze
 
+    python training/train_dbc.py --task fetch --algo diffusion --out policies/fetch
+    python training/train_dbc.py --task fetch --algo bc,dbc,diffusion_policy --seeds 0,1,2,3,4 \\
+        --out policies/fetch
+
     python training/train_dbc.py --task breakout --algo diffusion --out policies/breakout
     python training/train_dbc.py --task breakout --algo bc,dbc --seeds 0,1 \\
         --diffusion policies/breakout/diffusion --out policies/breakout
 
 Every (algo, seed) pair is one policy, saved as `<out>/<algo>_s<seed>`; phi as `<out>/diffusion`.
-Maze policies of all pairs train together as one batched ensemble (identical maths, members
-share nothing; small MLPs on a CPU are overhead-bound, so this is several times faster).
+Maze and FetchPick BC / DBC policies of all pairs train together as one batched ensemble
+(identical maths, members share nothing; small MLPs on a CPU are overhead-bound, so this is
+several times faster). `diffusion_policy` is the Diffusion Policy baseline (model/diffusion_policy.py):
+a conditional DDPM over actions, trained on the same demonstrations, one network per seed.
 
 Breakout's phi diffuses over a 32-d state embedding (the bottleneck of a conv net trained by
 BC on the same demonstrations, frozen, shipped inside the diffusion checkpoint), plus a one-hot
@@ -51,36 +57,42 @@ from model.dbc import (
     save_diffusion,
     save_policy,
 )
+from model.diffusion_policy import DiffusionPolicy, DiffusionPolicyConfig, save_diffusion_policy
 from model.policies import EnsembleMLPPolicy
+from training import fetch, maze
 from training.dbc_data import (
+    DEFAULT_DEMOS,
     DEFAULT_LAMBDA,
+    LOWDIM_TASKS,
     UnknownTaskError,
     breakout_demos,
     check_task,
+    fetch_demos,
     maze_demos,
     store_demos,
 )
-from training.maze import ACTION_DIM, OBS_DIM
 
-ALGOS = ("bc", "dbc", "diffusion")
+ALGOS = ("bc", "dbc", "diffusion_policy", "diffusion")
+DIMS = {"maze": (maze.OBS_DIM, maze.ACTION_DIM), "fetch": (fetch.OBS_DIM, fetch.ACTION_DIM)}
+"""(state, action) sizes of the low-dim tasks."""
 
 
 @dataclass
 class Args:
     task: str = "maze"
-    """maze (PointMaze_Medium, continuous actions) or breakout (pixels, discrete actions)."""
+    """maze (PointMaze_Medium), fetch (FetchPickAndPlace): low-dim, continuous; breakout: pixels, discrete."""
     algo: str = "bc,dbc"
-    """Comma list of bc, dbc; or diffusion alone (stage 1: fit phi on the demonstrations)."""
+    """Comma list of bc, dbc, diffusion_policy (maze, fetch); or diffusion alone (stage 1: fit phi)."""
     seeds: str = "0"
     """Comma list of training seeds; one policy per (algo, seed)."""
     out: Path | None = None
     """Output folder (default runs/dbc/<task>)."""
     lam: float | None = None
-    """lambda of L_DM (default: Maze 30 as in the paper, Breakout 1). bc policies use 0."""
+    """lambda of L_DM (default: Maze 30 and FetchPick 0.5 as in the paper, Breakout 1). bc policies use 0."""
     diffusion: Path | None = None
     """The frozen phi for dbc (default <out>/diffusion, written by --algo diffusion)."""
     steps: int | None = None
-    """Optimisation steps (default: maze 4000 policy / 4000 diffusion; breakout 1500 / 1500)."""
+    """Optimisation steps (default: maze and fetch 4000 policy / 4000 diffusion; breakout 1500 / 1500)."""
     batch_size: int = 128
     """Policy batch (paper: 128)."""
     diffusion_batch_size: int = 256
@@ -90,7 +102,7 @@ class Args:
     clamp: str = "batch"
     """Continuous L_DM clamp: batch (paper's code) or sample."""
     demos: int | None = None
-    """Maze: expert trajectories (default 100). Breakout: expert demonstration frames (default 3000)."""
+    """Maze / FetchPick: expert trajectories (default 100 / 303). Breakout: expert frames (default 3000)."""
     human: Path | None = Path("data/Breakout")
     """Breakout: also use this EpisodeStore's episodes with meta policy 'human', if any ('none' to skip)."""
     data_dir: Path = Path("data/dbc")
@@ -99,6 +111,8 @@ class Args:
     layers: int = 3
     embed_steps: int = 1500
     """Breakout diffusion stage: BC steps for the frozen state embedder."""
+    dp_steps: int = 100
+    """diffusion_policy: DDPM steps N for training and for every action's reverse chain (Chi et al.: 100)."""
     log_every: int = 100
 
     def __post_init__(self) -> None:
@@ -106,9 +120,11 @@ class Args:
         self.algos = [a.strip() for a in self.algo.split(",") if a.strip()]
         for a in self.algos:
             if a not in ALGOS:
-                raise ValueError(f"unknown algo {a!r}: expected bc, dbc or diffusion")
+                raise ValueError(f"unknown algo {a!r}: expected bc, dbc, diffusion_policy or diffusion")
         if "diffusion" in self.algos and len(self.algos) > 1:
             raise ValueError("--algo diffusion trains phi alone; train policies in a second command")
+        if "diffusion_policy" in self.algos and self.task not in LOWDIM_TASKS:
+            raise ValueError(f"diffusion_policy is for the low-dim tasks ({', '.join(LOWDIM_TASKS)}), not {self.task}")
         try:
             self.seed_list = [int(x) for x in str(self.seeds).split(",") if x.strip()]
         except ValueError:
@@ -124,11 +140,13 @@ class Args:
         if self.lam < 0:
             raise ValueError(f"lambda must be >= 0, got {self.lam}")
         if self.steps is None:
-            self.steps = {"maze": 4000, "breakout": 1500}[self.task]
+            self.steps = 1500 if self.task == "breakout" else 4000
         if self.demos is None:
-            self.demos = {"maze": 100, "breakout": 3000}[self.task]
+            self.demos = DEFAULT_DEMOS[self.task]
         if min(self.steps, self.batch_size, self.diffusion_batch_size, self.demos, self.hidden, self.layers) < 1:
             raise ValueError("steps, batch sizes, demos, hidden and layers must be >= 1")
+        if self.dp_steps < 2:
+            raise ValueError(f"--dp-steps must be >= 2, got {self.dp_steps}")
         if self.lr <= 0 or self.grad_clip <= 0:
             raise ValueError("lr and grad_clip must be positive")
         if self.clamp not in ("batch", "sample"):
@@ -153,9 +171,10 @@ def parse_args(argv: list[str] | None) -> Args:
 
 # ---------------------------------------------------------------------------------------------
 def load_data(args: Args) -> dict[str, np.ndarray]:
-    """Expert demonstrations for the task: maze {'states','actions'}, breakout {'obs','actions'}."""
-    if args.task == "maze":
-        return maze_demos(args.demos, cache=args.data_dir / f"maze_{args.demos}.npz")
+    """Expert demonstrations for the task: maze / fetch {'states','actions'}, breakout {'obs','actions'}."""
+    if args.task in LOWDIM_TASKS:
+        demos = {"maze": maze_demos, "fetch": fetch_demos}[args.task]
+        return demos(args.demos, cache=args.data_dir / f"{args.task}_{args.demos}.npz")
     data = breakout_demos(args.demos, cache=args.data_dir / f"breakout_{args.demos}.npz")
     if args.human is not None and Path(args.human).is_dir():
         human = store_demos(args.human, "Breakout", "human")
@@ -170,8 +189,9 @@ def linear_decay(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_sched
 
 
 def policy_config(args: Args) -> PolicyConfig:
-    if args.task == "maze":
-        return PolicyConfig(obs_dim=OBS_DIM, action_dim=ACTION_DIM, hidden=args.hidden, layers=args.layers)
+    if args.task in LOWDIM_TASKS:
+        obs_dim, action_dim = DIMS[args.task]
+        return PolicyConfig(obs_dim=obs_dim, action_dim=action_dim, hidden=args.hidden, layers=args.layers)
     return PolicyConfig(action_dim=4, discrete=True, pixels=True, hidden=args.hidden, frame_diff=True)
 
 
@@ -217,7 +237,10 @@ def fit(
             items = {f"{desc}/train/{k}": v for k, v in loss.items().items()}
             for e, name in enumerate(names or []):  # ensemble: each member's own losses
                 items.update(
-                    {f"{name}/train/{k}": float(getattr(loss, k)[e]) for k in ("total", "bc", "dm", "agent", "expert")}
+                    {
+                        f"{name}/train/{k}": float(getattr(loss, k)[e].detach())
+                        for k in ("total", "bc", "dm", "agent", "expert")
+                    }
                 )
             bar.set_postfix(
                 {
@@ -242,10 +265,11 @@ def train_diffusion(args: Args, data: dict[str, np.ndarray], log: list[dict]) ->
     """Stage 1: phi on expert pairs (pixel tasks: over a frozen BC embedder's features)."""
     embedder = None
     torch.manual_seed(args.seed_list[0])
-    if args.task == "maze":
+    if args.task in LOWDIM_TASKS:
         s = torch.from_numpy(data["states"]).float()
         a = torch.from_numpy(data["actions"]).float()
-        cfg = DiffusionConfig(state_dim=OBS_DIM, action_dim=ACTION_DIM, hidden=args.hidden, layers=args.layers)
+        obs_dim, action_dim = DIMS[args.task]
+        cfg = DiffusionConfig(state_dim=obs_dim, action_dim=action_dim, hidden=args.hidden, layers=args.layers)
     else:
         obs, a = data["obs"], torch.from_numpy(data["actions"])
         embedder = make_policy_net(policy_config(args))
@@ -284,38 +308,21 @@ def train_diffusion(args: Args, data: dict[str, np.ndarray], log: list[dict]) ->
 
 
 def train_policies(args: Args, data: dict[str, np.ndarray], log: list[dict]) -> None:
-    """Stage 2: L = L_BC + lambda * L_DM with phi frozen, one policy per (algo, seed) (bc: lambda = 0)."""
+    """Stage 2: L = L_BC + lambda * L_DM with phi frozen, one policy per (algo, seed) (bc: lambda = 0);
+    diffusion_policy members train their own conditional DDPM instead."""
+    if args.task in LOWDIM_TASKS:
+        members = [(algo, seed) for algo, seed in args.members if algo in ("bc", "dbc")]
+        if members:
+            train_ensemble(args, data, log, members)
+        for algo, seed in args.members:
+            if algo == "diffusion_policy":
+                train_diffusion_policy(args, data, log, seed)
+        return
     phi = embedder = None
     if "dbc" in args.algos:
         phi, embedder, _ = load_diffusion(args.diffusion, task=args.task)
     members = args.members
     lams = [args.lam if algo == "dbc" else 0.0 for algo, _ in members]
-    if args.task == "maze":
-        s = torch.from_numpy(data["states"]).float()
-        a = torch.from_numpy(data["actions"]).float()
-        ens = EnsembleMLPPolicy(policy_config(args), [seed for _, seed in members])
-        ens.obs_norm.fit(s)
-        ens.action_norm.fit(a)
-        lam = torch.tensor(lams)
-
-        def loss_fn(idx: torch.Tensor):  # idx: (E, B)
-            return dbc_loss_continuous(ens(s[idx]), a[idx], s[idx], phi, lam, args.clamp)
-
-        final = fit(
-            args,
-            ens,
-            loss_fn,
-            len(s),
-            args.steps,
-            args.batch_size,
-            "+".join(args.algos),
-            log,
-            seeds=[seed for _, seed in members],
-            names=[f"{algo}_s{seed}" for algo, seed in members],
-        )
-        for e, (algo, seed) in enumerate(members):
-            save_member(args, data, ens.member(e), algo, seed, lams[e], final)
-        return
     frames, a = torch.from_numpy(data["obs"]), torch.from_numpy(data["actions"])
     s_emb = embed_all(embedder, data["obs"]) if embedder is not None else None
     for (algo, seed), lam in zip(members, lams, strict=True):
@@ -327,6 +334,57 @@ def train_policies(args: Args, data: dict[str, np.ndarray], log: list[dict]) -> 
 
         final = _fit_single(args, policy, loss_fn, len(a), algo, seed, log)
         save_member(args, data, policy.eval(), algo, seed, lam, final)
+
+
+def train_ensemble(args: Args, data: dict[str, np.ndarray], log: list[dict], members: list[tuple[str, int]]) -> None:
+    """BC and DBC MLP policies of a low-dim task as one batched ensemble (member e = (algo, seed))."""
+    phi = load_diffusion(args.diffusion, task=args.task)[0] if any(algo == "dbc" for algo, _ in members) else None
+    lams = [args.lam if algo == "dbc" else 0.0 for algo, _ in members]
+    s = torch.from_numpy(data["states"]).float()
+    a = torch.from_numpy(data["actions"]).float()
+    ens = EnsembleMLPPolicy(policy_config(args), [seed for _, seed in members])
+    ens.obs_norm.fit(s)
+    ens.action_norm.fit(a)
+    lam = torch.tensor(lams)
+
+    def loss_fn(idx: torch.Tensor):  # idx: (E, B)
+        return dbc_loss_continuous(ens(s[idx]), a[idx], s[idx], phi, lam, args.clamp)
+
+    final = fit(
+        args,
+        ens,
+        loss_fn,
+        len(s),
+        args.steps,
+        args.batch_size,
+        "+".join(dict.fromkeys(algo for algo, _ in members)),
+        log,
+        seeds=[seed for _, seed in members],
+        names=[f"{algo}_s{seed}" for algo, seed in members],
+    )
+    for e, (algo, seed) in enumerate(members):
+        save_member(args, data, ens.member(e), algo, seed, lams[e], final)
+
+
+def train_diffusion_policy(args: Args, data: dict[str, np.ndarray], log: list[dict], seed: int) -> None:
+    """The Diffusion Policy baseline: eps_theta(a_n, n, s) by the DDPM loss on the expert's (s, a)."""
+    s = torch.from_numpy(data["states"]).float()
+    a = torch.from_numpy(data["actions"]).float()
+    obs_dim, action_dim = DIMS[args.task]
+    torch.manual_seed(seed)  # initial weights and the training noise (n, eps)
+    cfg = DiffusionPolicyConfig(
+        obs_dim=obs_dim, action_dim=action_dim, hidden=args.hidden, layers=args.layers, num_steps=args.dp_steps
+    )
+    policy = DiffusionPolicy(cfg)
+    policy.obs_norm.fit(s)
+    final = _fit_single(
+        args, policy, lambda idx: _Loss(policy.loss(s[idx], a[idx]).mean()), len(s), "diffusion_policy", seed, log
+    )
+    meta = meta_of(args, data, final, "diffusion_policy", seed)
+    meta["lambda"] = None
+    path = Path(args.out) / f"diffusion_policy_s{seed}"
+    save_diffusion_policy(path, policy.eval(), meta)
+    tqdm.write(f"saved {path}.safetensors/.json")
 
 
 def _fit_single(args: Args, policy, loss_fn, n: int, algo: str, seed: int, log: list) -> dict:
@@ -343,7 +401,9 @@ def _fit_single(args: Args, policy, loss_fn, n: int, algo: str, seed: int, log: 
         sched.step()
         if step % args.log_every == 0 or step == args.steps - 1:
             items = {f"{algo}_s{seed}/train/{k}": v for k, v in loss.items().items()}
-            bar.set_postfix({k.split("/")[-1]: f"{v:.4f}" for k, v in items.items() if k.endswith(("bc", "dm"))})
+            bar.set_postfix(
+                {k.split("/")[-1]: f"{v:.4f}" for k, v in items.items() if k.endswith(("bc", "dm", "loss"))}
+            )
             log.append({"step": step, **items})
     return items
 

@@ -92,3 +92,16 @@ def breakout_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert train_dbc.main([*common, "--algo", "diffusion", "--embed-steps", "3", "--steps", "3"]) == 0
     assert train_dbc.main([*common, "--algo", "bc,dbc", "--seeds", "0", "--steps", "3"]) == 0
     return root
+
+
+@pytest.fixture(scope="session")
+def fetch_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """fetch/{diffusion, bc_s0, dbc_s0, diffusion_policy_s0} from 2 real expert episodes, a few steps each."""
+    from training import train_dbc
+
+    root = tmp_path_factory.mktemp("fetch")
+    common = ["--task", "fetch", "--demos", "2", "--data-dir", str(root / "data"), "--hidden", "32", "--layers", "2"]
+    common += ["--out", str(root / "fetch")]
+    assert train_dbc.main([*common, "--algo", "diffusion", "--steps", "10"]) == 0
+    assert train_dbc.main([*common, "--algo", "bc,dbc,diffusion_policy", "--steps", "10", "--dp-steps", "5"]) == 0
+    return root

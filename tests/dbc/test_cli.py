@@ -80,7 +80,7 @@ def test_bad_names_and_mismatched_checkpoints_give_one_error_line(maze_run: Path
     # One real subprocess: the exit code and stderr as a user sees them.
     r = run_cli("training/train_dbc.py", "--task", "pong")
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == ["error: unknown task 'pong': expected one of maze, breakout"]
+    assert r.stderr.strip().splitlines() == ["error: unknown task 'pong': expected one of maze, fetch, breakout"]
     pol = str(maze_run / "maze" / "bc_s0")
     cases = [
         (train_dbc.main, ["--task", "maze", "--algo", "ppo"], "unknown algo 'ppo'"),

@@ -11,12 +11,14 @@ import pytest
 import torch
 
 from model.dbc import act, load_diffusion, load_policy
-from training.dbc_data import TASKS, FrameStack
+from training.dbc_data import FrameStack
 
 ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ("maze", "breakout")
+"""Tasks with shipped policies (FetchPick's come with its multi-seed runs)."""
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", SHIPPED)
 def test_shipped_policies_act_and_match_their_table(task: str) -> None:
     folder = ROOT / "policies" / task
     names = sorted(p.stem for p in folder.glob("*_s*.safetensors"))
