@@ -58,8 +58,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            # uvicorn has closed the websockets with 1012 by now (SIGTERM, Ctrl-C); the same code
+            # for any still open (an app served some other way).
             for conn in list(engine.connections.values()):
-                await conn.close(CloseCode.GOING_AWAY, "server shutting down")
+                await conn.close(CloseCode.RESTART, "server shutting down")
             engine.stop()
 
     app = FastAPI(title="Dream Arcade", version=str(PROTOCOL_VERSION), lifespan=lifespan)

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     """Messages dropped by the rate limit before the connection is closed with 4008."""
     max_errors: int = Field(100, ge=1)
     """Rejected messages before the connection is closed with 4008."""
+    start_rate_per_s: float = Field(2.0, gt=0)
+    """Most `start` messages a connection may send per second; more are refused (`too_many_starts`)."""
 
     # -- play -----------------------------------------------------------------------------
     default_fps: int = Field(15, ge=1, le=30)

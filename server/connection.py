@@ -64,9 +64,22 @@ class TokenBucket:
             return True
         return False
 
+    def refill_from_now(self) -> None:
+        """No refill for the time until now (e.g. the time a start took)."""
+        self.t = time.monotonic()
+
 
 class _Closed(Exception):
     pass
+
+
+class _NotJsonNumber(ValueError):
+    pass
+
+
+def _refuse_constant(token: str) -> None:
+    """json.loads takes NaN, Infinity and -Infinity by default; they are not JSON."""
+    raise _NotJsonNumber(token)
 
 
 class Connection:
@@ -80,6 +93,9 @@ class Connection:
         self.slot = LatestFrame()
         self.send_lock = asyncio.Lock()
         self.bucket = TokenBucket(self.s.rate_limit_per_s, self.s.rate_burst)
+        # Each start resets an emulator (thread pool) and seeds a dream (the shared inference
+        # worker): one client's flood of starts must not crowd out the other players.
+        self.start_bucket = TokenBucket(self.s.start_rate_per_s, max(1, round(self.s.start_rate_per_s)))
         self.errors = 0
         self.rate_dropped = 0
         self.frames_sent = 0
@@ -207,7 +223,10 @@ class Connection:
                 await self.reject("binary_not_expected", "the server accepts only JSON text messages")
                 continue
             try:
-                obj = json.loads(text)
+                obj = json.loads(text, parse_constant=_refuse_constant)
+            except _NotJsonNumber as e:
+                await self.reject("bad_json", f"message is not valid JSON: {e} is not a JSON number")
+                continue
             except (ValueError, RecursionError):
                 await self.reject("bad_json", "message is not valid JSON")
                 continue
@@ -269,6 +288,11 @@ class Connection:
             raise SessionError(
                 "unknown_game", f"no model for {m.game!r}; games: {', '.join(sorted(self.engine.games))}"
             )
+        if not self.start_bucket.take():
+            raise SessionError(
+                "too_many_starts",
+                f"at most {self.s.start_rate_per_s:g} starts per second; this one was refused (the session goes on)",
+            )
         await self._stop_session()
         self.slot.item = None
         session = Session(
@@ -287,13 +311,15 @@ class Connection:
         )
         await session.new_episode()
         self.session = session
+        info = self.engine.game_info(rt)
         await self.send(
             P.Ready(
                 session=self.id,
                 game=rt.game,
                 action_meanings=rt.meanings,
                 keymap=rt.keymap,
-                policies=self.engine.game_info(rt)["policies"],
+                policies=info["policies"],
+                control_modes=info["control_modes"],
                 context_frames=rt.context_frames,
                 width=FRAME_SIZE,
                 height=FRAME_SIZE,
@@ -301,6 +327,8 @@ class Connection:
             )
         )
         self.session_task = asyncio.create_task(self._run_session(session))
+        # Starts queued while this one ran are read at once: the limit counts from its end.
+        self.start_bucket.refill_from_now()
 
     def metrics(self) -> dict[str, Any]:
         s = self.session

@@ -144,6 +144,7 @@ class Engine:
             "action_meanings": rt.meanings,
             "keymap": rt.keymap,
             "policies": policies.available(rt.game),
+            "control_modes": policies.control_modes(rt.game),
             "context_frames": rt.context_frames,
             "preset": rt.model.cfg.preset,
             "snapshot": rt.snapshot.name,

@@ -125,6 +125,12 @@ def needs_env(name: str) -> bool:
     return name in _REGISTRY and _REGISTRY[name].needs_env
 
 
+def control_modes(game: str) -> dict[str, list[str]]:
+    """Per control choice for a game, the modes it can play in (one that reads the emulator has
+    none in Dream mode)."""
+    return {n: ["real", "side"] if needs_env(n) else ["dream", "real", "side"] for n in available(game)}
+
+
 def make(name: str, game: str, meanings: list[str]) -> Policy:
     if name not in available(game) or name == "human":
         raise ValueError(f"unknown control {name!r} for {game}: expected one of {', '.join(available(game))}")

@@ -24,10 +24,10 @@ class CloseCode:
     """Websocket close codes the server uses (docs/protocol.md, "Close codes")."""
 
     NORMAL = 1000
-    GOING_AWAY = 1001  # server shutting down
     ORIGIN_REJECTED = 1008  # Origin not in the allow list (before the handshake completes)
     TOO_BIG = 1009  # a message over max_message_bytes
     INTERNAL = 1011  # the session failed; other sessions are unaffected
+    RESTART = 1012  # server stopping or restarting (what uvicorn sends every websocket on SIGTERM)
     SERVER_FULL = 1013  # "try again later": the session cap is reached
     IDLE = 4001  # nothing received for idle_timeout_s
     ABUSE = 4008  # too many rejected or rate-limited messages
@@ -124,6 +124,7 @@ class Ready(_Msg):
     action_meanings: list[str]
     keymap: dict[str, Any]
     policies: list[str]
+    control_modes: dict[str, list[Mode]]  # per control in `policies`: the modes it can play in
     context_frames: int
     width: int
     height: int
@@ -173,8 +174,10 @@ class RealInfo(_Msg):
 
 
 class DreamInfo(_Msg):
-    reward: float
-    end_prob: float
+    reward: float  # drawn from the reward head
+    end_prob: float  # P(end) from the end head
+    end: bool  # the end drawn this tick (a lost life in the dream)
+    lives: int  # the real lives at the dream's seed, less the dream's ends
     episode_return: float
 
 
@@ -195,6 +198,7 @@ class FrameHeader(_Msg):
     real: RealInfo | None
     dream: DreamInfo | None
     agent: AgentInfo | None = None  # when a trained agent chose this tick's action
+    waiting_for_serve: bool = False  # the game waits for FIRE (Breakout before a serve)
     ms: float  # server ms to produce this tick's dream frame (0 in real mode)
     tick_ms: float  # server ms for the whole tick (emulator + dream)
     fps: float  # ticks per second over the last second

@@ -37,6 +37,7 @@ from server.protocol import AgentInfo, DreamInfo, EpisodeEnd, Error, Mode, PlayS
 from server.worker import InferenceWorker
 from training.envs import make_env
 from training.episode_store import Episode, EpisodeStore
+from training.experts import WAITING
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class _RealTrack:
     life_lost: list[bool] = field(default_factory=list)
     lives: int = 0
     done: bool = False
+    waiting: bool = False  # the emulator waits for FIRE (no ball in play)
 
 
 @dataclass
@@ -89,6 +91,8 @@ class _DreamTrack:
     hidden: tuple[torch.Tensor, torch.Tensor]  # reward/end LSTM state, (1, 1, D) each
     shown: deque  # the last L dreamed frames, uint8 (H, W, 3)
     episode_return: float = 0.0
+    lives: int = 0  # the real lives at the seed, less the ends the dream drew
+    waiting: bool = False  # no FIRE since the seed or the dream's last end
 
 
 FrameSink = Callable[[dict[str, Any], list[np.ndarray]], None]
@@ -135,6 +139,11 @@ class Session:
         self.tick = 0
         self.action = 0
         self.seq = -1
+        # A press that came and went between two ticks (keydown and keyup before the tick): the
+        # next tick plays it once, then the held action; (seq, action) or None.
+        self._latched: tuple[int, int] | None = None
+        self._fresh = False  # self.action arrived after the last tick and has not been played
+        self._applied = 0  # the action of the last tick
         self.last_dream_ms = 0.0
         self._tick_times: deque[float] = deque(maxlen=32)
         self._commands: asyncio.Queue[tuple[Callable[..., Awaitable[None]], tuple]] = asyncio.Queue()
@@ -185,7 +194,24 @@ class Session:
     def set_input(self, seq: int, action: int) -> None:
         if not 0 <= action < len(self.rt.meanings):
             raise SessionError("bad_action", f"action must be 0..{len(self.rt.meanings) - 1} for {self.rt.game}")
-        self.seq, self.action = seq, action
+        if self._fresh and self._latched is None and self.action != self._applied:
+            self._latched = (self.seq, self.action)  # replaced before any tick played it
+        self.seq, self.action, self._fresh = seq, action, True
+
+    def _next_input(self) -> tuple[int, int]:
+        """(seq, action) for this tick: a latched press first, else the held action."""
+        if self._latched is not None:
+            (seq, action), self._latched = self._latched, None
+        else:
+            seq, action, self._fresh = self.seq, self.action, False
+        return seq, action
+
+    @property
+    def waiting_for_serve(self) -> bool:
+        """The game waits for FIRE: the emulator's word where there is one, else the dream's."""
+        if self.has_real:
+            return self.real.waiting
+        return self.dream is not None and self.dream.waiting
 
     # -- commands (applied in the tick loop) ------------------------------------------------
     def command(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
@@ -199,7 +225,10 @@ class Session:
         await self._announce("reset")
 
     async def cmd_pause(self, paused: bool | None) -> None:
+        was = self.paused
         self.paused = (not self.paused) if paused is None else paused
+        if was and not self.paused:
+            self._tick_times.clear()  # the measured fps starts afresh, not averaged over the pause
         await self._announce("pause")
 
     async def cmd_step(self) -> None:
@@ -216,6 +245,7 @@ class Session:
         await self._seed_dream(frames, actions)
         if self.policy is not None and not self.has_real:  # it sees the dream, which just jumped
             self.policy.reset()
+        self.tick = 0
         self._emit(frames[-1] if self.has_real else None, frames[-1], None, None, 0.0, 0.0)
         await self._announce("resync")
 
@@ -265,12 +295,15 @@ class Session:
         self.real.terminated.append(bool(term))
         self.real.life_lost.append(lives < self.real.lives)
         self.real.lives = lives
+        waiting = WAITING.get(self.rt.game)
+        self.real.waiting = waiting is not None and waiting(self.env)
 
     async def new_episode(self) -> None:
         loop = asyncio.get_running_loop()
         frames, actions, _ = await loop.run_in_executor(self.executor, self._env_reset)
         self.over = False
         self.dream = None
+        self.tick = 0
         if self.seed is None:
             self.dream_rng.seed()  # a fresh random seed
         else:
@@ -286,8 +319,15 @@ class Session:
         obs_ctx = frames_to_tensor(torch.from_numpy(np.stack(frames))[None]).to(device)  # (1, L, C, H, W)
         act_prev = torch.tensor([actions], dtype=torch.long, device=device)  # (1, L-1)
         hidden = await self.rt.worker.burn_in(obs_ctx, act_prev)
+        # The dream goes on from the real game where it was seeded: its score, lives, serve.
         self.dream = _DreamTrack(
-            obs_ctx, open_action_slot(act_prev), hidden, deque(frames, maxlen=self.rt.context_frames)
+            obs_ctx,
+            open_action_slot(act_prev),
+            hidden,
+            deque(frames, maxlen=self.rt.context_frames),
+            episode_return=float(sum(self.real.rewards)),
+            lives=self.real.lives,
+            waiting=self.real.waiting,
         )
 
     # -- the tick loop -----------------------------------------------------------------------
@@ -329,7 +369,7 @@ class Session:
         done = bool(term or trunc) or len(self.real.actions) >= self.max_episode_steps
         return obs, float(reward), done, int(info.get("lives", 0))
 
-    async def _dream_step(self, action: int) -> tuple[np.ndarray, float, float, float]:
+    async def _dream_step(self, action: int) -> tuple[np.ndarray, float, float, bool, float]:
         d = self.dream
         act_ctx = with_action(d.act_ctx, torch.tensor([action]))
         noise = DreamNoise.draw(1, d.obs_ctx.shape[2:], self.dream_rng)
@@ -341,13 +381,21 @@ class Session:
         frame = tensor_to_frames(nxt[0]).cpu().numpy()
         d.shown.append(frame)
         d.episode_return += reward
-        return frame, reward, end_prob, ms
+        end = bool(noise.uniform[0, 1] < end_prob)  # the model's own draw of the end (DreamStep.end)
+        if end:
+            d.lives = max(0, d.lives - 1)
+        if WAITING.get(self.rt.game) is not None:  # a game that waits for the serve after each end
+            d.waiting = end or (d.waiting and "FIRE" not in self.rt.meanings[action])
+        return frame, reward, end_prob, end, ms
 
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
-        seq = self.seq
-        action = self.action if self.policy is None else await loop.run_in_executor(self.executor, self._choose_action)
+        seq, action = self._next_input()
+        if self.policy is not None:
+            self._latched = None  # the keys are ignored while a policy plays
+            action = await loop.run_in_executor(self.executor, self._choose_action)
+        self._applied = action
         jobs = []
         if self.has_real:
             jobs.append(loop.run_in_executor(self.executor, self._env_step, action))
@@ -364,8 +412,14 @@ class Session:
             obs, reward, done, lives = real
             real_info = RealInfo(reward=reward, done=done, lives=lives, episode_return=float(sum(self.real.rewards)))
         if dream is not None:
-            dframe, dreward, end_prob, self.last_dream_ms = dream
-            dream_info = DreamInfo(reward=dreward, end_prob=end_prob, episode_return=self.dream.episode_return)
+            dframe, dreward, end_prob, end, self.last_dream_ms = dream
+            dream_info = DreamInfo(
+                reward=dreward,
+                end_prob=end_prob,
+                end=end,
+                lives=self.dream.lives,
+                episode_return=self.dream.episode_return,
+            )
         tick_ms = (time.perf_counter() - t0) * 1000
         self._emit(
             real[0] if real else None,
@@ -422,6 +476,7 @@ class Session:
             "real": real_info,
             "dream": dream_info,
             "agent": agent,
+            "waiting_for_serve": self.waiting_for_serve,
             "ms": ms,
             "tick_ms": tick_ms,
             "fps": self.measured_fps(),

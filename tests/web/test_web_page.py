@@ -7,24 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, sync_playwright
-from web_helpers import CHROMIUM, CHROMIUM_ARGS
+from playwright.sync_api import sync_playwright
+from web_helpers import CHROMIUM, CHROMIUM_ARGS, wait_ticks
 
 CANVASES = (
     "() => ({real: document.getElementById('real').toDataURL(), dream: document.getElementById('dream').toDataURL()})"
 )
-
-
-def tick(page: Page) -> int:
-    text = page.inner_text("#hud-tick")
-    return int(text.split("·")[0]) if "·" in text else -1
-
-
-def wait_ticks(page: Page, n: int, timeout: float = 120) -> None:
-    start, deadline = tick(page), time.monotonic() + timeout
-    while tick(page) < start + n:
-        assert time.monotonic() < deadline, f"fewer than {n} ticks in {timeout} s"
-        time.sleep(0.1)
 
 
 @pytest.mark.browser

@@ -51,9 +51,13 @@ export class Rate {
     this.times.push(now);
     while (this.times.length > 30 || (this.times.length && this.times[0] < now - this.windowMs)) this.times.shift();
   }
+  reset() {
+    this.times = [];
+  }
+  // Ticks per second, or null before two ticks.
   get value() {
     const t = this.times;
-    if (t.length < 2) return 0;
+    if (t.length < 2) return null;
     return (t.length - 1) / ((t[t.length - 1] - t[0]) / 1000);
   }
 }
@@ -69,6 +73,13 @@ export class Chart {
   clear() {
     this.points = [];
     this.draw();
+  }
+  // The latest PSNR and the mean of the last n points, or null before the first.
+  latest(n = 20) {
+    const values = this.points.filter((p) => p.v != null).map((p) => p.v);
+    if (!values.length) return null;
+    const recent = values.slice(-n);
+    return { last: values[values.length - 1], mean: recent.reduce((a, b) => a + b, 0) / recent.length, n: recent.length };
   }
   mark(label) {
     this.points.push({ v: null, mark: label });

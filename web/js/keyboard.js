@@ -1,17 +1,34 @@
-// Held keys -> buttons -> action, using the server's keymap (server/keymap.py):
+// Held keys and touch buttons -> buttons -> action, using the server's keymap (server/keymap.py):
 // keymap.keys maps KeyboardEvent.code to a button, keymap.table maps a button bitmask to an action.
+//
+// Keys play only while the focus is on the page or the game area. A control the player reached
+// with Tab keeps its keys (arrows move a slider, Space presses a button); one they clicked gives
+// them back: the first game key blurs it and plays. Escape always returns the keys to the game.
+
+const SHORTCUTS = ["KeyR", "KeyP", "KeyN", "KeyY", "KeyT"];
+const CONTROLS = "button, select, input, textarea, a[href], [contenteditable]";
+const POINTER_FOCUS_MS = 600; // a focus this soon after a pointer press came from the pointer
 
 export class Keyboard {
-  constructor(onChange, onShortcut) {
+  constructor(onChange, onShortcut, gameArea) {
     this.onChange = onChange; // (actionIndex) => void, called when the resolved action changes
-    this.onShortcut = onShortcut; // (key) => void for R / P / N / Y
+    this.onShortcut = onShortcut; // (key) => void for R / P / N / Y / T
+    this.gameArea = gameArea; // the element whose focus means "playing"
     this.keymap = null;
-    this.held = new Set();
+    this.keys = new Set(); // buttons held on the keyboard
+    this.touches = new Map(); // pointerId -> button held on screen
     this.action = 0;
+    this.lastPointerDown = -Infinity;
+    this.pointerFocused = new WeakSet(); // controls that got the focus from a click or a tap
     window.addEventListener("keydown", (e) => this.down(e));
     window.addEventListener("keyup", (e) => this.up(e));
     window.addEventListener("blur", () => this.clear());
     document.addEventListener("visibilitychange", () => document.hidden && this.clear());
+    document.addEventListener("pointerdown", () => (this.lastPointerDown = performance.now()), true);
+    document.addEventListener("focusin", (e) => {
+      if (performance.now() - this.lastPointerDown < POINTER_FOCUS_MS) this.pointerFocused.add(e.target);
+      else this.pointerFocused.delete(e.target);
+    });
   }
 
   setKeymap(keymap) {
@@ -19,15 +36,29 @@ export class Keyboard {
     this.clear();
   }
 
+  // The control that has the keys (a focused form control), or null when they play.
+  controlWithKeys(e) {
+    const el = e.target instanceof Element ? e.target.closest(CONTROLS) : null;
+    if (!el || (this.gameArea && this.gameArea.contains(el))) return null;
+    return el;
+  }
+
   down(e) {
+    const control = this.controlWithKeys(e);
+    if (e.code === "Escape" && control) return control.blur();
     if (!this.keymap) return;
-    if (e.target instanceof HTMLInputElement && e.target.type !== "range") return;
     const button = this.keymap.keys[e.code];
+    const isShortcut = !e.repeat && !e.ctrlKey && !e.metaKey && !e.altKey && SHORTCUTS.includes(e.code);
+    if (!button && !isShortcut) return;
+    if (control) {
+      if (!this.pointerFocused.has(control)) return; // reached with Tab: the control keeps its keys
+      control.blur(); // clicked a moment ago: the keys go back to the game
+    }
     if (button) {
       e.preventDefault();
-      this.held.add(button);
+      this.keys.add(button);
       this.update();
-    } else if (!e.repeat && !e.ctrlKey && !e.metaKey && !e.altKey && ["KeyR", "KeyP", "KeyN", "KeyY", "KeyT"].includes(e.code)) {
+    } else {
       this.onShortcut(e.code.slice(3));
     }
   }
@@ -35,23 +66,39 @@ export class Keyboard {
   up(e) {
     if (!this.keymap) return;
     const button = this.keymap.keys[e.code];
-    if (button) {
+    if (button && this.keys.has(button)) {
       e.preventDefault();
-      this.held.delete(button);
+      this.keys.delete(button);
       this.update();
     }
   }
 
-  clear() {
-    this.held.clear();
+  // On-screen buttons and taps: one button per pointer.
+  press(pointerId, button) {
+    this.touches.set(pointerId, button);
     this.update();
+  }
+
+  release(pointerId) {
+    if (this.touches.delete(pointerId)) this.update();
+  }
+
+  clear() {
+    this.keys.clear();
+    this.touches.clear();
+    this.update();
+  }
+
+  get held() {
+    return new Set([...this.keys, ...this.touches.values()]);
   }
 
   update() {
     if (!this.keymap) return;
+    const held = this.held;
     let mask = 0;
     this.keymap.buttons.forEach((b, i) => {
-      if (this.held.has(b)) mask |= 1 << i;
+      if (held.has(b)) mask |= 1 << i;
     });
     const action = this.keymap.table[mask];
     if (action !== this.action) {

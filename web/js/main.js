@@ -8,6 +8,16 @@ import { Recorder } from "./recorder.js";
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 
+const ERROR_SHOWN_MS = 5000; // an error stays this long, or until the next accepted action
+const MODE_NAMES = { side: "Side by side", dream: "Dream", real: "Real" };
+const TOUCH_BUTTONS = [
+  ["UP", "▲"],
+  ["LEFT", "◀"],
+  ["FIRE", "FIRE"],
+  ["RIGHT", "▶"],
+  ["DOWN", "▼"],
+];
+
 const screens = { real: $("real"), dream: $("dream") };
 const contexts = { real: screens.real.getContext("2d"), dream: screens.dream.getContext("2d") };
 const chart = new Chart($("chart"));
@@ -15,18 +25,40 @@ const latency = new Latency();
 const dreamRate = new Rate();
 const recorder = new Recorder($("rec-canvas"), [screens.real, screens.dream]);
 
-const state = { games: [], game: null, ready: null, settings: null, seq: 0, lastHeader: null };
+const state = { games: [], game: null, ready: null, settings: null, seq: 0, lastHeader: null, lost: null };
+
+// -- status line: what the page is doing, and errors that fade -------------------------------------
+const status = { text: "connecting…", warn: false, errorTimer: null };
+
+function renderStatus(text, warn) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", warn);
+}
+
+function setStatus(text, warn = false) {
+  Object.assign(status, { text, warn });
+  if (status.errorTimer == null) renderStatus(text, warn);
+}
+
+function showError(text) {
+  clearTimeout(status.errorTimer);
+  status.errorTimer = setTimeout(clearError, ERROR_SHOWN_MS);
+  renderStatus(text, true);
+}
+
+function clearError() {
+  clearTimeout(status.errorTimer);
+  status.errorTimer = null;
+  renderStatus(status.text, status.warn);
+}
 
 // -- network ---------------------------------------------------------------------------------
 const net = new Net(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
-
-function setStatus(text, error = false) {
-  $("status").textContent = text;
-  $("status").classList.toggle("error", error);
-}
+let countdown = null;
 
 function start() {
   const game = $("game").value;
+  if (!net.open) return net.connect(); // the server's hello starts the game
   if (!game) return;
   chart.clear();
   net.send({
@@ -45,19 +77,41 @@ function configure(fields) {
   if (state.ready) net.send({ type: "configure", ...fields });
 }
 
+function showReconnect(why) {
+  const s = net.retrySeconds;
+  setStatus(s == null ? `${why}: reconnecting…` : `${why}: reconnecting in ${s} s`, true);
+}
+
 net
-  .on("open", () => setStatus("connected"))
-  .on("close", ({ code, reason }) => {
-    setStatus(`disconnected: ${CLOSE_REASONS[code] || reason || "closed"} (code ${code})`, code !== 1000);
+  .on("open", () => {
+    clearInterval(countdown);
+    state.lost = null;
+    setStatus("connected");
+  })
+  .on("close", ({ code, reason, retry }) => {
+    // A failed try while reconnecting keeps the reason the game was lost for.
+    const lost = `${CLOSE_REASONS[code] || reason || "closed"}, code ${code}`;
+    if (state.ready || !state.lost) state.lost = lost;
+    const why = `disconnected (${state.lost})`;
     state.ready = null;
     keyboard.clear();
+    showOverlays();
+    clearInterval(countdown);
+    if (retry) {
+      showReconnect(why);
+      countdown = setInterval(() => showReconnect(why), 250);
+    } else {
+      setStatus(`${why}: press Start to connect again`, true);
+    }
   })
   .on("hello", (msg) => {
     state.games = msg.games;
+    const wanted = $("game").value || params.get("game");
     $("game").replaceChildren(...msg.games.map((g) => new Option(g, g)));
     if (!msg.games.length) return setStatus("no games: the server has no world-model snapshot", true);
-    if (params.get("game") && msg.games.includes(params.get("game"))) $("game").value = params.get("game");
-    if (["dream", "real", "side"].includes(params.get("mode"))) $("mode").value = params.get("mode");
+    if (wanted && msg.games.includes(wanted)) $("game").value = wanted;
+    if (!state.settings && ["dream", "real", "side"].includes(params.get("mode"))) $("mode").value = params.get("mode");
+    if (!state.settings && Number(params.get("fps")) >= 1) $("fps").value = params.get("fps"); // ?fps=2
     start();
   })
   .on("ready", (msg) => {
@@ -66,13 +120,17 @@ net
     keyboard.setKeymap(msg.keymap);
     $("control").replaceChildren(...msg.policies.map((p) => new Option(p, p)));
     renderLegend(msg.keymap.legend);
+    renderTouchpad(msg.keymap, msg.action_meanings);
     renderAgent(msg.action_meanings);
+    dreamRate.reset();
+    clearError();
     applySettings(msg.settings);
-    const wanted = params.get("control");  // ?control=agent: watch the agent from the first tick
+    const wanted = params.get("control"); // ?control=agent: watch the agent from the first tick
     if (wanted && wanted !== msg.settings.control && msg.policies.includes(wanted)) configure({ control: wanted });
     setStatus(`playing ${msg.game}`);
   })
   .on("state", (msg) => {
+    clearError(); // an accepted action
     applySettings(msg.settings);
     if (msg.reason === "reset" || msg.reason === "resync" || msg.reason === "configure") chart.mark(msg.reason);
   })
@@ -81,8 +139,14 @@ net
     const dream = msg.dream_return == null ? "" : `, dream return ${msg.dream_return}`;
     showBanner(`Game over after ${msg.length} steps: real return ${msg.real_return}${dream}. R to reset.`);
   })
-  .on("saved", (msg) => setStatus(`saved ${msg.length} steps to ${msg.path}`))
-  .on("error", (msg) => setStatus(`${msg.code}: ${msg.message}`, true))
+  .on("saved", (msg) => {
+    clearError();
+    setStatus(`saved ${msg.length} steps to ${msg.path}`);
+  })
+  .on("error", (msg) => {
+    showError(`${msg.code}: ${msg.message}`);
+    if (state.settings) applySettings(state.settings); // the controls show what the server kept
+  })
   .on("pong", () => {});
 
 // -- frames ------------------------------------------------------------------------------------
@@ -102,6 +166,33 @@ function fmt(x, digits = 1) {
   return x == null || Number.isNaN(x) ? "–" : Number(x).toFixed(digits);
 }
 
+function showScores(header) {
+  const { real, dream } = header;
+  $("score-real").textContent = real ? fmt(real.episode_return, 0) : "–";
+  $("lives-real").textContent = real ? real.lives : "–";
+  $("score-dream").textContent = dream ? fmt(dream.episode_return, 0) : "–";
+  $("lives-dream").textContent = dream ? dream.lives : "–";
+  // A point (or a lost life) that only the dream saw: flash the dream's numbers.
+  const invented = dream && (dream.reward !== 0 || dream.end) && (!real || real.reward !== dream.reward);
+  if (invented) {
+    const bar = $("dream-score");
+    bar.classList.remove("invented");
+    void bar.offsetWidth; // restart the animation
+    bar.classList.add("invented");
+  }
+}
+
+let captionAt = 0;
+function showChartCaption() {
+  const now = performance.now();
+  if (now - captionAt < 1000) return; // a caption for screen readers, not a ticker
+  captionAt = now;
+  const p = chart.latest();
+  $("chart-caption").textContent = p
+    ? `Latest PSNR ${p.last.toFixed(1)} dB; mean of the last ${p.n}: ${p.mean.toFixed(1)} dB (higher: the dream is closer to the real game).`
+    : "No divergence yet: it needs Side by side.";
+}
+
 function onFrame(header, frames) {
   for (const name of header.frames) draw(name, frames[name], header);
   latency.shown(header.seq);
@@ -111,6 +202,7 @@ function onFrame(header, frames) {
     p = psnr(frames.real, frames.dream);
     chart.push(p);
   }
+  showChartCaption();
   const lat = latency.stats();
   const meanings = state.ready ? state.ready.action_meanings : [];
   $("hud-fps").textContent = header.frames.includes("dream") ? fmt(dreamRate.value) : "– (no dream)";
@@ -124,14 +216,16 @@ function onFrame(header, frames) {
   $("r-dream").textContent = header.dream ? fmt(header.dream.reward) : "–";
   $("ret-dream").textContent = header.dream ? fmt(header.dream.episode_return) : "–";
   $("done-dream").textContent = header.dream ? `p=${fmt(header.dream.end_prob, 2)}` : "–";
+  showScores(header);
   highlightLegend(header.action);
   showAgent(header.agent, header.action);
   state.lastHeader = header;
+  showOverlays();
   recorder.frame({
     tick: header.tick,
     seq: header.seq,
     action: header.action,
-    action_name: meanings[header.action],
+    action_name: meanings[header.action] ?? null,
     real: header.real,
     dream: header.dream,
     agent: header.agent,
@@ -140,8 +234,19 @@ function onFrame(header, frames) {
   });
 }
 
+// "Paused" over the screens, else the serve prompt while the game waits for FIRE.
+function showOverlays() {
+  const s = state.ready ? state.settings : null;
+  const paused = Boolean(s && s.paused && !s.over);
+  const serve = Boolean(s && !paused && !s.over && state.lastHeader && state.lastHeader.waiting_for_serve);
+  $("pause-overlay").hidden = !paused;
+  $("serve-overlay").hidden = !(serve && s.control === "human");
+}
+
 // -- settings and controls ------------------------------------------------------------------------
 function applySettings(s) {
+  const resumed = state.settings && state.settings.paused && !s.paused;
+  if (resumed) dreamRate.reset(); // the figure measures play since the resume, not the pause
   state.settings = s;
   $("mode").value = s.mode;
   $("steps").value = s.steps;
@@ -153,9 +258,30 @@ function applySettings(s) {
   $("pause").textContent = s.paused ? "Resume" : "Pause";
   $("real-fig").classList.toggle("off", s.mode === "dream");
   $("dream-fig").classList.toggle("off", s.mode === "real");
-  $("resync").disabled = s.mode === "real";
-  $("save").disabled = s.mode === "dream";
+  $("screens").dataset.mode = s.mode;
+  explainChoices(s);
   if (!s.over) hideBanner();
+  showOverlays();
+}
+
+// Disable what the server would refuse, and say why.
+function explainChoices(s) {
+  const modes = state.ready ? state.ready.control_modes || {} : {};
+  for (const option of $("control").options) {
+    const ok = !modes[option.value] || modes[option.value].includes(s.mode);
+    option.disabled = !ok;
+    option.title = ok ? "" : `${option.value} reads the real emulator: not in ${MODE_NAMES[s.mode]} mode`;
+  }
+  const allowed = modes[s.control];
+  for (const option of $("mode").options) {
+    const ok = !allowed || allowed.includes(option.value);
+    option.disabled = !ok;
+    option.title = ok ? "" : `the ${s.control} control reads the real emulator: switch Control first`;
+  }
+  $("resync").disabled = s.mode === "real";
+  $("resync").title = s.mode === "real" ? "Resync needs a dream: Dream or Side by side" : "Reseed the dream from the real frames (Y)";
+  $("save").disabled = s.mode === "dream";
+  $("save").title = s.mode === "dream" ? "Dream mode has no real play to save" : "Save the real play since the last reset";
 }
 
 function showBanner(text) {
@@ -177,6 +303,39 @@ function renderLegend(legend) {
       return tr;
     }),
   );
+}
+
+// On-screen buttons for the game's buttons (shown on touch screens and narrow windows).
+function renderTouchpad(keymap, meanings) {
+  const used = new Set(keymap.buttons.filter((b) => meanings.some((name) => name.includes(b))));
+  $("touchpad").toggleAttribute("data-updown", used.has("UP") || used.has("DOWN"));
+  $("touchpad").replaceChildren(
+    ...TOUCH_BUTTONS.filter(([b]) => used.has(b)).map(([b, label]) => {
+      const el = document.createElement("button");
+      el.type = "button";
+      el.tabIndex = -1;
+      el.dataset.button = b;
+      el.className = `pad-${b.toLowerCase()}`;
+      el.textContent = label;
+      holdWhilePressed(el, () => b);
+      return el;
+    }),
+  );
+}
+
+// Hold a button while a pointer presses el; the release is caught even off the element.
+function holdWhilePressed(el, button) {
+  el.addEventListener("pointerdown", (e) => {
+    const b = button(e);
+    if (!b || !state.ready) return;
+    e.preventDefault(); // no text selection, no double-tap zoom, no focus...
+    if (el.tabIndex >= 0) el.focus({ preventScroll: true }); // ...but the game area takes the keys
+    el.setPointerCapture?.(e.pointerId);
+    keyboard.press(e.pointerId, b);
+  });
+  for (const type of ["pointerup", "pointercancel", "lostpointercapture"]) {
+    el.addEventListener(type, (e) => keyboard.release(e.pointerId));
+  }
 }
 
 function renderAgent(meanings) {
@@ -206,7 +365,7 @@ function showAgent(agent, action) {
 
 function toggleAgent() {
   const policies = state.ready ? state.ready.policies : [];
-  if (!policies.includes("agent")) return setStatus("no trained agent for this game", true);
+  if (!policies.includes("agent")) return showError("no trained agent for this game");
   configure({ control: state.settings?.control === "agent" ? "human" : "agent" });
 }
 
@@ -221,47 +380,59 @@ function sendInput(action) {
   net.send({ type: "input", seq: state.seq, action });
 }
 
-const keyboard = new Keyboard(sendInput, (key) => {
-  if (key === "R") net.send({ type: "reset" });
-  if (key === "P") net.send({ type: "pause" });
-  if (key === "N") net.send({ type: "step" });
-  if (key === "Y") net.send({ type: "resync" });
-  if (key === "T") toggleAgent();
-});
+const keyboard = new Keyboard(
+  sendInput,
+  (key) => {
+    if (key === "R") net.send({ type: "reset" });
+    if (key === "P") net.send({ type: "pause" });
+    if (key === "N") net.send({ type: "step" });
+    if (key === "Y") net.send({ type: "resync" });
+    if (key === "T") toggleAgent();
+  },
+  $("screens"),
+);
 
-// Controls must not keep the focus, or arrow keys would change them instead of playing.
-function blurAfter(el, fn) {
-  el.addEventListener("change", (e) => {
-    fn(e);
-    el.blur();
+// A tap or click on the screens serves while the game waits for it.
+holdWhilePressed($("screens"), () => (state.lastHeader?.waiting_for_serve ? "FIRE" : null));
+
+// A control used with the mouse or a finger gives the keys back to the game at once; one reached
+// with Tab keeps the focus (keyboard.js decides where keys go).
+function returnFocus(el) {
+  if (keyboard.pointerFocused.has(el)) el.blur();
+}
+
+function onChange(el, fn) {
+  el.addEventListener("change", () => {
+    fn();
+    returnFocus(el);
   });
 }
 
-$("start").addEventListener("click", (e) => {
-  e.target.blur();
+function onClick(el, fn) {
+  el.addEventListener("click", () => {
+    fn();
+    returnFocus(el);
+  });
+}
+
+$("start").addEventListener("click", () => {
   start();
+  $("screens").focus({ preventScroll: true }); // however Start was pressed, the keys play next
 });
-blurAfter($("game"), start);
-blurAfter($("mode"), () => configure({ mode: $("mode").value }));
-blurAfter($("steps"), () => configure({ steps: Number($("steps").value) }));
-blurAfter($("sampler"), () => configure({ sampler: $("sampler").value }));
-blurAfter($("fps"), () => configure({ fps: Number($("fps").value) }));
-blurAfter($("control"), () => configure({ control: $("control").value }));
+onChange($("game"), start);
+onChange($("mode"), () => configure({ mode: $("mode").value }));
+onChange($("steps"), () => configure({ steps: Number($("steps").value) }));
+onChange($("sampler"), () => configure({ sampler: $("sampler").value }));
+onChange($("fps"), () => configure({ fps: Number($("fps").value) }));
+onChange($("control"), () => configure({ control: $("control").value }));
 $("steps").addEventListener("input", () => ($("steps-out").textContent = $("steps").value));
 $("fps").addEventListener("input", () => ($("fps-out").textContent = $("fps").value));
-for (const [id, type] of [["reset", "reset"], ["pause", "pause"], ["step", "step"], ["resync", "resync"]]) {
-  $(id).addEventListener("click", (e) => {
-    e.target.blur();
-    net.send({ type });
-  });
-}
-$("save").addEventListener("click", (e) => {
-  e.target.blur();
+for (const type of ["reset", "pause", "step", "resync"]) onClick($(type), () => net.send({ type }));
+onClick($("save"), () => {
   net.send({ type: "save_episode" });
   setStatus("saving episode…");
 });
-$("record").addEventListener("click", async (e) => {
-  e.target.blur();
+onClick($("record"), async () => {
   if (!recorder.active) {
     const s = state.settings || {};
     recorder.start({ game: state.ready?.game, action_meanings: state.ready?.action_meanings, settings: s }, s.fps || 15);

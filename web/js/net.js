@@ -1,20 +1,25 @@
-// One websocket to the server, a dispatcher on message type, and the binary frame decoder.
-// The protocol is documented in docs/protocol.md.
+// One websocket to the server (opened again with backoff when it closes), a dispatcher on message
+// type, and the binary frame decoder. The protocol is documented in docs/protocol.md.
 
 const MAGIC = "DAF1";
 const decoder = new TextDecoder();
 
 export const CLOSE_REASONS = {
   1000: "closed",
-  1001: "server shutting down",
+  1001: "server going away",
   1006: "connection lost",
   1008: "origin not allowed",
   1009: "message too big",
   1011: "session failed on the server",
-  1013: "server full, try again later",
+  1012: "server restarting",
+  1013: "server full",
   4001: "closed after being idle",
   4008: "too many bad or rate-limited messages",
 };
+
+// Closes after which trying again at once would be refused the same way: Start reconnects.
+export const NO_RETRY = new Set([1008, 1009, 4001, 4008]);
+const BACKOFF_S = [1, 2, 4, 8, 15, 30]; // the wait before each try; the last one repeats
 
 // Binary frame: "DAF1" | uint32 LE header length N | N bytes JSON header | raw RGB frames.
 export function decodeFrame(buffer) {
@@ -36,6 +41,9 @@ export class Net {
     this.url = url;
     this.handlers = new Map();
     this.ws = null;
+    this.failures = 0; // closes since the last open
+    this.retryAt = null; // when the next try is due (performance.now() ms), or null
+    this.retryTimer = null;
   }
 
   on(type, fn) {
@@ -50,10 +58,22 @@ export class Net {
   }
 
   connect() {
+    clearTimeout(this.retryTimer);
+    this.retryAt = null;
+    if (this.ws && this.ws.readyState <= WebSocket.OPEN) return; // connecting or open
     const ws = new WebSocket(this.url);
     ws.binaryType = "arraybuffer";
-    ws.onopen = () => this.dispatch("open", {});
-    ws.onclose = (ev) => this.dispatch("close", { code: ev.code, reason: ev.reason });
+    ws.onopen = () => {
+      this.failures = 0;
+      this.dispatch("open", {});
+    };
+    ws.onclose = (ev) => {
+      if (this.ws !== ws) return;
+      const retry = !NO_RETRY.has(ev.code);
+      if (retry) this.retryIn(BACKOFF_S[Math.min(this.failures, BACKOFF_S.length - 1)]);
+      this.failures += 1;
+      this.dispatch("close", { code: ev.code, reason: ev.reason, retry });
+    };
     ws.onmessage = (ev) => {
       if (typeof ev.data === "string") {
         const msg = JSON.parse(ev.data);
@@ -64,6 +84,17 @@ export class Net {
       }
     };
     this.ws = ws;
+  }
+
+  retryIn(seconds) {
+    clearTimeout(this.retryTimer);
+    this.retryAt = performance.now() + seconds * 1000;
+    this.retryTimer = setTimeout(() => this.connect(), seconds * 1000);
+  }
+
+  // Whole seconds until the next try, or null when none is planned.
+  get retrySeconds() {
+    return this.retryAt == null ? null : Math.max(0, Math.ceil((this.retryAt - performance.now()) / 1000));
   }
 
   get open() {
