@@ -23,44 +23,51 @@ CONTEXT = 4
 """Real frames kept before a branch point in a branch episode (the world model's context)."""
 
 
-def branch_episodes(
-    branch_env,
-    state,
-    frames: list[np.ndarray],
-    actions: list[int],
-    lives: int,
-    length: int,
-    meta: dict,
-) -> list[Episode]:
+class Recorder:
+    """An episode being played: frames, actions, rewards, game-over and life-loss flags."""
+
+    def __init__(self, frames: list[np.ndarray], actions: list[int], lives: int) -> None:
+        n = len(actions)
+        self.frames, self.actions, self.lives = list(frames), list(actions), lives
+        self.rewards, self.terms, self.lost = [0.0] * n, [False] * n, [False] * n
+
+    def step(self, env, a: int) -> bool:
+        """Play action a; returns whether the episode ended (game over or time limit)."""
+        obs, r, term, trunc, info = env.step(a)
+        self.frames.append(obs)
+        self.actions.append(a)
+        self.rewards.append(r)
+        self.terms.append(term)
+        self.lost.append(info.get("lives", 0) < self.lives)
+        self.lives = info.get("lives", 0)
+        return term or trunc
+
+    def episode(self, meta: dict) -> Episode:
+        return Episode(
+            obs=np.stack(self.frames),
+            actions=np.array(self.actions),
+            rewards=np.array(self.rewards, dtype=np.float32),
+            terminated=np.array(self.terms),
+            life_lost=np.array(self.lost),
+            meta=meta,
+        )
+
+
+def branch_episodes(branch_env, state, played: Recorder, length: int, meta: dict) -> list[Episode]:
     """From an emulator state (ALE cloneState), hold each action of the minimal set for `length`
     steps on a second env: the same state, every action, what really follows. Each branch is an
     episode of the CONTEXT frames before the branch point followed by the branch."""
     out = []
-    ctx_frames, ctx_actions = frames[-CONTEXT:], actions[len(actions) - len(frames[-CONTEXT:]) + 1 :]
+    ctx_frames = played.frames[-CONTEXT:]
+    ctx_actions = played.actions[len(played.actions) - len(ctx_frames) + 1 :]
     for a in range(branch_env.action_space.n):
         branch_env.unwrapped.ale.restoreState(state)
-        obs, acts, rews, terms, lost, lv = list(ctx_frames), list(ctx_actions), [], [], [], lives
-        rews, terms, lost = [0.0] * len(acts), [False] * len(acts), [False] * len(acts)
+        branch = Recorder(ctx_frames, ctx_actions, played.lives)
         for _ in range(length):
-            o, r, term, trunc, info = branch_env.step(a)
-            obs.append(o)
-            acts.append(a)
-            rews.append(r)
-            terms.append(term)
-            lost.append(info.get("lives", 0) < lv)
-            lv = info.get("lives", 0)
-            if term or trunc:
+            if branch.step(branch_env, a):
                 break
-        out.append(
-            Episode(
-                obs=np.stack(obs),
-                actions=np.array(acts),
-                rewards=np.array(rews, dtype=np.float32),
-                terminated=np.array(terms),
-                life_lost=np.array(lost),
-                meta={**meta, "source": "branch", "branch_action": a, "branch_context": len(ctx_frames) - 1},
-            )
-        )
+        extra = {"source": "branch", "branch_action": a, "branch_context": len(ctx_frames) - 1}
+        out.append(branch.episode({**meta, **extra}))
     return out
 
 
@@ -93,41 +100,25 @@ def collect(
     bar = tqdm(total=steps, desc=f"collect {game}/{policy}", unit="step", disable=not progress)
     while done_steps < steps:
         obs, info = env.reset(seed=ep_seed)
-        frames, actions, rewards, terms, lost = [obs], [], [], [], []
-        lives = info.get("lives", 0)
+        played = Recorder([obs], [], info.get("lives", 0))
+        meta = {"game": game, "policy": policy, "epsilon": epsilon, "seed": ep_seed}
         was_waiting = False
         while True:
-            if branch_env is not None and len(frames) >= CONTEXT:
+            if branch_env is not None and len(played.frames) >= CONTEXT:
                 now_waiting = waiting is not None and waiting(env)
                 if rng.random() < branch_prob or (now_waiting and not was_waiting):
                     state = env.unwrapped.ale.cloneState()
-                    meta = {"game": game, "policy": policy, "epsilon": epsilon, "seed": ep_seed}
-                    for br in branch_episodes(branch_env, state, frames, actions, lives, branch_len, meta):
+                    for br in branch_episodes(branch_env, state, played, branch_len, meta):
                         store.add(br)
                         written += 1
                     env.unwrapped.ale.restoreState(state)
                 was_waiting = now_waiting
-            a = act(env, rng)
-            obs, r, term, trunc, info = env.step(a)
-            frames.append(obs)
-            actions.append(a)
-            rewards.append(r)
-            terms.append(term)
-            lost.append(info.get("lives", 0) < lives)
-            lives = info.get("lives", 0)
+            ended = played.step(env, act(env, rng))
             done_steps += 1
             bar.update(1)
-            if term or trunc or len(actions) >= max_episode_steps or done_steps >= steps:
+            if ended or len(played.actions) >= max_episode_steps or done_steps >= steps:
                 break
-        ep = Episode(
-            obs=np.stack(frames),
-            actions=np.array(actions),
-            rewards=np.array(rewards, dtype=np.float32),
-            terminated=np.array(terms),
-            life_lost=np.array(lost),
-            meta={"game": game, "policy": policy, "epsilon": epsilon, "seed": ep_seed, "source": "collect"},
-        )
-        store.add(ep)
+        store.add(played.episode({**meta, "source": "collect"}))
         written += 1
         ep_seed += 1
     bar.close()

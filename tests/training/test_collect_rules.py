@@ -1,0 +1,42 @@
+"""Collection that shows the rules: idle waits without FIRE, and branches of every action from one
+cloned emulator state, on the real emulator."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from training.collect import CONTEXT, collect
+from training.episode_store import EpisodeStore
+from training.evaluate import ball_position
+
+
+def test_branches_show_every_action_from_the_same_state(tmp_path) -> None:
+    store = EpisodeStore(tmp_path)
+    collect("Breakout", store, 300, policy="rules", seed=7, branch_prob=0.01, branch_len=6, progress=False)
+    eps, errors = store.load_all()
+    assert not errors
+    branches = [e for e in eps if e.meta["source"] == "branch"]
+    played = [e for e in eps if e.meta["source"] == "collect"]
+    assert played and sum(len(e) for e in played) == 300
+    assert len(branches) % 4 == 0 and branches  # the 4 actions of Breakout's minimal set, each time
+    for k in range(0, len(branches), 4):
+        group = branches[k : k + 4]
+        assert [e.meta["branch_action"] for e in group] == [0, 1, 2, 3]
+        for e in group[1:]:  # the same real context before the branch point
+            assert np.array_equal(e.obs[:CONTEXT], group[0].obs[:CONTEXT])
+        for e in group:
+            assert (e.actions[CONTEXT - 1 :] == e.meta["branch_action"]).all()
+    # The first branch point is the wait for the first serve: only FIRE brings a ball.
+    first = branches[:4]
+    balls = [sum(ball_position(f, "Breakout") is not None for f in e.obs[CONTEXT:]) for e in first]
+    assert balls[1] > 0 and balls[0] == balls[2] == balls[3] == 0
+
+
+def test_rule_showing_play_waits_without_fire(tmp_path) -> None:
+    store = EpisodeStore(tmp_path)
+    collect("Breakout", store, 600, policy="rules", seed=3, progress=False)
+    ep = store.load_all()[0][0]
+    first_fire = int(np.argmax(ep.actions == 1))
+    assert first_fire > 5  # it idled first (seed 3 waits this long), never pressing FIRE
+    # before the first serve, the field stays empty whatever else is pressed
+    assert all(ball_position(f, "Breakout") is None for f in ep.obs[: first_fire + 1])
