@@ -43,7 +43,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -148,7 +148,6 @@ class Rollout:
     frames: np.ndarray  # (T, H, W, C)
     rewards: np.ndarray  # (T,)
     lost: np.ndarray  # (T,) bool: a life lost (or game over) at this step
-    meta: dict = field(default_factory=dict)
 
 
 class RealGame:
@@ -238,8 +237,7 @@ def make_starts(game: str, n: int, seed: int = SEED, progress: bool = True) -> d
             g.step(g.idx("NOOP"))
         g.step(g.idx("FIRE"))
         for _ in range(int(rng.integers(5, 151))):
-            _, lost, done = g.step(expert(g.env, rng))
-            if done:
+            if g.step(expert(g.env, rng))[2]:  # game over
                 break
         if not waiting(g.env):
             out["in_play"].append(g.start("in_play", sd))
@@ -594,8 +592,6 @@ def cases_image(cases: dict, scale: int = 2) -> Image.Image:
     for name, (real, dream) in cases.items():
         real, dream = real[0], dream[0]
         n = min(len(real), len(dream), 12)
-        if len(real) > 12:  # show around the interesting part: the first dreamed ball, else the start
-            real, dream = real[:n], dream[:n]
         top = np.concatenate(list(real[:n]), 1)
         bot = np.concatenate(list(dream[:n]), 1)
         strip = np.concatenate([top, np.full((2, top.shape[1], 3), 255, np.uint8), bot], 0)
