@@ -419,11 +419,16 @@ def save_policy(path: str | Path, policy: nn.Module, meta: dict[str, Any]) -> No
     checkpoint.save(path, {"model": policy.state_dict()}, {"kind": POLICY_KIND, "config": policy.cfg.to_dict(), **meta})
 
 
+def check_task(path: str | Path, meta: dict[str, Any], task: str | None) -> None:
+    """Refuse (CheckpointError) a policy snapshot trained for another task than `task`, if given."""
+    if task is not None and meta.get("task") != task:
+        raise checkpoint.CheckpointError(f"{path} is a policy for task {meta.get('task')!r}, not {task!r}")
+
+
 def load_policy(path: str | Path, task: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Load a policy snapshot; with `task`, refuse one trained for another task (CheckpointError)."""
     tree, meta, cfg = checkpoint.load_snapshot(path, POLICY_KIND, "a DBC policy", PolicyConfig)
-    if task is not None and meta.get("task") != task:
-        raise checkpoint.CheckpointError(f"{path} is a policy for task {meta.get('task')!r}, not {task!r}")
+    check_task(path, meta, task)
     policy = make_policy_net(cfg)
     checkpoint.load_state_dict_strict(policy, tree["model"], str(path))
     return policy.eval(), meta

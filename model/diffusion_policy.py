@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from model import checkpoint
-from model.dbc import Normaliser, mlp, timestep_embedding
+from model.dbc import Normaliser, check_task, mlp, timestep_embedding
 
 KIND = "dbc_diffusion_policy"
 
@@ -139,8 +139,7 @@ def save_diffusion_policy(path: str | Path, policy: DiffusionPolicy, meta: dict[
 def load_diffusion_policy(path: str | Path, task: str | None = None) -> tuple[DiffusionPolicy, dict[str, Any]]:
     """Load a snapshot; with `task`, refuse one trained for another task (CheckpointError)."""
     tree, meta, cfg = checkpoint.load_snapshot(path, KIND, "a diffusion policy", DiffusionPolicyConfig)
-    if task is not None and meta.get("task") != task:
-        raise checkpoint.CheckpointError(f"{path} is a policy for task {meta.get('task')!r}, not {task!r}")
+    check_task(path, meta, task)
     policy = DiffusionPolicy(cfg)
     checkpoint.load_state_dict_strict(policy, tree["model"], str(path))
     return policy.eval(), meta

@@ -20,9 +20,17 @@ fingers open, descend, close, carry to the goal) and a Pillow drawing (top and s
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import gymnasium as gym
 import numpy as np
 from PIL import Image, ImageDraw
+
+from training.maze import flat_goal_obs
 
 ENV_ID = "FetchPickAndPlace-v4"
 OBS_DIM = 28
@@ -65,7 +73,7 @@ class FetchTask:
         if noise > 0:
             obs = self._perturb(int(seed), float(noise))
         self.t, self.success, self.done = 0, False, False
-        self.obs = self._flat(obs)
+        self.obs = flat_goal_obs(obs)
         self.trail = [self.obs[OBJECT].copy()]
         return self.obs
 
@@ -85,16 +93,12 @@ class FetchTask:
         u.goal[2] = max(u.goal[2], u.height_offset)  # not below the table top
         return u._get_obs()
 
-    @staticmethod
-    def _flat(obs: dict) -> np.ndarray:
-        return np.concatenate([obs["observation"], obs["desired_goal"]]).astype(np.float64)
-
     def step(self, action: np.ndarray) -> tuple[np.ndarray, bool, bool]:
         if self.done:
             raise RuntimeError("episode is over: call reset()")
         a = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
         obs, _, _, _, info = self.env.step(a)
-        self.obs = self._flat(obs)
+        self.obs = flat_goal_obs(obs)
         self.t += 1
         self.trail.append(self.obs[OBJECT].copy())
         self.success = bool(info["is_success"])  # cube within 5 cm of the goal now; the last step's counts
@@ -201,8 +205,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     sys.exit(main())

@@ -30,6 +30,11 @@ def _register() -> None:
     gym.register_envs(gymnasium_robotics)
 
 
+def flat_goal_obs(obs: dict) -> np.ndarray:
+    """A gymnasium goal-env observation as one vector: observation, then the desired goal."""
+    return np.concatenate([obs["observation"], obs["desired_goal"]]).astype(np.float64)
+
+
 class MazeTask:
     """One PointMaze episode at a time: reset(seed) -> obs (6,), step(a) -> (obs, success, done)."""
 
@@ -74,19 +79,15 @@ class MazeTask:
         obs, _ = self.env.reset(seed=int(seed))
         self.t, self.success, self.done = 0, False, False
         self._dist = None
-        self.obs = self._flat(obs)
+        self.obs = flat_goal_obs(obs)
         return self.obs
-
-    @staticmethod
-    def _flat(obs: dict) -> np.ndarray:
-        return np.concatenate([obs["observation"], obs["desired_goal"]]).astype(np.float64)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, bool, bool]:
         if self.done:
             raise RuntimeError("episode is over: call reset()")
         a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         obs, *_ = self.env.step(a)
-        self.obs = self._flat(obs)
+        self.obs = flat_goal_obs(obs)
         self.t += 1
         self.success = bool(np.linalg.norm(self.obs[:2] - self.obs[4:6]) <= self.success_radius)
         self.done = self.success or self.t >= self.max_steps
