@@ -22,13 +22,35 @@ class WindowSampler:
     """Samples windows of `length` transitions, padding before an episode's start with its first
     frame and NOOP (index 0), so dreams can also start from a fresh reset."""
 
-    def __init__(self, episodes: list[Episode], seed: int = 0, end_on_life_loss: bool = True) -> None:
+    def __init__(
+        self,
+        episodes: list[Episode],
+        seed: int = 0,
+        end_on_life_loss: bool = True,
+        weights: list[np.ndarray] | None = None,
+    ) -> None:
+        """weights: optional per-transition sampling weights, one array of len(episode) per
+        episode; a window ending with transition t is drawn in proportion to weights[i][t]
+        (default: uniform over transitions). Weights that depend only on what the model is given
+        (context frames, actions) focus training on rare situations without changing what the
+        model should predict there."""
         if not episodes:
             raise ValueError("no episodes to sample from")
         self.episodes = episodes
         self.end_on_life_loss = end_on_life_loss
-        lengths = np.array([len(e) for e in episodes], dtype=np.float64)
-        self.p = lengths / lengths.sum()
+        if weights is None:
+            self.cdf = None
+            totals = np.array([len(e) for e in episodes], dtype=np.float64)
+        else:
+            if len(weights) != len(episodes) or any(len(w) != len(e) for w, e in zip(weights, episodes)):
+                raise ValueError("weights must hold one value per transition of every episode")
+            if any((w < 0).any() or not np.isfinite(w).all() for w in weights):
+                raise ValueError("sampling weights must be finite and >= 0")
+            self.cdf = [np.cumsum(w, dtype=np.float64) for w in weights]
+            totals = np.array([c[-1] for c in self.cdf])
+            if totals.sum() <= 0:
+                raise ValueError("sampling weights are all zero")
+        self.p = totals / totals.sum()
         self.rng = np.random.default_rng(seed)
 
     def sample(self, batch_size: int, length: int, device: torch.device | str = "cpu") -> Batch:
@@ -40,8 +62,12 @@ class WindowSampler:
         for b, i in enumerate(self.rng.choice(len(self.episodes), size=batch_size, p=self.p)):
             ep = self.episodes[i]
             T = len(ep)
-            # Last transition of the window: uniform over the episode's T transitions.
-            last = int(self.rng.integers(T))
+            # Last transition of the window: uniform over the episode's T transitions, or by weight.
+            if self.cdf is None:
+                last = int(self.rng.integers(T))
+            else:
+                c = self.cdf[i]
+                last = min(int(np.searchsorted(c, self.rng.random() * c[-1], side="right")), T - 1)
             first = last - length + 1
             idx = np.arange(first, last + 1)
             valid = idx >= 0

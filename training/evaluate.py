@@ -52,6 +52,20 @@ def ball_position(frame: np.ndarray, game: str) -> tuple[float, float] | None:
     return float(y.mean()), float(x.mean())
 
 
+def field_weights(ep: Episode, game: str, fire: int, empty_field: float = 1.0, serve: float = 1.0) -> np.ndarray:
+    """Per-transition sampling weights for training (see `WindowSampler`): a transition taken
+    from a frame with no ball in the open field (the game waits for a serve, or the ball is up
+    among the bricks) weighs `empty_field`; FIRE from such a frame weighs `empty_field * serve`;
+    all others 1. They depend only on the frame and the action the model is given, so they change
+    how often a situation is trained, not what the model should predict in it."""
+    rows, cols = BALL_FIELD[game]
+    empty = ~(ep.obs[:-1, rows, cols].max(-1) > BALL_BRIGHTNESS).any((1, 2))
+    w = np.ones(len(ep), dtype=np.float64)
+    w[empty] *= empty_field
+    w[empty & (ep.actions == fire)] *= serve
+    return w
+
+
 def breakout_paddle_column(frame: np.ndarray) -> float | None:
     """Mean column (in BALL_FIELD's columns) of the lit pixels in the two rows just below Breakout's
     open field, where the paddle is; None when none is lit."""

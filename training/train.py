@@ -95,6 +95,13 @@ class Args:
     to carry the ball and paddle through its own errors. 0 = off."""
     ar_fraction: float = 0.5
     """Fraction of each batch trained on dreamed contexts when --ar-frames > 0."""
+    empty_field_weight: float = 1.0
+    """Draw training windows whose last context frame has no ball in the open field this many
+    times as often (games with a ball field only: Breakout). Depends on the context alone, so it
+    leaves the optimum unbiased."""
+    serve_weight: float = 1.0
+    """On top of --empty-field-weight: windows whose last action is FIRE on an empty field (the
+    serve) are drawn this many times as often."""
     motion_weight: float | None = None
     """Override the denoiser's extra loss weight on moving pixels (default: the preset's or the
     --init-from snapshot's value). Training-only settings: they change no weight shapes."""
@@ -244,7 +251,23 @@ def main(argv: list[str] | None = None) -> int:
     if not episodes:
         print(f"error: no readable {a.game} episodes in {data_dir}", file=sys.stderr)
         return 2
-    sampler = WindowSampler(episodes, seed=a.seed + 1000 * rank)
+    weights = None
+    if a.empty_field_weight != 1.0 or a.serve_weight != 1.0:
+        from training.evaluate import BALL_FIELD, field_weights
+
+        if a.empty_field_weight <= 0 or a.serve_weight <= 0:
+            print("error: --empty-field-weight and --serve-weight must be > 0", file=sys.stderr)
+            return 2
+        if a.game not in BALL_FIELD:
+            print(f"error: --empty-field-weight/--serve-weight need a ball field; {a.game} has none", file=sys.stderr)
+            return 2
+        fire = action_meanings(a.game).index("FIRE")
+        weights = [field_weights(e, a.game, fire, a.empty_field_weight, a.serve_weight) for e in episodes]
+        if main_proc:
+            total = sum(len(e) for e in episodes)
+            emphasised = sum(float((w != 1.0).sum()) for w in weights)
+            print(f"sampling weights: {emphasised / total:.1%} of transitions emphasised")
+    sampler = WindowSampler(episodes, seed=a.seed + 1000 * rank, weights=weights)
     heldout_eps = heldout.load_all(a.game)[0] if a.eval_every else []
 
     # -- model, EMA, optimiser -------------------------------------------------------------

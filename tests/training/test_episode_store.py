@@ -115,6 +115,43 @@ def test_window_sampler_shapes_and_padding(episodes) -> None:
         WindowSampler([])
 
 
+def test_window_sampler_weights_pick_the_last_transition(episodes) -> None:
+    """Per-transition weights decide which transition ends a window: with all weight on one
+    transition, every window ends there; zero-weight transitions are never drawn."""
+    ep = episodes[1]
+    weights = [np.zeros(len(e)) for e in episodes]
+    weights[1][7] = 1.0
+    sampler = WindowSampler(episodes, seed=0, weights=weights)
+    for _ in range(20):
+        b = sampler.sample(4, 3)
+        assert (b.actions[:, -1] == int(ep.actions[7])).all()
+        assert np.allclose(b.obs[:, -1].permute(0, 2, 3, 1).numpy(), ep.obs[8] / 127.5 - 1, atol=1e-5)
+    # Weights 1 and 9 on two transitions: drawn about 1:9.
+    weights = [np.zeros(len(e)) for e in episodes]
+    weights[0][2], weights[0][5] = 1.0, 9.0
+    sampler = WindowSampler(episodes, seed=1, weights=weights)
+    target = episodes[0].obs[6] / 127.5 - 1
+    last = lambda: sampler.sample(1, 2).obs[0, -1].permute(1, 2, 0).numpy()  # noqa: E731
+    lasts = [np.allclose(last(), target, atol=1e-5) for _ in range(400)]
+    assert 0.8 < np.mean(lasts) < 0.97
+    for bad in ([np.ones(3)], [np.ones(len(e)) * -1 for e in episodes], [np.zeros(len(e)) for e in episodes]):
+        with pytest.raises(ValueError):
+            WindowSampler(episodes, weights=bad)
+
+
+def test_field_weights_emphasise_empty_fields_and_the_serve() -> None:
+    """Breakout: transitions from a frame without a ball in the open field weigh more, FIRE from
+    one more again; a frame with a ball keeps weight 1."""
+    from training.evaluate import BALL_FIELD, field_weights
+
+    rows, cols = BALL_FIELD["Breakout"]
+    obs = np.zeros((4, 64, 64, 3), np.uint8)
+    obs[1, rows.start + 5, cols.start + 5] = 200  # a ball in frame 1
+    ep = Episode(obs, np.array([1, 1, 0]), np.zeros(3, np.float32), np.zeros(3, bool), np.zeros(3, bool))
+    w = field_weights(ep, "Breakout", fire=1, empty_field=2.0, serve=3.0)
+    assert w.tolist() == [6.0, 1.0, 2.0]
+
+
 def _add_many(root: str, n: int, seed: int) -> None:
     from tests.conftest import synthetic_episode
 
