@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from games.episode_store import EpisodeStore
 from model import checkpoint
 from model.world_model import WorldModel
 from training import playability
-from training.episode_store import EpisodeStore
 
 REPO = Path(__file__).resolve().parents[2]
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
@@ -52,10 +52,15 @@ def work(tmp_path_factory, store_dir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(work: Path, run_script) -> subprocess.CompletedProcess:
-    """6 steps, checkpoints at 3 and 6, fidelity evaluation at 6 on held-out play that train.py collects."""
+    """6 steps, checkpoints at 3 and 6, fidelity evaluation at 6 on held-out play that train.py collects;
+    windows from an empty field, and the serve, drawn more often."""
     return run_script(
         "training/train.py",
         *TINY,
+        "--empty-field-weight",
+        "2",
+        "--serve-weight",
+        "4",
         "--steps",
         "6",
         "--collect-steps",
@@ -126,6 +131,14 @@ def test_train_cli(work: Path, trained) -> None:
     assert logged == {f"eval/ball_recall/{k}": v for k, v in pooled.items() if v is not None}
     assert list((run / "tb").iterdir())
     assert EpisodeStore(work / "heldout").num_steps() == 60  # collected by train.py
+    assert "of transitions emphasised" in trained.stdout
+
+
+@pytest.mark.parametrize("flag", ["--serve-weight", "--empty-field-weight"])
+def test_train_refuses_bad_sampling_weights(work: Path, trained, run_script, flag: str) -> None:
+    proc = run_script("training/train.py", *TINY, flag, "0", "--run-dir", work / "bad-weights", "--data", work / "data")
+    assert "must be > 0" in one_error(proc)
+    assert not (work / "bad-weights").exists()
 
 
 def test_train_resume_continues(work: Path, resumed) -> None:
