@@ -30,6 +30,9 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from games.envs import UnknownGameError, action_meanings, check_game
+from games.episode_store import EpisodeStore, remove_stale_temp_files
+from games.experts import POLICY_KINDS
 from model import checkpoint
 from model.checkpoint import CheckpointError
 from model.device import autocast, pick_device, prepare, use_bf16
@@ -37,9 +40,6 @@ from model.sampler import SamplerConfig, sample_next_frame
 from model.world_model import PRESETS, WorldModel, WorldModelConfig, preset_config
 from training.collect import collect
 from training.data import WindowSampler
-from training.envs import UnknownGameError, action_meanings, check_game
-from training.episode_store import EpisodeStore, remove_stale_temp_files
-from training.experts import POLICY_KINDS
 
 
 @dataclass
@@ -102,6 +102,10 @@ class Args:
     serve_weight: float = 1.0
     """On top of --empty-field-weight: windows whose last action is FIRE on an empty field (the
     serve) are drawn this many times as often."""
+    pause_fire_weight: float = 1.0
+    """Multiply the weight of FIRE on an empty field in the pause before a lost life is counted
+    (the game ignores it; 0 = never draw them): the dream then serves on FIRE from a waiting
+    field instead of learning that FIRE there may do nothing (see training/evaluate.field_weights)."""
     motion_weight: float | None = None
     """Override the denoiser's extra loss weight on moving pixels (default: the preset's or the
     --init-from snapshot's value). Training-only settings: they change no weight shapes."""
@@ -252,21 +256,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no readable {a.game} episodes in {data_dir}", file=sys.stderr)
         return 2
     weights = None
-    if a.empty_field_weight != 1.0 or a.serve_weight != 1.0:
+    if a.empty_field_weight != 1.0 or a.serve_weight != 1.0 or a.pause_fire_weight != 1.0:
         from training.evaluate import BALL_FIELD, field_weights
 
-        if a.empty_field_weight <= 0 or a.serve_weight <= 0:
-            print("error: --empty-field-weight and --serve-weight must be > 0", file=sys.stderr)
+        if a.empty_field_weight <= 0 or a.serve_weight <= 0 or a.pause_fire_weight < 0:
+            print(
+                "error: --empty-field-weight and --serve-weight must be > 0, --pause-fire-weight >= 0",
+                file=sys.stderr,
+            )
             return 2
         if a.game not in BALL_FIELD:
-            print(f"error: --empty-field-weight/--serve-weight need a ball field; {a.game} has none", file=sys.stderr)
+            print(f"error: the sampling weights need a ball field; {a.game} has none", file=sys.stderr)
             return 2
         fire = action_meanings(a.game).index("FIRE")
-        weights = [field_weights(e, a.game, fire, a.empty_field_weight, a.serve_weight) for e in episodes]
+        weights = [
+            field_weights(e, a.game, fire, a.empty_field_weight, a.serve_weight, a.pause_fire_weight) for e in episodes
+        ]
         if main_proc:
             total = sum(len(e) for e in episodes)
             emphasised = sum(float((w != 1.0).sum()) for w in weights)
-            print(f"sampling weights: {emphasised / total:.1%} of transitions emphasised")
+            print(f"sampling weights: {emphasised / total:.1%} of transitions reweighted")
     sampler = WindowSampler(episodes, seed=a.seed + 1000 * rank, weights=weights)
     heldout_eps = heldout.load_all(a.game)[0] if a.eval_every else []
 

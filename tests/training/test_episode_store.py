@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from games.episode_store import INDEX, CorruptEpisodeError, Episode, EpisodeStore, remove_stale_temp_files
 from training.data import WindowSampler
-from training.episode_store import INDEX, CorruptEpisodeError, Episode, EpisodeStore, remove_stale_temp_files
 
 
 @pytest.fixture
@@ -150,6 +150,14 @@ def test_field_weights_emphasise_empty_fields_and_the_serve() -> None:
     ep = Episode(obs, np.array([1, 1, 0]), np.zeros(3, np.float32), np.zeros(3, bool), np.zeros(3, bool))
     w = field_weights(ep, "Breakout", fire=1, empty_field=2.0, serve=3.0)
     assert w.tolist() == [6.0, 1.0, 2.0]
+    # FIRE on an empty field in the pause before a lost life is counted (the game ignores it).
+    obs = np.zeros((31, 64, 64, 3), np.uint8)
+    actions = np.ones(30, dtype=np.int64)
+    life_lost = np.zeros(30, bool)
+    life_lost[20] = True
+    ep = Episode(obs, actions, np.zeros(30, np.float32), np.zeros(30, bool), life_lost)
+    w = field_weights(ep, "Breakout", fire=1, pause_fire=0.0)
+    assert w[:10].tolist() == [1.0] * 10 and w[10:21].tolist() == [0.0] * 11 and w[21:].tolist() == [1.0] * 9
 
 
 def _add_many(root: str, n: int, seed: int) -> None:

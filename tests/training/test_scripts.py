@@ -131,7 +131,7 @@ def test_train_cli(work: Path, trained) -> None:
     assert logged == {f"eval/ball_recall/{k}": v for k, v in pooled.items() if v is not None}
     assert list((run / "tb").iterdir())
     assert EpisodeStore(work / "heldout").num_steps() == 60  # collected by train.py
-    assert "of transitions emphasised" in trained.stdout
+    assert "of transitions reweighted" in trained.stdout
 
 
 @pytest.mark.parametrize("flag", ["--serve-weight", "--empty-field-weight"])
