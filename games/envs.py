@@ -1,4 +1,5 @@
-"""Real Atari environments (docs/design.md §1), built on gymnasium's own AtariPreprocessing."""
+"""Real Atari environments (docs/design.md §1), built on gymnasium's own AtariPreprocessing, and the
+stacks of recent frames that pixel policies see."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ GAMES = ("Breakout", "Pong", "Boxing")
 """Games with a scripted expert. Any other ALE game name works for random play."""
 
 FRAME_SIZE = 64
+FRAME_STACK = 4
+"""Frames a policy sees at once (the DBC pixel policies)."""
 
 
 class UnknownGameError(ValueError):
@@ -71,3 +74,28 @@ def action_meanings(env_or_game: gym.Env | str) -> list[str]:
 def ram(env: gym.Env) -> np.ndarray:
     """The emulator's 128 bytes of RAM (object positions for the scripted experts)."""
     return env.unwrapped.ale.getRAM()
+
+
+def stack_frames(obs: np.ndarray, k: int = FRAME_STACK) -> np.ndarray:
+    """Episode frames (T+1, H, W, 3) -> stacks (T+1, k, H, W, 3) of the last k frames (first frame repeated)."""
+    idx = np.arange(len(obs))[:, None] + np.arange(-k + 1, 1)[None]  # (T+1, k)
+    return obs[np.clip(idx, 0, None)]
+
+
+class FrameStack:
+    """The last k frames of a running episode, as the policies see them."""
+
+    def __init__(self, k: int = FRAME_STACK) -> None:
+        self.k = k
+        self.frames: list[np.ndarray] = []
+
+    def reset(self, frame: np.ndarray) -> np.ndarray:
+        self.frames = [frame] * self.k
+        return self.get()
+
+    def push(self, frame: np.ndarray) -> np.ndarray:
+        self.frames = [*self.frames[1:], frame]
+        return self.get()
+
+    def get(self) -> np.ndarray:
+        return np.stack(self.frames)  # (k, H, W, 3)

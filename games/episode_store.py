@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from model.checkpoint import atomic_write_bytes
+from games.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

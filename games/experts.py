@@ -13,7 +13,7 @@ from collections.abc import Callable
 import gymnasium as gym
 import numpy as np
 
-from training.envs import action_meanings, ram
+from games.envs import action_meanings, ram
 
 Policy = Callable[[gym.Env, np.random.Generator], int]
 

@@ -30,7 +30,7 @@ import gymnasium as gym
 import numpy as np
 from PIL import Image, ImageDraw
 
-from training.maze import flat_goal_obs
+from games.maze import flat_goal_obs
 
 ENV_ID = "FetchPickAndPlace-v4"
 OBS_DIM = 28
@@ -188,7 +188,7 @@ def expert_success(seeds: list[int], noise: float = 0.0, progress: bool = True) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Measure the scripted expert: python training/fetch.py --episodes 100 --episode-seed 0 [--noise 0.05]."""
+    """Measure the scripted expert: python games/fetch.py --episodes 100 --episode-seed 0 [--noise 0.05]."""
     import argparse
 
     p = argparse.ArgumentParser(description=main.__doc__)

@@ -5,17 +5,15 @@ Two kinds (nanoGPT / EDM habit):
 - a full resume state: any nested dict of tensors and plain values (weights, optimiser, step,
   RNG), split into the same two files.
 
-Every file is written to a temporary name, flushed to disk and renamed over the old one, so a
-kill or a full disk leaves the previous checkpoint intact. The JSON is written last and names the
-weights' checksum, so a half-written pair is detected on load.
+Every file is written to a temporary name, flushed to disk and renamed over the old one
+(games/files.py), so a kill or a full disk leaves the previous checkpoint intact. The JSON is
+written last and names the weights' checksum, so a half-written pair is detected on load.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,27 +22,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from games.files import atomic_write_bytes
+
 FORMAT_VERSION = 1
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, truncated, corrupt or does not match the model."""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _flatten(tree: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:

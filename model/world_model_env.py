@@ -9,7 +9,7 @@ Contexts come from outside as plain arrays, so this file imports nothing from `t
 A context source is either
 
 - a sequence of episodes: objects with `obs` uint8 (T+1, H, W, 3) and `actions` (T,) — such as
-  `training.episode_store.Episode` — or `(obs, actions)` tuples; reset picks an episode and a
+  `games.episode_store.Episode` — or `(obs, actions)` tuples; reset picks an episode and a
   window in it uniformly with the env's `np_random`; or
 - a callable `rng -> (frames, actions)` with frames uint8 (L, H, W, 3) and actions (L-1,), the
   actions taken between consecutive frames.

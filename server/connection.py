@@ -19,10 +19,10 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocket
 
+from games.envs import FRAME_SIZE
 from server import protocol as P
 from server.engine import Engine
 from server.session import Session, SessionError
-from training.envs import FRAME_SIZE
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
+from games.envs import action_meanings
 from model.agent import ActorCritic, agent_preset
 from model.world_model import WorldModel, preset_config
-from training.envs import action_meanings
 
 
 def make_snapshot(out_dir: str | Path, game: str = "Breakout", preset: str = "tiny", seed: int = 0) -> Path:

@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from games.envs import UnknownGameError, action_meanings
 from model.checkpoint import CheckpointError, read_meta
 from model.device import pick_device
 from model.world_model import WorldModel
@@ -19,7 +20,6 @@ from server.config import Settings
 from server.keymap import keymap
 from server.session import GameRuntime
 from server.worker import InferenceWorker
-from training.envs import UnknownGameError, action_meanings
 
 log = logging.getLogger(__name__)
 

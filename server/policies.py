@@ -20,8 +20,8 @@ from typing import Protocol, runtime_checkable
 import gymnasium as gym
 import numpy as np
 
+from games.experts import EXPERTS, make_policy
 from model.agent import AgentPolicy
-from training.experts import EXPERTS, make_policy
 
 
 @dataclass
@@ -69,7 +69,7 @@ class RandomPolicy:
 
 
 class ExpertPolicy:
-    """training.experts' scripted expert; reads object positions from the emulator's RAM."""
+    """games.experts' scripted expert; reads object positions from the emulator's RAM."""
 
     name, needs_env = "expert", True
 

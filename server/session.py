@@ -21,6 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from games.envs import make_env
+from games.episode_store import Episode, EpisodeStore
+from games.experts import WAITING
 from model.checkpoint import CheckpointError
 from model.sampler import SamplerConfig
 from model.world_model import (
@@ -35,9 +38,6 @@ from model.world_model import (
 from server import policies
 from server.protocol import AgentInfo, DreamInfo, EpisodeEnd, Error, Mode, PlaySettings, RealInfo, SamplerName, State
 from server.worker import InferenceWorker
-from training.envs import make_env
-from training.episode_store import Episode, EpisodeStore
-from training.experts import WAITING
 
 log = logging.getLogger(__name__)
 

@@ -202,7 +202,7 @@ class Side:
 class MazeSide(Side):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        from training.maze import MazeTask
+        from games.maze import MazeTask
 
         self.task = MazeTask()
         self.trail: list[np.ndarray] = []
@@ -233,8 +233,8 @@ class BreakoutSide(Side):
 
     def __init__(self, *args: Any, dream=None) -> None:
         super().__init__(*args)
-        from training.envs import action_meanings, make_env
-        from training.experts import make_policy
+        from games.envs import action_meanings, make_env
+        from games.experts import make_policy
 
         self.env = make_env("Breakout")
         self.meanings = action_meanings(self.env)
@@ -245,7 +245,7 @@ class BreakoutSide(Side):
         self.ret = 0.0
 
     def reset(self, seed: int) -> bytes:
-        from training.dbc_data import FrameStack
+        from games.envs import FrameStack
 
         frame, _ = self.env.reset(seed=seed)
         self.gen = torch.Generator().manual_seed(seed)  # actions are drawn, as in `evaluate_dbc.py --sample`

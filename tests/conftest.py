@@ -48,14 +48,14 @@ def model_factory() -> Callable[..., object]:
 
 @pytest.fixture(scope="session")
 def breakout_actions() -> list[str]:
-    from training.envs import action_meanings
+    from games.envs import action_meanings
 
     return action_meanings("Breakout")
 
 
 def synthetic_episode(rng: np.random.Generator, length: int, num_actions: int = 4):
     """A random Episode of `length` steps (not a real game, but every array has the right shape)."""
-    from training.episode_store import Episode
+    from games.episode_store import Episode
 
     return Episode(
         obs=rng.integers(0, 256, (length + 1, 64, 64, 3), dtype=np.uint8),

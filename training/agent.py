@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from games.envs import UnknownGameError, action_meanings, check_game, make_env
+from games.episode_store import Episode, EpisodeStore, remove_stale_temp_files
 from model import checkpoint
 from model.agent import (
     AGENT_PRESETS,
@@ -52,8 +54,6 @@ from model.device import autocast, pick_device, prepare, use_bf16
 from model.sampler import SamplerConfig
 from model.world_model import PRESETS, WorldModel, WorldModelConfig, open_action_slot, preset_config, slide, with_action
 from training.data import WindowSampler
-from training.envs import UnknownGameError, action_meanings, check_game, make_env
-from training.episode_store import Episode, EpisodeStore, remove_stale_temp_files
 
 
 # -- imagination ---------------------------------------------------------------------------------

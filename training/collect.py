@@ -15,9 +15,9 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 import numpy as np
 from tqdm import tqdm
 
-from training.envs import UnknownGameError, check_game, make_env
-from training.episode_store import Episode, EpisodeStore
-from training.experts import POLICY_KINDS, WAITING, make_policy
+from games.envs import UnknownGameError, check_game, make_env
+from games.episode_store import Episode, EpisodeStore
+from games.experts import POLICY_KINDS, WAITING, make_policy
 
 CONTEXT = 4
 """Real frames kept before a branch point in a branch episode (the world model's context)."""

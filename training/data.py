@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from training.episode_store import Episode
+from games.episode_store import Episode
 
 
 @dataclass

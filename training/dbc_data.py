@@ -1,12 +1,12 @@
 """Demonstrations for DBC: scripted-expert trajectories for Maze, FetchPick and Breakout, human Breakout play.
 
 Maze and FetchPick: `maze_demos(n)` / `fetch_demos(n)` run the task's scripted expert
-(training/maze.py, training/fetch.py) from reset seeds DEMO_SEED + i, keep successful episodes only,
+(games/maze.py, games/fetch.py) from reset seeds DEMO_SEED + i, keep successful episodes only,
 and return states (N, obs_dim) float32 and actions (N, action_dim) float32. Evaluation and
 selection episodes use other seeds (EPISODE_SPLITS; evaluate_dbc.py refuses overlaps).
 
 Breakout: `breakout_demos(frames)` plays the RAM-reading scripted expert in the real game
-(training/envs.py) and returns stacks of the last 4 frames (N, 4, 64, 64, 3) uint8 with the
+(games/envs.py) and returns stacks of the last 4 frames (N, 4, 64, 64, 3) uint8 with the
 expert's actions (N,) int64. `store_demos(folder)` turns episodes of an EpisodeStore (e.g.
 data/Breakout, entries whose meta policy is 'human') into the same stacks.
 
@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from games.envs import FrameStack, stack_frames
+
 DEMO_SEED = 1_000_000
 """Demonstrations use reset seeds DEMO_SEED + i."""
 
@@ -28,8 +30,6 @@ EPISODE_SPLITS = {"test": (0, 1000), "selection": (1000, 2000)}
 """Reset seeds [lo, hi) of each evaluation split: reported figures ('test') are measured on episodes
 that neither the demonstrations (DEMO_SEED and up) nor any choice of a setting ('selection', e.g.
 the Maze lambda sweep on 1000..1099) has seen."""
-
-FRAME_STACK = 4
 
 
 def _cached(path: Path | None, make) -> dict[str, np.ndarray]:
@@ -89,41 +89,16 @@ def expert_demos(
 
 def maze_demos(n_traj: int = 100, cache: Path | None = None, progress: bool = True) -> dict[str, np.ndarray]:
     """n_traj successful Maze expert trajectories (states (N, 6), actions (N, 2))."""
-    from training.maze import MazeTask
+    from games.maze import MazeTask
 
     return expert_demos(MazeTask, n_traj, "maze expert demos", cache, progress)
 
 
 def fetch_demos(n_traj: int = 303, cache: Path | None = None, progress: bool = True) -> dict[str, np.ndarray]:
     """n_traj successful FetchPick expert episodes of 50 steps each (states (N, 28), actions (N, 4))."""
-    from training.fetch import FetchTask
+    from games.fetch import FetchTask
 
     return expert_demos(FetchTask, n_traj, "fetch expert demos", cache, progress)
-
-
-def stack_frames(obs: np.ndarray, k: int = FRAME_STACK) -> np.ndarray:
-    """Episode frames (T+1, H, W, 3) -> stacks (T+1, k, H, W, 3) of the last k frames (first frame repeated)."""
-    idx = np.arange(len(obs))[:, None] + np.arange(-k + 1, 1)[None]  # (T+1, k)
-    return obs[np.clip(idx, 0, None)]
-
-
-class FrameStack:
-    """The last k frames of a running episode, as the policies see them."""
-
-    def __init__(self, k: int = FRAME_STACK) -> None:
-        self.k = k
-        self.frames: list[np.ndarray] = []
-
-    def reset(self, frame: np.ndarray) -> np.ndarray:
-        self.frames = [frame] * self.k
-        return self.get()
-
-    def push(self, frame: np.ndarray) -> np.ndarray:
-        self.frames = [*self.frames[1:], frame]
-        return self.get()
-
-    def get(self) -> np.ndarray:
-        return np.stack(self.frames)  # (k, H, W, 3)
 
 
 def breakout_demos(
@@ -136,8 +111,8 @@ def breakout_demos(
     """Scripted-expert Breakout play -> {'obs': (N, 4, 64, 64, 3) uint8, 'actions': (N,) int64, 'episode'}."""
 
     def make() -> dict[str, np.ndarray]:
-        from training.envs import make_env
-        from training.experts import make_policy
+        from games.envs import make_env
+        from games.experts import make_policy
 
         expert = make_policy("Breakout", "expert")
         rng = np.random.default_rng(seed)
@@ -170,7 +145,7 @@ def breakout_demos(
 
 def store_demos(folder: str | Path, game: str = "Breakout", policy: str = "human") -> dict[str, np.ndarray] | None:
     """Stacks from an EpisodeStore's episodes whose meta policy is `policy`; None if there are none."""
-    from training.episode_store import EpisodeStore
+    from games.episode_store import EpisodeStore
 
     store = EpisodeStore(folder)
     obs_l, act_l, ep_l = [], [], []

@@ -34,12 +34,12 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from games.episode_store import EpisodeStore
 from model.agent import ActorCritic
 from model.checkpoint import CheckpointError
 from model.sampler import SamplerConfig
 from model.world_model import WorldModel, frames_to_tensor, open_action_slot, slide, tensor_to_frames, with_action
 from training.data import WindowSampler
-from training.episode_store import EpisodeStore
 from training.evaluate import ball_position, breakout_paddle_column
 from training.evaluate_agent import play, summary
 

@@ -24,11 +24,11 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 import numpy as np
 from tqdm import tqdm
 
+from games.envs import UnknownGameError, action_meanings, check_game, make_env
+from games.experts import EXPERTS, random_policy
 from model.agent import AgentPolicy
 from model.checkpoint import CheckpointError
-from training.envs import UnknownGameError, action_meanings, check_game, make_env
 from training.evaluate import ball_position, breakout_paddle_column
-from training.experts import EXPERTS, random_policy
 
 # A player: reset(episode_seed) at each episode start, then act(env, obs, rng) -> action index.
 Player = tuple[Callable[[int], None], Callable[..., int]]

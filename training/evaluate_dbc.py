@@ -16,7 +16,7 @@ per-episode score averaged over each method's training seeds; a second CI also r
 training seeds (a wider interval that counts the seed-to-seed spread as well).
 
 Maze: success rate in % (within 0.5 of the goal before 400 steps). FetchPick: success rate in %
-(cube within 5 cm of the goal at the 50th step; `--noise` perturbs the starts, see training/fetch.py).
+(cube within 5 cm of the goal at the 50th step; `--noise` perturbs the starts, see games/fetch.py).
 Breakout: game return (unclipped score, real game, no life-loss termination), cap --max-steps.
 """
 
@@ -35,8 +35,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from games.envs import FrameStack
+from games.files import atomic_write_bytes
 from model import checkpoint
-from model.checkpoint import CheckpointError, atomic_write_bytes
+from model.checkpoint import CheckpointError
 from model.dbc import act, load_policy
 from model.diffusion_policy import KIND as DIFFUSION_POLICY_KIND
 from model.diffusion_policy import DiffusionPolicy, load_diffusion_policy
@@ -45,7 +47,6 @@ from training.dbc_data import (
     EPISODE_SPLITS,
     LOWDIM_TASKS,
     PAPER_TABLES,
-    FrameStack,
     UnknownTaskError,
     check_task,
 )
@@ -57,10 +58,10 @@ COLORS = {"bc": "#7f8fa6", "dbc": "#e1812c", "diffusion_policy": "#3a9e6f", "exp
 def make_task(task: str):
     """A fresh low-dim task env (MazeTask or FetchTask)."""
     if task == "maze":
-        from training.maze import MazeTask
+        from games.maze import MazeTask
 
         return MazeTask()
-    from training.fetch import FetchTask
+    from games.fetch import FetchTask
 
     return FetchTask()
 
@@ -141,8 +142,8 @@ def rollout_breakout(
     """Real Breakout, one episode per seed in lock-step -> per-episode returns. `policy` is a pixel
     policy (batched; argmax actions, or draws from its distribution with `sample`) or the name of a
     baseline in BASELINES['breakout']."""
-    from training.envs import make_env
-    from training.experts import make_policy
+    from games.envs import make_env
+    from games.experts import make_policy
 
     envs = [make_env("Breakout") for _ in seeds]
     stacks = [FrameStack() for _ in seeds]
@@ -343,7 +344,7 @@ def evaluate(
     """Load each policy (refusing other tasks' checkpoints), play the same episodes, summarise, compare.
     baselines: the task's reference players (BASELINES) play the same episodes too.
     sample (Breakout): draw actions from the policies' distributions instead of argmax.
-    noise (FetchPick): start / goal perturbation in metres (training/fetch.py)."""
+    noise (FetchPick): start / goal perturbation in metres (games/fetch.py)."""
     check_task(task)
     if sample and task != "breakout":
         raise ValueError("--sample is for the breakout task (Maze and FetchPick actions are continuous)")

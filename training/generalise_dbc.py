@@ -6,7 +6,7 @@
 
 At every noise level each policy plays the same episodes (reset seeds episode_seed ..
 episode_seed + N - 1, test split), whose initial gripper position, cube position and goal move by
-noise * U(-1, 1) metres per axis (training/fetch.py: the same direction for an episode at every
+noise * U(-1, 1) metres per axis (games/fetch.py: the same direction for an episode at every
 level, only further). The demonstrations were recorded without noise. Per level and method: mean ±
 sample std of the success rate over training seeds, and the paired bootstrap CIs of
 training/evaluate_dbc.py; one JSON, one plot (success against noise, one line per method).
@@ -24,7 +24,8 @@ if __package__ in (None, ""):
 
 import torch
 
-from model.checkpoint import CheckpointError, atomic_write_bytes
+from games.files import atomic_write_bytes
+from model.checkpoint import CheckpointError
 from training.dbc_data import UnknownTaskError
 from training.evaluate_dbc import COLORS, PAPER_NAMES, evaluate, report
 

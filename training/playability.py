@@ -55,9 +55,9 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from training.envs import action_meanings, make_env
+from games.envs import action_meanings, make_env
+from games.experts import EXPERTS, WAITING
 from training.evaluate import BALL_FIELD, ball_position, motion_mask, psnr
-from training.experts import EXPERTS, WAITING
 
 CONTEXT = 4
 SEED = 2_000_000

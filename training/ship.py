@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from games.episode_store import EpisodeStore
 from model.checkpoint import CheckpointError
 from model.sampler import SamplerConfig
 from model.world_model import WorldModel
 from training import playability
-from training.episode_store import EpisodeStore
 from training.evaluate import (
     BALL_RADIUS,
     ball_plot,

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from games import fetch, maze
 from model.checkpoint import CheckpointError
 from model.dbc import (
     DiffusionConfig,
@@ -59,7 +60,6 @@ from model.dbc import (
 )
 from model.diffusion_policy import DiffusionPolicy, DiffusionPolicyConfig, save_diffusion_policy
 from model.policies import EnsembleMLPPolicy
-from training import fetch, maze
 from training.dbc_data import (
     DEFAULT_DEMOS,
     DEFAULT_LAMBDA,

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from games.episode_store import Episode
 from model.agent import ActorCritic, ActorCriticConfig, ActorCriticLossConfig, AgentPolicy, agent_preset
 from model.checkpoint import CheckpointError
 from model.sampler import SamplerConfig
@@ -14,7 +15,6 @@ from model.world_model import WorldModel, preset_config
 from server.policies import Observation, TrainedAgent, load_agent
 from training.agent import agent_update, imagine, replay
 from training.data import WindowSampler
-from training.episode_store import Episode
 
 NAMES = ["NOOP", "FIRE", "RIGHT", "LEFT"]
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from games.envs import make_env
+from games.episode_store import Episode, EpisodeStore
 from model.agent import ActorCritic, agent_preset
 from server.dev_snapshot import make_snapshot
 from training import dream_check
-from training.envs import make_env
-from training.episode_store import Episode, EpisodeStore
 
 NAMES = ["NOOP", "FIRE", "RIGHT", "LEFT"]
 

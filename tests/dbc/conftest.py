@@ -57,8 +57,8 @@ def breakout_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Breakout policies/{diffusion, bc_s0, dbc_s0} from 24 real expert frames + a 5-step human episode."""
     import numpy as np
 
+    from games.episode_store import Episode, EpisodeStore
     from training import train_dbc
-    from training.episode_store import Episode, EpisodeStore
 
     root = tmp_path_factory.mktemp("breakout")
     human = root / "human"

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from games.envs import stack_frames
 from model.dbc import act, load_diffusion, load_policy
 from training import evaluate_dbc
-from training.dbc_data import breakout_demos, stack_frames, store_demos
+from training.dbc_data import breakout_demos, store_demos
 
 
 def test_demos_are_frame_stacks() -> None:

@@ -16,8 +16,8 @@ from server.viewer import ViewerSettings, make_router
 
 
 def tiny_world_model():
+    from games.envs import action_meanings
     from model.world_model import WorldModel, preset_config
-    from training.envs import action_meanings
 
     torch.manual_seed(0)
     return WorldModel(preset_config("tiny", "Breakout", action_meanings("Breakout"))).configure(torch.device("cpu"))

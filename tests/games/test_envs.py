@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.envs import UnknownGameError, action_meanings, available_games, check_game, make_env
-from training.experts import EXPERTS, epsilon_mixed, make_policy
+from games.envs import UnknownGameError, action_meanings, available_games, check_game, make_env
+from games.experts import EXPERTS, epsilon_mixed, make_policy
 
 
 def test_breakout_obs_and_minimal_action_set(breakout_actions) -> None:

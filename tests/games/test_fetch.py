@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.fetch import GOAL, GRIP, MAX_STEPS, OBJECT, OBS_DIM, FetchTask
+from games.fetch import GOAL, GRIP, MAX_STEPS, OBJECT, OBS_DIM, FetchTask
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.maze import MAX_STEPS, OBS_DIM, MazeTask
+from games.maze import MAX_STEPS, OBS_DIM, MazeTask
 
 
 def test_expert_reaches_the_goal() -> None:

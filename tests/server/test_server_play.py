@@ -8,10 +8,10 @@ import torch
 from server_helpers import make_client, recv, recv_all, start
 from starlette.websockets import WebSocketDisconnect
 
+from games.episode_store import EpisodeStore
 from model.agent import ActorCritic, agent_preset
 from server.dev_snapshot import make_agent_snapshot, make_snapshot
 from server.protocol import CloseCode
-from training.episode_store import EpisodeStore
 
 
 def frames(ws, n: int) -> list[dict]:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from server_helpers import recv, start
 
+from games.envs import action_meanings, ram
 from model.world_model import WorldModel
 from server.session import GameRuntime, Session
-from training.envs import action_meanings, ram
 
 # Breakout's field below the bricks in the 64x64 frame: empty (black, < 50 in every channel)
 # until a ball is served.

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from games.envs import action_meanings, make_env
+from games.experts import make_policy
 from model.sampler import SamplerConfig
 from model.world_model import Dreams, WorldModel
-from training.envs import action_meanings, make_env
-from training.experts import make_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(p.with_suffix("") for p in (ROOT / "checkpoints").glob("*.safetensors") if "-agent" not in p.name)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from games.envs import FrameStack
 from model.dbc import act, load_diffusion, load_policy
-from training.dbc_data import FrameStack
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ("maze", "breakout")
@@ -28,13 +28,13 @@ def test_shipped_policies_act_and_match_their_table(task: str) -> None:
     load_diffusion(folder / "diffusion", task=task)  # the viewer's expert-likeness needs phi
 
     if task == "maze":
-        from training.maze import MazeTask
+        from games.maze import MazeTask
 
         env = MazeTask()
         obs = torch.from_numpy(np.stack([env.reset(0)] * 2)).float()
         env.close()
     else:
-        from training.envs import make_env
+        from games.envs import make_env
 
         env = make_env("Breakout")
         stack = FrameStack()

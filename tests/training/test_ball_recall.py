@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.envs import make_env
+from games.envs import make_env
+from games.experts import make_policy
 from training.evaluate import BALL_FIELD, ball_position, ball_recall, mean_ball_recall
-from training.experts import make_policy
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from games.episode_store import EpisodeStore
 from training.collect import CONTEXT, collect
-from training.episode_store import EpisodeStore
 from training.evaluate import ball_position
 
 

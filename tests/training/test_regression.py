@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from games.episode_store import EpisodeStore
 from model.world_model import WorldModel, preset_config
 from training.data import WindowSampler
-from training.episode_store import EpisodeStore
 
 STEPS = 25
 
