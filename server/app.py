@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, Request, WebSocket
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, HTTPException, Request, WebSocket
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from server.config import Settings
@@ -89,6 +89,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/api/metrics")
     async def metrics(request: Request) -> JSONResponse:
         return JSONResponse(engine_of(request).metrics())
+
+    @app.get("/api/episodes/{key}")
+    async def saved_episode(key: str, request: Request) -> FileResponse:
+        """An episode this server's sessions saved, by the id in the `saved` message."""
+        path = engine_of(request).saved_episodes.get(key)
+        if path is None or not path.is_file():
+            raise HTTPException(404, "no saved episode with this id (ids come in `saved` messages, until a restart)")
+        return FileResponse(path, media_type="application/octet-stream", filename=f"{path.parent.name}-{path.name}")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        """For clients that ask for /favicon.ico whatever the page links (the pages link the SVG)."""
+        icon = settings.web_dir / "favicon.svg"
+        if not icon.is_file():
+            raise HTTPException(404, f"no {icon}")
+        return FileResponse(icon, media_type="image/svg+xml")
 
     @app.websocket("/ws")
     async def play(ws: WebSocket) -> None:

@@ -13,6 +13,8 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -269,18 +271,18 @@ class Connection:
             s.check_control(m.control or s.control, m.mode or s.mode)
             s.command(s.cmd_configure, m.mode, m.steps, m.sampler, m.fps, m.control)
         elif isinstance(m, P.SaveEpisode):
-            s.check_save()
-            asyncio.create_task(self._save(s))
+            asyncio.create_task(self._save(s.save_episode()))
 
-    async def _save(self, s: Session) -> None:
+    async def _save(self, saving: Awaitable[tuple[str, Path, int, float]]) -> None:
         try:
-            name, path, length, ret = await s.save_episode()
+            name, path, length, ret = await saving
         except SessionError as e:
             return await self.send(P.Error(code=e.code, message=str(e)))
         except Exception as e:  # noqa: BLE001 - a failed save is reported, play goes on
             log.exception("saving an episode failed")
             return await self.send(P.Error(code="save_failed", message=f"could not save the episode: {e}"))
-        await self.send(P.Saved(file=name, path=str(path), length=length, real_return=ret))
+        download = f"/api/episodes/{self.engine.remember_episode(path)}"
+        await self.send(P.Saved(file=name, path=str(path), length=length, real_return=ret, download=download))
 
     async def _start(self, m: P.Start) -> None:
         rt = self.engine.games.get(m.game)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -22,6 +23,8 @@ from server.session import GameRuntime
 from server.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
+
+KEEP_SAVED_EPISODES = 1000  # download ids remembered (the oldest are forgotten first)
 
 
 def discover_snapshots(folder: Path) -> list[Path]:
@@ -68,6 +71,7 @@ class Engine:
         self.started = time.time()
         self.rejected_full = 0
         self.closed_sessions = 0
+        self.saved_episodes: dict[str, Path] = {}  # opaque download id -> an episode file a session saved
 
     # -- lifetime ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -136,6 +140,19 @@ class Engine:
     def release(self, conn_id: str) -> None:
         if self.connections.pop(conn_id, None) is not None:
             self.closed_sessions += 1
+
+    # -- saved episodes ----------------------------------------------------------------------
+    def remember_episode(self, path: Path) -> str:
+        """The opaque id GET /api/episodes/{id} serves this file by (the same id for the same file).
+        Only files a session saved get one: a URL can name no other path."""
+        for key, known in self.saved_episodes.items():
+            if known == path:
+                return key
+        key = secrets.token_urlsafe(16)
+        self.saved_episodes[key] = path
+        while len(self.saved_episodes) > KEEP_SAVED_EPISODES:
+            del self.saved_episodes[next(iter(self.saved_episodes))]
+        return key
 
     # -- views -------------------------------------------------------------------------------
     def game_info(self, rt: GameRuntime) -> dict[str, Any]:

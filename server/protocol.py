@@ -150,6 +150,8 @@ class Saved(_Msg):
     path: str
     length: int
     real_return: float
+    download: str
+    """Where to download the file: GET /api/episodes/<opaque id>."""
 
 
 class Error(_Msg):

@@ -82,6 +82,7 @@ class _RealTrack:
     lives: int = 0
     done: bool = False
     waiting: bool = False  # the emulator waits for FIRE (no ball in play)
+    saved: tuple[int, tuple[str, Path, int, float]] | None = None  # (steps, file) of its last save
 
 
 @dataclass
@@ -509,15 +510,24 @@ class Session:
             },
         )
 
-    async def save_episode(self) -> tuple[str, Path, int, float]:
+    def save_episode(self) -> Awaitable[tuple[str, Path, int, float]]:
+        """Save the real play since the last reset: (file, path, steps, return) once written.
+
+        Checked and marked busy at once, so a second request before this one is written is
+        refused (`busy`); one with nothing played since the last save gives that file again."""
         ep = self.snapshot_episode()
         self._saving = True
+        return self._write_episode(ep, self.real)
+
+    async def _write_episode(self, ep: Episode, track: _RealTrack) -> tuple[str, Path, int, float]:
         root = self.data_dir / self.rt.game
         try:
-            name = await asyncio.get_running_loop().run_in_executor(self.executor, EpisodeStore(root).add, ep)
+            if track.saved is None or track.saved[0] != len(ep):
+                name = await asyncio.get_running_loop().run_in_executor(self.executor, EpisodeStore(root).add, ep)
+                track.saved = (len(ep), (name, root / name, len(ep), float(ep.rewards.sum())))
         finally:
             self._saving = False
-        return name, root / name, len(ep), float(ep.rewards.sum())
+        return track.saved[1]
 
     async def close(self) -> None:
         env, self.env = self.env, None

@@ -48,7 +48,7 @@ from model.dbc import JointDiffusion, act, load_diffusion, load_policy
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"
 TASKS = ("maze", "breakout")
-STATIC = {"viewer.js": "text/javascript", "viewer.css": "text/css"}
+STATIC = {"viewer.js": "text/javascript", "viewer.css": "text/css", "style.css": "text/css"}  # the arcade's theme
 
 
 @dataclass

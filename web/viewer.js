@@ -62,32 +62,50 @@ async function loadResults(task) {
   }
   $("results-note").textContent = `${doc.episodes} episodes per policy (seeds ${doc.episode_seed}..` +
     `${doc.episode_seed + doc.episodes - 1}), identical for every method.`;
-  drawPlot(ctx, rows, task === "maze" ? 100 : Math.max(1, ...rows.map((r) => r.mean + r.std)) * 1.15);
+  const log = task !== "maze"; // returns: the expert's is 30 times BC's, and both must show
+  drawPlot(ctx, rows, task === "maze" ? 100 : Math.max(1, ...rows.map((r) => r.mean + r.std)) * 1.15, log, metric);
 }
 
-function drawPlot(ctx, rows, ymax) {
-  const W = ctx.canvas.width, H = ctx.canvas.height, pad = 36;
-  ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, W, H);
-  ctx.strokeStyle = "#999"; ctx.beginPath(); ctx.moveTo(pad, 10); ctx.lineTo(pad, H - pad); ctx.lineTo(W - 10, H - pad); ctx.stroke();
+// Bars of the mean (ours, and the paper's where known), ±1 std whiskers and a dot per seed. The
+// log axis plots log10(1 + v), so 0 stays at the bottom and a return of 3 beside the expert's 97
+// is still a bar to see. What is drawn is also in the canvas's aria-label and, in canvas pixels,
+// in its data-bars.
+function drawPlot(ctx, rows, ymax, log, metric) {
+  const W = ctx.canvas.width, H = ctx.canvas.height, pad = 36, top = 24;
+  const f = log ? (v) => Math.log10(1 + Math.max(0, v)) : (v) => Math.max(0, v);
+  const y = (v) => H - pad - (f(v) / f(ymax)) * (H - pad - top);
+  ctx.fillStyle = "#000"; ctx.fillRect(0, 0, W, H);
+  ctx.font = "11px system-ui"; ctx.textAlign = "right";
+  const ticks = log ? [0, 1, 10, 100, 1000, 10000].filter((t) => t <= ymax) : [0, ymax / 2, ymax];
+  for (const t of ticks) {
+    ctx.strokeStyle = "#222"; ctx.beginPath(); ctx.moveTo(pad, y(t)); ctx.lineTo(W - 10, y(t)); ctx.stroke();
+    ctx.fillStyle = "#8a8f9c"; ctx.fillText(String(t), pad - 4, y(t) + 4);
+  }
+  ctx.textAlign = "left"; ctx.fillText(`${metric}${log ? " (log scale)" : ""}`, pad + 4, 12);
+  ctx.strokeStyle = "#555"; ctx.beginPath();
+  ctx.moveTo(pad, top - 4); ctx.lineTo(pad, H - pad); ctx.lineTo(W - 10, H - pad); ctx.stroke();
   const bars = [];
   for (const r of rows) {
     bars.push({ label: `${r.label} ours`, mean: r.mean, std: r.std, seeds: r.seeds, color: r.label === "DBC" ? "#e1812c" : "#7f8fa6" });
     if (r.paper) bars.push({ label: `${r.label} paper`, mean: r.paper.mean, std: r.paper.std, seeds: [], color: "#cfd8e3" });
   }
   const bw = (W - pad - 20) / Math.max(1, bars.length);
-  const y = (v) => H - pad - (v / ymax) * (H - pad - 14);
-  ctx.font = "11px system-ui"; ctx.textAlign = "center";
-  bars.forEach((b, i) => {
-    const x = pad + 10 + i * bw;
+  ctx.textAlign = "center";
+  const drawn = bars.map((b, i) => {
+    const x = pad + 10 + i * bw, mid = x + bw * 0.35;
     ctx.fillStyle = b.color; ctx.fillRect(x, y(b.mean), bw * 0.7, y(0) - y(b.mean));
-    ctx.strokeStyle = "#333"; ctx.beginPath();
-    ctx.moveTo(x + bw * 0.35, y(b.mean - b.std)); ctx.lineTo(x + bw * 0.35, y(b.mean + b.std)); ctx.stroke();
-    ctx.fillStyle = "#000";
-    for (const v of b.seeds) { ctx.beginPath(); ctx.arc(x + bw * 0.35, y(v), 2.5, 0, 7); ctx.fill(); }
-    ctx.fillText(b.label, x + bw * 0.35, H - pad + 14);
-    ctx.fillText(b.mean.toFixed(1), x + bw * 0.35, y(b.mean) - 4);
+    ctx.strokeStyle = "#ccc"; ctx.beginPath();
+    ctx.moveTo(mid, y(b.mean - b.std)); ctx.lineTo(mid, y(b.mean + b.std)); ctx.stroke();
+    ctx.fillStyle = "#e6e6e6";
+    for (const v of b.seeds) { ctx.beginPath(); ctx.arc(mid, y(v), 2.5, 0, 7); ctx.fill(); }
+    ctx.fillText(b.label, mid, H - pad + 14);
+    ctx.fillText(b.mean.toFixed(1), mid, y(b.mean) - 4);
+    const [left, width, barTop, bottom] = [x, bw * 0.7, y(b.mean), y(0)].map(Math.round);
+    return { label: b.label, mean: b.mean, x: left, width, top: barTop, bottom };
   });
-  ctx.textAlign = "right"; ctx.fillText(ymax.toFixed(0), pad - 4, 18); ctx.fillText("0", pad - 4, H - pad);
+  ctx.canvas.dataset.bars = JSON.stringify(drawn);
+  ctx.canvas.setAttribute("aria-label", `Mean ${metric} per method${log ? " (log scale)" : ""}: ` +
+    drawn.map((b) => `${b.label} ${b.mean.toFixed(1)}`).join(", "));
 }
 
 // ---- live session ------------------------------------------------------------------------------

@@ -1,14 +1,21 @@
 """The page a player would want, in headless Chromium: the serve prompt, taps shorter than a tick,
 score and lives beside each screen, controls that show what the server accepted, reconnecting,
-the pause state, where keys go, accessibility basics, and a layout that fits a small window and
-a phone."""
+the pause state, where keys go, accessibility basics, a layout that fits a small window and
+a phone, a divergence chart that keeps its history, help, the link to the policy viewer (and its
+look), a recording players can seek in, and saved episodes to download."""
 
 from __future__ import annotations
 
+import base64
+import json
+import math
 import re
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from web_helpers import (
@@ -267,8 +274,9 @@ def test_status_chart_text_and_favicon(browser: Browser, live_server: str) -> No
             page.on("response", lambda r: r.status >= 400 and bad.append(f"{r.status} {r.url}"))
             page.reload()
             icon = page.evaluate("document.querySelector('link[rel=icon]').href")
-            answer = page.request.get(icon)
-            assert answer.ok and answer.headers["content-type"].startswith("image/svg+xml"), icon
+            for url in (icon, live_server + "favicon.ico"):  # what browsers ask for without a link
+                answer = page.request.get(url)
+                assert answer.ok and answer.headers["content-type"].startswith("image/svg+xml"), url
             if path != "viewer":
                 assert page.get_attribute("#status", "aria-live") == "polite"
                 wait_playing(page)
@@ -324,3 +332,228 @@ def test_no_touch_buttons_on_a_desktop(browser: Browser, live_server: str) -> No
         assert page.locator("#touchpad").is_hidden()
         for sel in ("#dream", "#real", "#hud-fps", "#chart"):
             assert in_view(page, sel), sel
+
+
+VALUES = "window.arcade.chart.points.filter((p) => !p.mark).map((p) => p.v)"
+MARKS = "window.arcade.chart.points.filter((p) => p.mark).map((p) => p.mark)"
+
+# The colour of the pixels down the column of the first marker of a kind, read in the same task
+# as the chart's geometry (so no redraw comes between).
+MARKER_COLUMN = """(kind) => {
+  const chart = window.arcade.chart;
+  const x = Math.round(chart.x(chart.points.findIndex((p) => p.mark === kind)));
+  const d = chart.ctx.getImageData(x, 0, 1, chart.canvas.height - 40).data;
+  const column = [];
+  for (let i = 0; i < d.length; i += 4) column.push([d[i], d[i + 1], d[i + 2]]);
+  return column;
+}"""
+
+
+def more_points(page: Page, n: int) -> None:
+    """Until the chart has n more PSNR points than now."""
+    have = page.evaluate(f"{VALUES}.length")
+    page.wait_for_function(f"{VALUES}.length >= {have + n}", timeout=120_000)
+
+
+def test_the_chart_keeps_its_history_with_markers(browser: Browser, live_server: str) -> None:
+    with page_at(browser, live_server + "?mode=side&fps=10") as page:
+        wait_playing(page)
+        more_points(page, 4)
+        page.click("#resync")
+        page.wait_for_function(f"{MARKS}.includes('resync')", timeout=60_000)
+        before = page.evaluate(f"{VALUES}.slice(0, window.arcade.chart.points.findIndex((p) => p.mark))")
+        more_points(page, 2)
+        page.select_option("#sampler", "heun")
+        page.wait_for_function(f"{MARKS}.includes('settings')", timeout=60_000)
+        more_points(page, 2)
+        page.click("#reset")
+        page.wait_for_function(f"{MARKS}.includes('reset')", timeout=60_000)
+        more_points(page, 2)
+
+        points = page.evaluate("window.arcade.chart.points")
+        values = [p["v"] for p in points if "mark" not in p]
+        assert len(before) >= 4 and values[: len(before)] == before  # nothing forgotten
+        marks = [(p["mark"], p["label"]) for p in points if "mark" in p]
+        assert marks == [("resync", "resync"), ("settings", "Heun"), ("reset", "reset")], marks
+        # ...and every stretch between the markers has its points
+        stretches = "".join("|" if "mark" in p else "." for p in points).split("|")
+        assert [len(s) > 0 for s in stretches] == [True] * 4, stretches
+        # the resync line is drawn down its column (its label at the bottom)
+        column = page.evaluate(MARKER_COLUMN, "resync")
+        green = sum(rgb == [0x77, 0xDD, 0x77] for rgb in column)
+        assert green >= 0.8 * len(column), column
+
+
+def test_help_says_what_the_modes_psnr_and_resync_mean(browser: Browser, live_server: str) -> None:
+    with page_at(browser, live_server + "?mode=side&fps=4") as page:
+        wait_playing(page)
+        mode_help = {v: page.get_attribute(f"#mode option[value={v}]", "title") for v in ("side", "dream", "real")}
+        assert "same" in mode_help["side"] and "dream" in mode_help["side"], mode_help
+        assert "world model" in mode_help["dream"] and "emulator" in mode_help["real"], mode_help
+        assert page.get_attribute("#mode", "title") == mode_help["side"]
+        assert "last four real frames" in page.get_attribute("#resync", "title")
+        assert "signal-to-noise" in page.get_attribute("#chart-title", "title")
+        assert "emulator" in page.get_attribute("#reset", "title")
+
+        panel = page.locator("#help dl")
+        assert panel.is_hidden()
+        page.click("#help summary")
+        panel.wait_for(state="visible")
+        assert in_view(page, "#help dl")
+        terms = page.locator("#help dt").all_inner_texts()
+        assert {"Side by side", "Dream", "PSNR", "Resync"} <= set(terms), terms
+        assert all(len(text) > 60 for text in page.locator("#help dd").all_inner_texts())
+        tap_key(page, "ArrowRight")  # the help clicked open does not keep the keys
+        assert sent_inputs(page) == [RIGHT, 0]
+        page.click("#help summary")
+        panel.wait_for(state="hidden")
+
+
+def test_links_between_the_arcade_and_the_viewer(browser: Browser, live_server: str) -> None:
+    with page_at(browser, live_server + "?mode=real&fps=4") as page:
+        wait_playing(page)
+        assert in_view(page, "#viewer-link")
+        page.click("#viewer-link")
+        page.wait_for_url(live_server + "viewer")
+        assert page.inner_text("h1") == "DBC policy viewer"
+        assert in_view(page, "#arcade-link")
+        page.click("#arcade-link")
+        page.wait_for_url(live_server)
+        wait_playing(page)
+
+
+COLOURS = """() => [document.body, document.querySelector('header')].map((el) => {
+  const style = getComputedStyle(el);
+  return [style.backgroundColor, style.color];
+})"""
+PIXEL = "([x, y]) => [...document.getElementById('plot').getContext('2d').getImageData(x, y, 1, 1).data.slice(0, 3)]"
+
+
+def test_the_viewer_looks_like_the_arcade_names_whole_and_a_log_plot(browser: Browser, live_server: str) -> None:
+    with page_at(browser, live_server + "?mode=real&fps=4") as page:
+        arcade = page.evaluate(COLOURS)
+    with page_at(browser, live_server + "viewer", 1280, 900) as page:
+        assert page.evaluate(COLOURS) == arcade  # the arcade's dark theme
+        page.wait_for_selector("#task option[value=breakout]", state="attached", timeout=120_000)
+        page.select_option("#task", "breakout")
+        page.wait_for_function("(document.getElementById('plot').dataset.bars || '').includes('EXPERT')")
+        label = page.get_attribute("#plot", "aria-label")
+        assert "log scale" in label and "EXPERT ours 97.2" in label, label
+        bars = {b["label"]: b for b in json.loads(page.get_attribute("#plot", "data-bars"))}
+        expert = bars["EXPERT ours"]["bottom"] - bars["EXPERT ours"]["top"]
+        for name, colour in (("BC ours", [0x7F, 0x8F, 0xA6]), ("DBC ours", [0xE1, 0x81, 0x2C])):
+            b = bars[name]
+            assert b["bottom"] - b["top"] >= 0.2 * expert, bars  # a return of 3 beside the expert's 97
+            assert page.evaluate(PIXEL, [b["x"] + 3, (b["top"] + b["bottom"]) // 2]) == colour, name
+        assert sum(page.evaluate(PIXEL, [2, 2])) < 60  # a dark plot
+
+        page.wait_for_function("document.getElementById('status').textContent === 'connected'", timeout=120_000)
+        page.click("#start")
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('running')", timeout=300_000)
+        for side in ("#side-0", "#side-1"):
+            name = page.locator(f"{side} .name")
+            assert "seed 0)" in name.inner_text()
+            whole = name.evaluate("(el) => el.scrollWidth <= el.clientWidth && el.scrollHeight <= el.clientHeight")
+            box, panel = name.bounding_box(), page.locator(side).bounding_box()
+            assert whole and box["x"] + box["width"] <= panel["x"] + panel["width"], side
+        assert page.evaluate("getComputedStyle(document.querySelector('.side')).backgroundColor") == "rgb(27, 30, 38)"
+        page.click("#stop")
+        page.wait_for_function("document.getElementById('status').textContent === 'stopped'", timeout=120_000)
+
+
+def _vint(data: bytes, pos: int, marker: bool = False) -> tuple[int | None, int]:
+    """An EBML variable-length number at pos: (value, next pos); None for an unknown size."""
+    length = 1
+    while not data[pos] & (0x80 >> (length - 1)):
+        length += 1
+    value = data[pos] if marker else data[pos] & (0xFF >> length)
+    for b in data[pos + 1 : pos + length]:
+        value = value << 8 | b
+    return (None if not marker and value == 2 ** (7 * length) - 1 else value), pos + length
+
+
+def webm_duration_s(data: bytes) -> float:
+    """The Duration in a WebM's Segment Info, in seconds; inf when it has none (a live recording)."""
+    _, pos = _vint(data, 0, True)  # the EBML header
+    size, pos = _vint(data, pos)
+    segment, pos = _vint(data, pos + size, True)
+    assert segment == 0x18538067
+    _, pos = _vint(data, pos)  # the Segment's size, unknown in a live recording
+    while True:
+        eid, pos = _vint(data, pos, True)
+        size, pos = _vint(data, pos)
+        if eid == 0x1549A966:  # Info
+            break
+        assert size is not None, "an element of unknown size before Info"
+        pos += size
+    scale, duration, end = 1_000_000, math.inf, pos + size
+    while pos < end:
+        eid, pos = _vint(data, pos, True)
+        size, pos = _vint(data, pos)
+        if eid == 0x2AD7B1:  # TimestampScale, ns per tick
+            scale = int.from_bytes(data[pos : pos + size], "big")
+        if eid == 0x4489:  # Duration, a float in ticks
+            duration = struct.unpack(">d" if size == 8 else ">f", data[pos : pos + size])[0]
+        pos += size
+    return duration * scale / 1e9
+
+
+LOAD_VIDEO = """async (b64) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const video = document.createElement("video");
+  video.muted = true;
+  video.preload = "metadata";
+  video.src = URL.createObjectURL(new Blob([bytes], { type: "video/webm" }));
+  await new Promise((loaded, failed) => {
+    video.onloadedmetadata = loaded;
+    video.onerror = () => failed(new Error(`video error ${video.error && video.error.code}`));
+  });
+  return { duration: video.duration, seekable: video.seekable.length ? video.seekable.end(0) : null };
+}"""
+
+
+def test_the_recording_has_a_duration(browser: Browser, live_server: str, tmp_path: Path) -> None:
+    with page_at(browser, live_server + "?mode=side&fps=10") as page:
+        wait_playing(page)
+        page.click("#record")
+        wait_ticks(page, 8)
+        webm = {"predicate": lambda d: d.suggested_filename.endswith(".webm"), "timeout": 120_000}
+        with page.expect_event("download", **webm) as info:
+            page.click("#record")  # stop: the webm and the actions JSON
+        data = Path(info.value.path()).read_bytes()
+        duration = webm_duration_s(data)
+        assert 0 < duration < 3600, duration  # finite: a player can show it and seek
+        shown = page.evaluate(LOAD_VIDEO, base64.b64encode(data).decode())
+        assert math.isfinite(shown["duration"]) and abs(shown["duration"] - duration) < 0.1, (shown, duration)
+        assert shown["seekable"] is not None and math.isfinite(shown["seekable"]), shown
+
+
+def test_save_episode_once_and_offer_it_to_download(browser: Browser, live_server: str, web_settings) -> None:
+    folder = web_settings.data_dir / "Breakout"
+    before = set(folder.glob("ep_*.npz"))
+    with page_at(browser, live_server + "?mode=real&fps=10") as page:
+        wait_playing(page)
+        wait_ticks(page, 3)
+        page.click("#pause")  # nothing more is played: every save is of the same episode
+        page.wait_for_function("document.getElementById('pause').textContent === 'Resume'")
+        page.dblclick("#save")
+        link = page.locator("#episode-link")
+        link.wait_for(state="visible", timeout=60_000)
+        assert [m["type"] for m in page.evaluate("window.sent")].count("save_episode") == 1
+        assert str(web_settings.data_dir) not in page.inner_text("#status")  # no server path
+        with page.expect_download() as info:
+            link.click()
+        download = info.value
+        assert re.fullmatch(r"Breakout-ep_\d{6}\.npz", download.suggested_filename), download.suggested_filename
+        with np.load(download.path(), allow_pickle=False) as z:
+            obs, actions = z["obs"], z["actions"]
+            meta = json.loads(z["meta"].tobytes())
+        assert obs.shape[1:] == (64, 64, 3) and len(obs) == len(actions) + 1 and len(actions) >= 3
+        assert meta["game"] == "Breakout" and meta["source"] == "browser"
+
+        href = link.get_attribute("href")
+        page.click("#save")  # nothing played since: the server answers with the same file
+        page.wait_for_function("!document.getElementById('save').disabled", timeout=60_000)
+        assert link.get_attribute("href") == href
+        assert [m["type"] for m in page.evaluate("window.sent")].count("save_episode") == 2
+    assert len(set(folder.glob("ep_*.npz")) - before) == 1

@@ -62,17 +62,20 @@ export class Rate {
   }
 }
 
+// The colour of each marker kind on the divergence chart (style.css colours the legend alike).
+export const MARK_COLOURS = { start: "#8a8f9c", reset: "#fc6", resync: "#7d7", settings: "#c9f" };
+
+// PSNR over the whole visit: nothing is dropped at a reset, resync, settings change or new game;
+// each of them leaves a vertical line and a label. The x axis squeezes to fit once the history is
+// longer than `length` points; past `keep` points (40 min at 15 fps) the oldest go.
 export class Chart {
-  constructor(canvas, { max = 50, length = 150 } = {}) {
+  constructor(canvas, { max = 50, length = 150, keep = 36000 } = {}) {
     this.canvas = canvas;
     this.ctx = canvas.getContext("2d");
     this.max = max;
     this.length = length;
-    this.points = []; // {v, mark}
-  }
-  clear() {
-    this.points = [];
-    this.draw();
+    this.keep = keep;
+    this.points = []; // {v} for a PSNR, {v: null, mark: kind, label} for a marker
   }
   // The latest PSNR and the mean of the last n points, or null before the first.
   latest(n = 20) {
@@ -81,13 +84,21 @@ export class Chart {
     const recent = values.slice(-n);
     return { last: values[values.length - 1], mean: recent.reduce((a, b) => a + b, 0) / recent.length, n: recent.length };
   }
-  mark(label) {
-    this.points.push({ v: null, mark: label });
+  // kind: "start", "reset", "resync" or "settings"; label: the text beside the line.
+  mark(kind, label = kind) {
+    this.add({ v: null, mark: kind, label });
   }
   push(v) {
-    this.points.push({ v });
-    if (this.points.length > this.length) this.points.splice(0, this.points.length - this.length);
+    this.add({ v });
+  }
+  add(point) {
+    this.points.push(point);
+    if (this.points.length > this.keep) this.points.splice(0, this.points.length - this.keep);
     this.draw();
+  }
+  // The x of point i on the canvas.
+  x(i) {
+    return (i * this.canvas.width) / Math.max(this.length, this.points.length);
   }
   draw() {
     const { ctx, canvas } = this;
@@ -95,6 +106,7 @@ export class Chart {
     ctx.fillStyle = "#000";
     ctx.fillRect(0, 0, w, h);
     ctx.font = "10px sans-serif";
+    ctx.lineWidth = 1;
     for (let db = 10; db < this.max; db += 10) {
       const y = h - (db / this.max) * h;
       ctx.strokeStyle = "#222";
@@ -105,35 +117,41 @@ export class Chart {
       ctx.fillStyle = "#555";
       ctx.fillText(`${db}`, 2, y - 2);
     }
-    const dx = w / this.length;
+    // Markers: a line each; labels along the bottom, a row up where they would overlap.
+    const rowEnds = [-Infinity, -Infinity, -Infinity]; // where the last label of each row ends
+    this.points.forEach((p, i) => {
+      if (!p.mark) return;
+      const x = Math.round(this.x(i)) + 0.5;
+      ctx.strokeStyle = ctx.fillStyle = MARK_COLOURS[p.mark] || "#fff";
+      ctx.beginPath();
+      ctx.moveTo(x, 0);
+      ctx.lineTo(x, h);
+      ctx.stroke();
+      const free = rowEnds.findIndex((end) => x + 2 >= end);
+      const row = free >= 0 ? free : rowEnds.indexOf(Math.min(...rowEnds));
+      ctx.fillText(p.label, x + 2, h - 3 - 11 * row);
+      rowEnds[row] = x + 2 + ctx.measureText(p.label).width + 4;
+    });
     ctx.strokeStyle = "#6cf";
     ctx.lineWidth = 1.5;
     ctx.beginPath();
     let started = false;
     this.points.forEach((p, i) => {
-      const x = i * dx;
       if (p.mark) {
-        ctx.save();
-        ctx.strokeStyle = "#fc6";
-        ctx.beginPath();
-        ctx.moveTo(x, 0);
-        ctx.lineTo(x, h);
-        ctx.stroke();
-        ctx.restore();
         started = false;
         return;
       }
-      const y = h - (Math.min(p.v, this.max) / this.max) * h;
+      const x = this.x(i), y = h - (Math.min(p.v, this.max) / this.max) * h;
       if (!started) {
         ctx.moveTo(x, y);
         started = true;
       } else ctx.lineTo(x, y);
     });
     ctx.stroke();
-    const last = [...this.points].reverse().find((p) => p.v != null);
+    const last = this.latest(1);
     if (last) {
       ctx.fillStyle = "#6cf";
-      ctx.fillText(`${last.v.toFixed(1)} dB`, w - 48, 12);
+      ctx.fillText(`${last.last.toFixed(1)} dB`, w - 48, 12);
     }
   }
 }

@@ -6,7 +6,7 @@
 // them back: the first game key blurs it and plays. Escape always returns the keys to the game.
 
 const SHORTCUTS = ["KeyR", "KeyP", "KeyN", "KeyY", "KeyT"];
-const CONTROLS = "button, select, input, textarea, a[href], [contenteditable]";
+const CONTROLS = "button, select, input, textarea, a[href], summary, [contenteditable]";
 const POINTER_FOCUS_MS = 600; // a focus this soon after a pointer press came from the pointer
 
 export class Keyboard {

@@ -18,6 +18,13 @@ const TOUCH_BUTTONS = [
   ["DOWN", "▼"],
 ];
 
+// What each mode, Resync and Save do (the tooltips in index.html), shown again when they are allowed.
+const HELP = {
+  modes: Object.fromEntries([...$("mode").options].map((o) => [o.value, o.title])),
+  resync: $("resync").title,
+  save: $("save").title,
+};
+
 const screens = { real: $("real"), dream: $("dream") };
 const contexts = { real: screens.real.getContext("2d"), dream: screens.dream.getContext("2d") };
 const chart = new Chart($("chart"));
@@ -25,7 +32,16 @@ const latency = new Latency();
 const dreamRate = new Rate();
 const recorder = new Recorder($("rec-canvas"), [screens.real, screens.dream]);
 
-const state = { games: [], game: null, ready: null, settings: null, seq: 0, lastHeader: null, lost: null };
+const state = {
+  games: [],
+  game: null,
+  ready: null,
+  settings: null,
+  seq: 0,
+  lastHeader: null,
+  lost: null,
+  saving: false, // a save_episode is on its way: Save waits for its answer
+};
 
 // -- status line: what the page is doing, and errors that fade -------------------------------------
 const status = { text: "connecting…", warn: false, errorTimer: null };
@@ -60,7 +76,6 @@ function start() {
   const game = $("game").value;
   if (!net.open) return net.connect(); // the server's hello starts the game
   if (!game) return;
-  chart.clear();
   net.send({
     type: "start",
     game,
@@ -94,6 +109,7 @@ net
     if (state.ready || !state.lost) state.lost = lost;
     const why = `disconnected (${state.lost})`;
     state.ready = null;
+    state.saving = false;
     keyboard.clear();
     showOverlays();
     clearInterval(countdown);
@@ -117,6 +133,7 @@ net
   .on("ready", (msg) => {
     state.ready = msg;
     state.seq = 0;
+    state.saving = false;
     keyboard.setKeymap(msg.keymap);
     $("control").replaceChildren(...msg.policies.map((p) => new Option(p, p)));
     renderLegend(msg.keymap.legend);
@@ -125,14 +142,17 @@ net
     dreamRate.reset();
     clearError();
     applySettings(msg.settings);
+    if (chart.points.length) chart.mark("start", msg.game); // the history goes on across games
     const wanted = params.get("control"); // ?control=agent: watch the agent from the first tick
     if (wanted && wanted !== msg.settings.control && msg.policies.includes(wanted)) configure({ control: wanted });
     setStatus(`playing ${msg.game}`);
   })
   .on("state", (msg) => {
     clearError(); // an accepted action
+    const before = state.settings;
     applySettings(msg.settings);
-    if (msg.reason === "reset" || msg.reason === "resync" || msg.reason === "configure") chart.mark(msg.reason);
+    if (msg.reason === "configure") chart.mark("settings", changedSettings(before, msg.settings));
+    else if (msg.reason === "reset" || msg.reason === "resync") chart.mark(msg.reason);
   })
   .on("frame", ({ header, frames }) => onFrame(header, frames))
   .on("episode_end", (msg) => {
@@ -141,9 +161,17 @@ net
   })
   .on("saved", (msg) => {
     clearError();
-    setStatus(`saved ${msg.length} steps to ${msg.path}`);
+    state.saving = false;
+    setStatus(`saved ${msg.length} steps (${msg.file})`);
+    const link = $("episode-link");
+    link.href = msg.download;
+    link.download = `${state.ready?.game || "episode"}-${msg.file}`;
+    link.textContent = `Download ${msg.file}`;
+    link.hidden = false;
+    if (state.settings) applySettings(state.settings); // Save again
   })
   .on("error", (msg) => {
+    state.saving = false; // a refused or failed save (after another error, the server refuses a second)
     showError(`${msg.code}: ${msg.message}`);
     if (state.settings) applySettings(state.settings); // the controls show what the server kept
   })
@@ -180,6 +208,18 @@ function showScores(header) {
     void bar.offsetWidth; // restart the animation
     bar.classList.add("invented");
   }
+}
+
+// "Heun, 2 steps": what a configure changed, the label of its marker on the chart.
+function changedSettings(before, after) {
+  const changed = (key) => !before || before[key] !== after[key];
+  const parts = [];
+  if (changed("mode")) parts.push(MODE_NAMES[after.mode]);
+  if (changed("control")) parts.push(after.control);
+  if (changed("sampler")) parts.push(after.sampler === "heun" ? "Heun" : "Euler");
+  if (changed("steps")) parts.push(`${after.steps} steps`);
+  if (changed("fps")) parts.push(`${after.fps} fps`);
+  return parts.join(", ") || "settings";
 }
 
 let captionAt = 0;
@@ -276,12 +316,15 @@ function explainChoices(s) {
   for (const option of $("mode").options) {
     const ok = !allowed || allowed.includes(option.value);
     option.disabled = !ok;
-    option.title = ok ? "" : `the ${s.control} control reads the real emulator: switch Control first`;
+    option.title = ok
+      ? HELP.modes[option.value]
+      : `the ${s.control} control reads the real emulator: switch Control first`;
   }
+  $("mode").title = HELP.modes[s.mode];
   $("resync").disabled = s.mode === "real";
-  $("resync").title = s.mode === "real" ? "Resync needs a dream: Dream or Side by side" : "Reseed the dream from the real frames (Y)";
-  $("save").disabled = s.mode === "dream";
-  $("save").title = s.mode === "dream" ? "Dream mode has no real play to save" : "Save the real play since the last reset";
+  $("resync").title = s.mode === "real" ? "Resync needs a dream: Dream or Side by side" : HELP.resync;
+  $("save").disabled = s.mode === "dream" || state.saving; // one save at a time: a double click saves once
+  $("save").title = s.mode === "dream" ? "Dream mode has no real play to save" : HELP.save;
 }
 
 function showBanner(text) {
@@ -429,6 +472,9 @@ $("steps").addEventListener("input", () => ($("steps-out").textContent = $("step
 $("fps").addEventListener("input", () => ($("fps-out").textContent = $("fps").value));
 for (const type of ["reset", "pause", "step", "resync"]) onClick($(type), () => net.send({ type }));
 onClick($("save"), () => {
+  if (!state.ready || state.saving) return;
+  state.saving = true;
+  $("save").disabled = true;
   net.send({ type: "save_episode" });
   setStatus("saving episode…");
 });
@@ -450,6 +496,9 @@ onClick($("record"), async () => {
 setInterval(() => {
   if (!document.hidden) net.send({ type: "ping", t: performance.now() });
 }, 20000);
+
+// For the browser console (and the tests): the chart's history and markers.
+window.arcade = { chart };
 
 chart.draw();
 net.connect();

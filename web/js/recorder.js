@@ -1,5 +1,7 @@
 // Record the session: both screens drawn side by side onto one canvas, captured with
-// MediaRecorder as webm, plus a JSON log of every tick's action, rewards and PSNR.
+// MediaRecorder as webm (its duration written in, so players can seek), plus a JSON log of every
+// tick's action, rewards and PSNR.
+import { fixDuration } from "./webm-duration.js";
 
 function download(blob, name) {
   const a = document.createElement("a");
@@ -19,6 +21,7 @@ export class Recorder {
     this.recorder = null;
     this.chunks = [];
     this.log = null;
+    this.startedAt = 0; // performance.now() when the recording started
   }
 
   get active() {
@@ -35,6 +38,7 @@ export class Recorder {
     const stream = this.canvas.captureStream(fps);
     this.recorder = new MediaRecorder(stream, mime ? { mimeType: mime } : undefined);
     this.recorder.ondataavailable = (e) => e.data.size && this.chunks.push(e.data);
+    this.recorder.onstart = () => (this.startedAt = performance.now());
     this.recorder.start(500);
   }
 
@@ -64,8 +68,9 @@ export class Recorder {
     return new Promise((resolve) => {
       const rec = this.recorder;
       this.recorder = null;
-      rec.onstop = () => {
-        download(new Blob(this.chunks, { type: "video/webm" }), `${basename}.webm`);
+      rec.onstop = async () => {
+        const video = new Blob(this.chunks, { type: "video/webm" });
+        download(await fixDuration(video, performance.now() - this.startedAt), `${basename}.webm`);
         this.log.stopped = new Date().toISOString();
         download(new Blob([JSON.stringify(this.log, null, 1)], { type: "application/json" }), `${basename}.actions.json`);
         resolve(this.log.ticks.length);
