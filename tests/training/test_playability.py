@@ -134,6 +134,25 @@ def test_cli_writes_json_and_image_for_the_shipped_model(tmp_path):
     assert "dreams that serve a ball without FIRE" in proc.stdout
 
 
+def test_serve_belief_of_the_shipped_model(tmp_path):
+    """The quick serve probe: every dream of the shipped model serves on FIRE whatever the noise,
+    and its estimate at sigma_max is brighter in the field for FIRE than for NOOP."""
+    out = tmp_path / "sb.json"
+    cmd = [sys.executable, str(REPO / "training/playability.py"), "--checkpoint", str(REPO / "checkpoints/Breakout")]
+    proc = subprocess.run(
+        cmd + ["--serve-belief", "2", "--out", str(out), "--threads", "1"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(out.read_text())
+    assert res["dreams"] == 8 and res["served"] == 8
+    assert res["estimate_fire"] > res["estimate_noop"] + 20
+    assert "serve on the first step after FIRE: 8/8" in proc.stdout
+
+
 def test_cli_rejects_bad_input(tmp_path):
     base = [sys.executable, str(REPO / "training/playability.py")]
     bad = subprocess.run(
