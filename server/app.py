@@ -1,4 +1,4 @@
-"""The FastAPI app: HTTP API, the play websocket and the static page. Handlers stay thin."""
+"""The FastAPI app: HTTP API, the play websocket, the policy viewer and the static page. Handlers stay thin."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, HTTPException, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse
@@ -15,9 +15,16 @@ from fastapi.staticfiles import StaticFiles
 from server.config import Settings
 from server.connection import Connection
 from server.engine import Engine
-from server.protocol import PROTOCOL_VERSION, CloseCode, Error
+from server.guard import serve
+from server.protocol import PROTOCOL_VERSION, CloseCode
+
+if TYPE_CHECKING:
+    from server.viewer import ViewerSettings
 
 log = logging.getLogger(__name__)
+
+OPTIONAL_MODULES = ("gymnasium_robotics", "mujoco", "matplotlib")
+"""The `dbc` extra (pyproject.toml). The arcade runs without it; nothing else may be missing."""
 
 
 def page_url(settings: Settings, port: int | None = None) -> str:
@@ -27,24 +34,21 @@ def page_url(settings: Settings, port: int | None = None) -> str:
     return f"http://{host}:{port or settings.port}/"
 
 
-def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> bool:
-    """No Origin (not a browser), the page's own origin, or one on the allow list ('*' = any)."""
-    if origin is None or "*" in allowed or origin in allowed:
-        return True
-    return bool(host) and urlsplit(origin).netloc.lower() == host.lower()
-
-
-def include_viewer(app: FastAPI) -> None:
-    """The policy viewer's routes (server/viewer.py, another component); the game runs without it."""
+def include_viewer(app: FastAPI, viewer: ViewerSettings | None = None) -> None:
+    """The policy viewer's routes (server/viewer.py). Only a missing optional dependency leaves them
+    out (with a warning); any other error is a bug and stops the app."""
     try:
-        from server.viewer import router
-    except Exception as e:  # noqa: BLE001 - a broken viewer must not stop the arcade
-        log.warning("policy viewer not available: %s", e)
+        from server.viewer import make_router
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in OPTIONAL_MODULES:
+            raise
+        log.warning("policy viewer not available: %s (pip install -e '.[dbc]')", e)
         return
-    app.include_router(router)
+    app.include_router(make_router(viewer))
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, viewer: ViewerSettings | None = None) -> FastAPI:
+    """The app; `viewer` configures the policy viewer (default: ViewerSettings())."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -108,23 +112,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.websocket("/ws")
     async def play(ws: WebSocket) -> None:
-        engine = engine_of(ws)
-        if not origin_allowed(ws.headers.get("origin"), ws.headers.get("host"), settings.allowed_origins):
-            await ws.close(CloseCode.ORIGIN_REJECTED, "origin not allowed")
-            return
-        await ws.accept()
-        conn = Connection(ws, engine)
-        if not engine.admit(conn.id, conn):
-            cap = settings.max_sessions
-            await conn.send(Error(code="server_full", message=f"server full ({cap} players); try later", fatal=True))
-            await conn.close(CloseCode.SERVER_FULL, "server_full")
-            return
-        try:
-            await conn.run()
-        finally:
-            engine.release(conn.id)
+        await serve(ws, engine_of(ws), Connection)
 
-    include_viewer(app)
+    include_viewer(app, viewer)
     if settings.web_dir.is_dir():  # last: the API and the viewer's routes win over static files
         app.mount("/", StaticFiles(directory=settings.web_dir, html=True), name="web")
     return app

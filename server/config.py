@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     allowed_origins: list[str] = Field(default_factory=list)
     """Browser origins allowed to open the websocket besides the page's own ('*' = any)."""
     max_sessions: int = Field(8, ge=1, le=256)
-    """Concurrent websocket players; one more is told `server_full` and closed with 1013."""
+    """Concurrent websockets, players (/ws) and policy viewers (/ws/viewer) together; one more is told
+    `server_full` and closed with 1013."""
     idle_timeout_s: float = Field(300.0, gt=0)
     """Close a connection (code 4001) that sent nothing for this long."""
     max_message_bytes: int = Field(4096, ge=256, le=65536)

@@ -1,29 +1,29 @@
-"""One websocket: message parsing and limits, the single latest-frame slot, the session.
+"""One player's websocket: its messages, the single latest-frame slot, the session.
 
-Every client message is checked here (size, rate, JSON, type, fields) before the session sees
-it; a bad one gets an `error` message and the connection goes on, until too many of them close
-it with a documented code (server.protocol.CloseCode). Other connections never notice.
+Every client message passes the checks every websocket shares (server/guard.py: size, rate,
+JSON, type) and then the play protocol's schema (fields) before the session sees it; a bad one
+gets an `error` message and the connection goes on, until too many of them close it with a
+documented code (server.protocol.CloseCode). Other connections never notice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import secrets
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from starlette.websockets import WebSocket
 
 from games.envs import FRAME_SIZE
 from server import protocol as P
 from server.engine import Engine
+from server.guard import Guard
 from server.session import Session, SessionError
 
 log = logging.getLogger(__name__)
@@ -51,83 +51,17 @@ class LatestFrame:
         return item
 
 
-class TokenBucket:
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens = float(burst)
-        self.t = time.monotonic()
+class Connection(Guard):
+    types = P.CLIENT_TYPES
 
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
-        self.t = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
-    def refill_from_now(self) -> None:
-        """No refill for the time until now (e.g. the time a start took)."""
-        self.t = time.monotonic()
-
-
-class _Closed(Exception):
-    pass
-
-
-class _NotJsonNumber(ValueError):
-    pass
-
-
-def _refuse_constant(token: str) -> None:
-    """json.loads takes NaN, Infinity and -Infinity by default; they are not JSON."""
-    raise _NotJsonNumber(token)
-
-
-class Connection:
     def __init__(self, ws: WebSocket, engine: Engine) -> None:
-        self.ws = ws
-        self.engine = engine
-        self.s = engine.settings
-        self.id = secrets.token_hex(4)
+        super().__init__(ws, engine)
         self.session: Session | None = None
         self.session_task: asyncio.Task | None = None
         self.slot = LatestFrame()
-        self.send_lock = asyncio.Lock()
-        self.bucket = TokenBucket(self.s.rate_limit_per_s, self.s.rate_burst)
-        # Each start resets an emulator (thread pool) and seeds a dream (the shared inference
-        # worker): one client's flood of starts must not crowd out the other players.
-        self.start_bucket = TokenBucket(self.s.start_rate_per_s, max(1, round(self.s.start_rate_per_s)))
-        self.errors = 0
-        self.rate_dropped = 0
         self.frames_sent = 0
-        self.last_seen = time.monotonic()
-        self.closed = False
-        self._last_rate_error = 0.0
 
     # -- sending -----------------------------------------------------------------------------
-    async def send(self, msg: BaseModel) -> None:
-        if self.closed:
-            return
-        try:
-            async with self.send_lock:
-                await self.ws.send_text(msg.model_dump_json())
-        except Exception:  # noqa: BLE001 - the client went away
-            self.closed = True
-
-    async def close(self, code: int, reason: str = "") -> None:
-        if self.closed:
-            return
-        self.closed = True
-        with contextlib.suppress(Exception):
-            async with self.send_lock:
-                await self.ws.close(code, reason[:120])
-
-    async def fail(self, code: str, message: str, close_code: int) -> None:
-        await self.send(P.Error(code=code, message=message, fatal=True))
-        await self.close(close_code, code)
-        raise _Closed
-
     def emit_frame(self, header: dict[str, Any], frames: list[np.ndarray]) -> None:
         self.slot.put((header, frames))
 
@@ -170,19 +104,13 @@ class Connection:
                 idle_timeout_s=self.s.idle_timeout_s,
             )
         )
-        tasks = [asyncio.create_task(self._send_frames()), asyncio.create_task(self._watchdog())]
-        try:
-            await self._receive_loop()
-        except _Closed:
-            pass
-        finally:
-            self.closed = True
-            await self._stop_session()
-            for t in tasks:
-                t.cancel()
-            for t in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
+        await super().run()
+
+    def background(self) -> list[Coroutine[Any, Any, None]]:
+        return [self._send_frames(), self._watchdog()]
+
+    async def stop(self) -> None:
+        await self._stop_session()
 
     async def _stop_session(self) -> None:
         if self.session_task is not None:
@@ -194,60 +122,15 @@ class Connection:
                 await self.session.close()
         self.session, self.session_task = None, None
 
-    async def reject(self, code: str, message: str) -> None:
-        self.errors += 1
-        if self.errors >= self.s.max_errors:
-            await self.fail("too_many_errors", f"{self.errors} rejected messages; closing", P.CloseCode.ABUSE)
-        await self.send(P.Error(code=code, message=message))
-
-    async def _receive_loop(self) -> None:
-        limit = self.s.max_message_bytes
-        while not self.closed:
-            msg = await self.ws.receive()
-            if msg["type"] == "websocket.disconnect":
-                return
-            self.last_seen = time.monotonic()
-            text, data = msg.get("text"), msg.get("bytes")
-            size = len(data) if text is None and data is not None else len(text or "")
-            if size > limit or (text is not None and len(text.encode("utf-8", "surrogatepass")) > limit):
-                await self.fail("too_big", f"messages are limited to {limit} bytes", P.CloseCode.TOO_BIG)
-            if not self.bucket.take():
-                self.rate_dropped += 1
-                if self.rate_dropped >= self.s.flood_close_after:
-                    await self.fail("flood", "too many messages; closing", P.CloseCode.ABUSE)
-                if time.monotonic() - self._last_rate_error > 1.0:
-                    self._last_rate_error = time.monotonic()
-                    await self.send(
-                        P.Error(code="rate_limited", message=f"over {self.s.rate_limit_per_s:g} messages/s; dropped")
-                    )
-                continue
-            if text is None:
-                await self.reject("binary_not_expected", "the server accepts only JSON text messages")
-                continue
-            try:
-                obj = json.loads(text, parse_constant=_refuse_constant)
-            except _NotJsonNumber as e:
-                await self.reject("bad_json", f"message is not valid JSON: {e} is not a JSON number")
-                continue
-            except (ValueError, RecursionError):
-                await self.reject("bad_json", "message is not valid JSON")
-                continue
-            if not isinstance(obj, dict):
-                await self.reject("bad_message", "message must be a JSON object with a 'type'")
-                continue
-            kind = obj.get("type")
-            if not isinstance(kind, str) or kind not in P.CLIENT_TYPES:
-                await self.reject("unknown_type", f"unknown message type; expected one of {', '.join(P.CLIENT_TYPES)}")
-                continue
-            try:
-                m = P.client_message.validate_python(obj)
-            except ValidationError as e:
-                await self.reject("invalid", _summary(kind, e))
-                continue
-            try:
-                await self._dispatch(m)
-            except SessionError as e:
-                await self.reject(e.code, str(e))
+    async def handle(self, msg: dict[str, Any]) -> None:
+        try:
+            m = P.client_message.validate_python(msg)
+        except ValidationError as e:
+            return await self.reject("invalid", _summary(msg["type"], e))
+        try:
+            await self._dispatch(m)
+        except SessionError as e:
+            await self.reject(e.code, str(e))
 
     async def _dispatch(self, m: Any) -> None:
         if isinstance(m, P.Start):
@@ -290,11 +173,7 @@ class Connection:
             raise SessionError(
                 "unknown_game", f"no model for {m.game!r}; games: {', '.join(sorted(self.engine.games))}"
             )
-        if not self.start_bucket.take():
-            raise SessionError(
-                "too_many_starts",
-                f"at most {self.s.start_rate_per_s:g} starts per second; this one was refused (the session goes on)",
-            )
+        self.check_start()
         await self._stop_session()
         self.slot.item = None
         session = Session(

@@ -1,19 +1,21 @@
 """Policy viewer: two DBC/BC policies act live side by side on the same seed (docs/dbc.md).
 
-Routes (an `APIRouter` named `router`; the app includes it with `app.include_router(router)`):
+Routes (`make_router(settings)` builds the `APIRouter`; server/app.py includes it):
 
 - `GET /viewer`                      the page (web/viewer.html; its JS/CSS under /viewer/static/)
 - `GET /api/viewer/tasks`            tasks, their policies and modes
 - `GET /api/viewer/results/{task}`   the evaluation JSON written by training/evaluate_dbc.py
 - `GET /api/viewer/plot/{task}.png`  its plot
-- `WS  /ws/viewer`                   the live session
+- `WS  /ws/viewer`                   the live session, behind the checks `/ws` has (server/guard.py:
+                                     Origin, the one session cap, message size and rate, start rate)
 
 Websocket protocol. Client -> server, JSON with a `type`:
   {"type": "start", "task": "maze", "left": "maze/bc_s0", "right": "maze/dbc_s0", "seed": 0,
    "mode": "real" | "dream", "fps": 15}
   {"type": "pause"} | {"type": "resume"} | {"type": "stop"} | {"type": "speed", "fps": 30}
 Server -> client:
-  JSON {"type": "started", ...} | {"type": "tick", ...} | {"type": "error", "message": ...}
+  JSON {"type": "started", ...} | {"type": "tick", ...} | {"type": "stopped"}
+     | {"type": "error", "code": ..., "message": ..., "fatal": ...} (codes and close codes: docs/protocol.md)
   followed, for every tick, by ONE binary message holding both sides' PNG frames:
   [uint32 big-endian length][PNG left][uint32 length][PNG right], so the two can never drift.
 
@@ -26,28 +28,38 @@ expert-like action), the running success rate / mean return. Each episode pair s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
+import logging
 import os
 import struct
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
-from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, HTTPException, WebSocket
 from fastapi.responses import FileResponse, JSONResponse
 from PIL import Image
 from pydantic import BaseModel, Field, ValidationError
 
 from model.checkpoint import CheckpointError
 from model.dbc import JointDiffusion, act, load_diffusion, load_policy
+from server import protocol as P
+from server.guard import Guard, Refused, serve
+
+if TYPE_CHECKING:
+    from server.engine import Engine
+
+log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"
 TASKS = ("maze", "breakout")
+CLIENT_TYPES = ("start", "pause", "resume", "speed", "stop")
 STATIC = {"viewer.js": "text/javascript", "viewer.css": "text/css", "style.css": "text/css"}  # the arcade's theme
 
 
@@ -394,90 +406,97 @@ def make_router(settings: ViewerSettings | None = None) -> APIRouter:
 
     @r.websocket("/ws/viewer")
     async def ws(websocket: WebSocket) -> None:
-        await websocket.accept()
-        state: dict[str, Any] = {"session": None, "paused": False, "fps": 15.0}
-        runner: asyncio.Task | None = None
-
-        async def run(session: Session) -> None:
-            while True:
-                if state["paused"]:
-                    await asyncio.sleep(0.05)
-                    continue
-                t0 = asyncio.get_running_loop().time()
-                tick, frames = await asyncio.to_thread(session.tick)
-                await websocket.send_text(json.dumps(tick))
-                await websocket.send_bytes(frames)
-                delay = 1.0 / min(state["fps"], settings.max_fps) - (asyncio.get_running_loop().time() - t0)
-                await asyncio.sleep(max(0.0, delay))
-
-        async def stop() -> None:
-            nonlocal runner
-            if runner is not None:
-                runner.cancel()
-                try:
-                    await runner
-                except (asyncio.CancelledError, Exception):
-                    pass
-                runner = None
-
-        try:
-            while True:
-                raw = await websocket.receive_text()
-                try:
-                    msg = json.loads(raw)
-                    kind = msg.get("type") if isinstance(msg, dict) else None
-                    if kind == "start":
-                        start = StartMsg(**msg)
-                        await stop()
-                        session = await asyncio.to_thread(Session, cat, start)
-                        state.update(session=session, paused=False, fps=start.fps)
-                        await websocket.send_text(
-                            json.dumps(
-                                {
-                                    "type": "started",
-                                    "task": start.task,
-                                    "mode": start.mode,
-                                    "seed": start.seed,
-                                    "sides": [
-                                        {
-                                            "name": s.name,
-                                            "algo": s.meta.get("algo"),
-                                            "lambda": s.meta.get("lambda"),
-                                            "seed": s.meta.get("seed"),
-                                        }
-                                        for s in session.sides
-                                    ],
-                                    "likeness": session.sides[0].phi is not None,
-                                }
-                            )
-                        )
-                        await websocket.send_bytes(pack_frames(session.frames))
-                        runner = asyncio.create_task(run(session))
-                    elif kind == "pause":
-                        state["paused"] = True
-                    elif kind == "resume":
-                        state["paused"] = False
-                    elif kind == "speed":
-                        state["fps"] = SpeedMsg(**msg).fps
-                    elif kind == "stop":
-                        await stop()
-                        await websocket.send_text(json.dumps({"type": "stopped"}))
-                    else:
-                        raise ValueError(f"unknown message type {kind!r}: expected start, pause, resume, speed, stop")
-                except (ValueError, ValidationError, CheckpointError, json.JSONDecodeError) as e:
-                    text = str(e).splitlines()[0] if not isinstance(e, ValidationError) else _first_error(e)
-                    await websocket.send_text(json.dumps({"type": "error", "message": text}))
-        except WebSocketDisconnect:
-            pass
-        finally:
-            await stop()
+        await serve(websocket, websocket.app.state.engine, lambda w, e: ViewerConnection(w, e, cat, settings))
 
     return r
+
+
+class ViewerConnection(Guard):
+    """One viewer websocket: a Session ticking at the chosen fps, a tick's JSON and its frames sent
+    back to back."""
+
+    types = CLIENT_TYPES
+
+    def __init__(self, ws: WebSocket, engine: Engine, cat: Catalogue, settings: ViewerSettings) -> None:
+        super().__init__(ws, engine)
+        self.cat, self.settings = cat, settings
+        self.session: Session | None = None
+        self.runner: asyncio.Task | None = None
+        self.paused = False
+        self.fps = 15.0
+
+    def metrics(self) -> dict[str, Any]:
+        s = self.session
+        task, ticks = (s.msg.task, s.step_count) if s else (None, 0)
+        return {**super().metrics(), "endpoint": "viewer", "task": task, "ticks": ticks}
+
+    async def handle(self, msg: dict[str, Any]) -> None:
+        try:
+            kind = msg["type"]
+            if kind == "start":
+                await self.start(StartMsg(**msg))
+            elif kind == "pause":
+                self.paused = True
+            elif kind == "resume":
+                self.paused = False
+            elif kind == "speed":
+                self.fps = SpeedMsg(**msg).fps
+            elif kind == "stop":
+                await self.stop()
+                await self.send_raw(json.dumps({"type": "stopped"}))
+        except ValidationError as e:
+            await self.reject("invalid", _first_error(e))
+        except Refused:
+            raise
+        except (ValueError, CheckpointError) as e:
+            await self.reject("refused", str(e).splitlines()[0])
+
+    async def start(self, start: StartMsg) -> None:
+        self.check_start()
+        await self.stop()
+        session = await asyncio.to_thread(Session, self.cat, start)
+        self.session, self.paused, self.fps = session, False, start.fps
+        started = {
+            "type": "started",
+            "task": start.task,
+            "mode": start.mode,
+            "seed": start.seed,
+            "sides": [
+                {"name": s.name, "algo": s.meta.get("algo"), "lambda": s.meta.get("lambda"), "seed": s.meta.get("seed")}
+                for s in session.sides
+            ],
+            "likeness": session.sides[0].phi is not None,
+        }
+        await self.send_raw(json.dumps(started), pack_frames(session.frames))
+        self.runner = asyncio.create_task(self.run_session(session))
+        self.start_bucket.refill_from_now()  # the limit counts from the end of this start
+
+    async def run_session(self, session: Session) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while not self.closed:
+                if self.paused:
+                    await asyncio.sleep(0.05)
+                    continue
+                t0 = loop.time()
+                tick, frames = await asyncio.to_thread(session.tick)
+                await self.send_raw(json.dumps(tick), frames)
+                await asyncio.sleep(max(0.0, 1.0 / min(self.fps, self.settings.max_fps) - (loop.time() - t0)))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - one failed session must not take the server down
+            log.exception("viewer session %s failed", self.id)
+            await self.send(P.Error(code="internal", message="the session failed; please reconnect", fatal=True))
+            await self.close(P.CloseCode.INTERNAL, "internal")
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            self.runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.runner
+            self.runner = None
 
 
 def _first_error(e: ValidationError) -> str:
     err = e.errors()[0]
     return f"bad message: {'.'.join(str(x) for x in err['loc'])}: {err['msg']}"
-
-
-router = make_router()

@@ -1,18 +1,21 @@
-"""The viewer router mounted standalone in a FastAPI app: REST routes and the websocket protocol."""
+"""The viewer in the app (create_app with the policies under test): REST routes and the websocket protocol.
+Its origin check, session cap and rate limits: tests/server/test_viewer_checks.py."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from server.viewer import ViewerSettings, make_router
+from server.app import create_app
+from server.config import Settings
+from server.viewer import ViewerSettings
 
 
 def tiny_world_model():
@@ -24,13 +27,15 @@ def tiny_world_model():
 
 
 @pytest.fixture(scope="module")
-def client(maze_run: Path, breakout_run: Path, tmp_path_factory: pytest.TempPathFactory) -> TestClient:
+def client(maze_run: Path, breakout_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     root = tmp_path_factory.mktemp("viewer")
     shutil.copytree(maze_run / "maze", root / "maze")
     shutil.copytree(breakout_run / "policies", root / "breakout")
-    app = FastAPI()
-    app.include_router(make_router(ViewerSettings(policy_dir=root, world_model_factory=tiny_world_model)))
-    return TestClient(app)
+    # No world models to serve; starts unlimited here (the start rate has its own test).
+    settings = Settings(checkpoint_dir=root / "none", data_dir=root / "data", start_rate_per_s=1000)
+    app = create_app(settings, ViewerSettings(policy_dir=root, world_model_factory=tiny_world_model))
+    with TestClient(app) as c:
+        yield c
 
 
 def frames_of(blob: bytes) -> list[bytes]:

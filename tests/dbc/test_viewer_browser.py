@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from fastapi import FastAPI
 
-from server.viewer import ViewerSettings, make_router
+from server.app import create_app
+from server.config import Settings
+from server.viewer import ViewerSettings
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -36,8 +37,7 @@ def free_port() -> int:
 def server_url(maze_run: Path, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("browser")
     shutil.copytree(maze_run / "maze", root / "maze")
-    app = FastAPI()
-    app.include_router(make_router(ViewerSettings(policy_dir=root)))
+    app = create_app(Settings(checkpoint_dir=root / "none", data_dir=root / "data"), ViewerSettings(policy_dir=root))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
