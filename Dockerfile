@@ -1,8 +1,9 @@
-# Dream Arcade on a CUDA GPU server.
+# Dream Arcade on a CUDA GPU server. The image serves: it holds the real games, the model and the
+# server (docs/design.md §7), not the training code (tests/server/test_serving_without_training.py).
 #   docker build -t dream-arcade .
 #   docker run --gpus all -p 8000:8000 dream-arcade                      # play the shipped models
-#   docker run --gpus all -v $PWD/runs:/app/runs -v $PWD/data:/app/data dream-arcade \
-#       python training/train.py --preset paper                          # train the paper-size model
+#   docker run --gpus all -v $PWD/training:/app/training -v $PWD/runs:/app/runs -v $PWD/data:/app/data \
+#       dream-arcade python training/train.py --preset paper             # train: mount training/ in
 # The same code picks CUDA automatically (bf16 autocast on the GPU). Not buildable on the 2-core
 # CPU development machines (no Docker engine there); documented in README.md.
 FROM nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04
@@ -12,8 +13,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends python3.11 pyth
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY games games
 COPY model model
-COPY training training
 COPY server server
 COPY web web
 COPY checkpoints checkpoints
