@@ -194,14 +194,20 @@ function fmt(x, digits = 1) {
   return x == null || Number.isNaN(x) ? "–" : Number(x).toFixed(digits);
 }
 
+let prevRealLives = null; // the real lives of the last frame, to see a life the real game lost
+
 function showScores(header) {
   const { real, dream } = header;
+  const realLost = Boolean(real && prevRealLives !== null && real.lives < prevRealLives);
+  prevRealLives = real ? real.lives : null;
   $("score-real").textContent = real ? fmt(real.episode_return, 0) : "–";
   $("lives-real").textContent = real ? real.lives : "–";
   $("score-dream").textContent = dream ? fmt(dream.episode_return, 0) : "–";
   $("lives-dream").textContent = dream ? dream.lives : "–";
   // A point (or a lost life) that only the dream saw: flash the dream's numbers.
-  const invented = dream && (dream.reward !== 0 || dream.end) && (!real || real.reward !== dream.reward);
+  const inventedPoint = dream && dream.reward !== 0 && (!real || real.reward !== dream.reward);
+  const inventedLoss = dream && dream.end && !realLost;
+  const invented = inventedPoint || inventedLoss;
   if (invented) {
     const bar = $("dream-score");
     bar.classList.remove("invented");
