@@ -120,6 +120,35 @@ def test_a_tap_while_paused_is_played_by_the_next_step(browser: Browser, live_se
         assert sent_inputs(page) == [FIRE, 0]
 
 
+# A gamepad as the Gamepad API shows it; headless Chromium has none, so the page's
+# navigator.getGamepads returns this one (window.pad), and the test presses its buttons.
+FAKE_PAD = """() => {
+  const button = () => ({ pressed: false, value: 0 });
+  window.pad = { connected: true, mapping: "standard", index: 0, id: "test pad",
+                 buttons: Array.from({ length: 17 }, button), axes: [0, 0, 0, 0] };
+  navigator.getGamepads = () => [window.pad];
+  window.dispatchEvent(new Event("gamepadconnected"));
+}"""
+
+
+def test_a_gamepad_plays(browser: Browser, live_server: str) -> None:
+    with page_at(browser, live_server + "?mode=side&fps=4") as page:
+        wait_playing(page)
+        page.evaluate(FAKE_PAD)
+        page.evaluate("window.pad.buttons[0].pressed = true")  # A: serve
+        page.wait_for_function(f"window.sent.some(m => m.type === 'input' && m.action === {FIRE})")
+        page.evaluate("window.pad.buttons[0].pressed = false")
+        page.wait_for_function("window.sent.filter(m => m.type === 'input').at(-1).action === 0")
+        page.evaluate("window.pad.axes[0] = 0.9")  # the stick to the right
+        page.wait_for_function(f"window.sent.filter(m => m.type === 'input').at(-1).action === {RIGHT}")
+        page.evaluate("window.pad.axes[0] = 0.2")  # inside the dead zone: released
+        page.wait_for_function("window.sent.filter(m => m.type === 'input').at(-1).action === 0")
+        page.evaluate("window.pad.buttons[14].pressed = true")  # d-pad left
+        page.wait_for_function(f"window.sent.filter(m => m.type === 'input').at(-1).action === {LEFT}")
+        assert sent_inputs(page) == [FIRE, 0, RIGHT, 0, LEFT]
+        wait_action(page, "LEFT", timeout_ms=60_000)  # the server played it
+
+
 def test_score_and_lives_beside_each_screen(browser: Browser, live_server: str) -> None:
     with page_at(browser, live_server + "?mode=side&fps=15") as page:
         wait_playing(page)

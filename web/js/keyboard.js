@@ -1,4 +1,4 @@
-// Held keys and touch buttons -> buttons -> action, using the server's keymap (server/keymap.py):
+// Held keys, touch buttons and gamepads -> buttons -> action, using the server's keymap (server/keymap.py):
 // keymap.keys maps KeyboardEvent.code to a button, keymap.table maps a button bitmask to an action.
 //
 // Keys play only while the focus is on the page or the game area. A control the player reached
@@ -8,6 +8,9 @@
 const SHORTCUTS = ["KeyR", "KeyP", "KeyN", "KeyY", "KeyT"];
 const CONTROLS = "button, select, input, textarea, a[href], summary, [contenteditable]";
 const POINTER_FOCUS_MS = 600; // a focus this soon after a pointer press came from the pointer
+// Gamepads (the browser's standard mapping): the d-pad or the left stick moves, A / B / X / Y fire.
+const PAD_BUTTONS = { 12: "UP", 13: "DOWN", 14: "LEFT", 15: "RIGHT", 0: "FIRE", 1: "FIRE", 2: "FIRE", 3: "FIRE" };
+const STICK_DEAD_ZONE = 0.5;
 
 export class Keyboard {
   constructor(onChange, onShortcut, gameArea) {
@@ -17,12 +20,15 @@ export class Keyboard {
     this.keymap = null;
     this.keys = new Set(); // buttons held on the keyboard
     this.touches = new Map(); // pointerId -> button held on screen
+    this.pad = new Set(); // buttons held on gamepads
+    this.polling = false;
     this.action = 0;
     this.lastPointerDown = -Infinity;
     this.pointerFocused = new WeakSet(); // controls that got the focus from a click or a tap
     window.addEventListener("keydown", (e) => this.down(e));
     window.addEventListener("keyup", (e) => this.up(e));
     window.addEventListener("blur", () => this.clear());
+    window.addEventListener("gamepadconnected", () => this.pollPads());
     document.addEventListener("visibilitychange", () => document.hidden && this.clear());
     document.addEventListener("pointerdown", () => (this.lastPointerDown = performance.now()), true);
     document.addEventListener("focusin", (e) => {
@@ -83,6 +89,32 @@ export class Keyboard {
     if (this.touches.delete(pointerId)) this.update();
   }
 
+  // Gamepads have no events for their buttons: read them every animation frame while one is
+  // connected (a press shorter than a tick is latched by the server like a key tap).
+  pollPads() {
+    if (this.polling) return;
+    this.polling = true;
+    const poll = () => {
+      const pads = [...(navigator.getGamepads ? navigator.getGamepads() : [])].filter((p) => p && p.connected);
+      const held = new Set();
+      for (const pad of pads) {
+        pad.buttons.forEach((b, i) => b.pressed && PAD_BUTTONS[i] && held.add(PAD_BUTTONS[i]));
+        const [x = 0, y = 0] = pad.axes;
+        if (x < -STICK_DEAD_ZONE) held.add("LEFT");
+        if (x > STICK_DEAD_ZONE) held.add("RIGHT");
+        if (y < -STICK_DEAD_ZONE) held.add("UP");
+        if (y > STICK_DEAD_ZONE) held.add("DOWN");
+      }
+      if (held.size !== this.pad.size || [...held].some((b) => !this.pad.has(b))) {
+        this.pad = held;
+        this.update();
+      }
+      if (pads.length) requestAnimationFrame(poll);
+      else this.polling = false;
+    };
+    requestAnimationFrame(poll);
+  }
+
   clear() {
     this.keys.clear();
     this.touches.clear();
@@ -90,7 +122,7 @@ export class Keyboard {
   }
 
   get held() {
-    return new Set([...this.keys, ...this.touches.values()]);
+    return new Set([...this.keys, ...this.touches.values(), ...this.pad]);
   }
 
   update() {
