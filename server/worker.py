@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,10 +65,22 @@ class WorkerStats:
 
 
 class InferenceWorker:
-    def __init__(self, model: WorldModel, max_batch: int = 16, name: str = "worker", gather_ms: float = 15.0) -> None:
+    QUIET_S = 1.0
+    """A session that has not asked for a dream for this long is not waited for."""
+
+    def __init__(
+        self,
+        model: WorldModel,
+        max_batch: int = 16,
+        name: str = "worker",
+        gather_ms: float = 15.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """clock: the time source for "recently active" (seconds); tests pass their own."""
         self.model = model
         self.max_batch = max_batch
         self.gather_s = gather_ms / 1000
+        self.clock = clock
         self._recent: dict[Any, float] = {}  # owner -> last time it asked for a dream
         self.stats = WorkerStats()
         self._jobs: list[_Job] = []
@@ -98,14 +111,14 @@ class InferenceWorker:
                 raise RuntimeError("inference worker is stopped")
             self._jobs.append(_Job(kind, args, fut, loop, key, owner))
             if owner is not None:
-                self._recent[owner] = time.monotonic()
+                self._recent[owner] = self.clock()
             self._cv.notify()
         return fut
 
     def _expected(self) -> int:
-        """Sessions that dreamed in the last second (called with the lock held)."""
-        now = time.monotonic()
-        for owner in [o for o, t in self._recent.items() if now - t > 1.0]:
+        """Sessions that dreamed in the last QUIET_S seconds (called with the lock held)."""
+        now = self.clock()
+        for owner in [o for o, t in self._recent.items() if now - t > self.QUIET_S]:
             del self._recent[owner]
         return len(self._recent)
 

@@ -21,10 +21,13 @@ def _dream_args(model, seed: int):
 
 
 def test_worker_waits_for_sessions_that_drifted_out_of_step(model_factory) -> None:
-    """Three sessions that dreamed recently but ask a few ms apart still share one batch; a batch
-    does not wait for a session that went quiet (paused, gone) longer than a second ago."""
+    """Three sessions that dreamed recently but ask apart still share one batch; a batch does not
+    wait for a session that went quiet (paused, gone) longer than QUIET_S ago. "Recently" is read
+    from the test's own clock, and the gather window is a minute, so how fast the machine runs
+    changes nothing: a batch that waited for a quiet session would take the whole minute."""
     model = model_factory(0)
-    worker = InferenceWorker(model, max_batch=8, gather_ms=200)
+    now = [0.0]
+    worker = InferenceWorker(model, max_batch=8, gather_ms=60_000, clock=lambda: now[0])
     worker.start()
 
     async def session(owner: int, delay: float) -> None:
@@ -33,16 +36,22 @@ def test_worker_waits_for_sessions_that_drifted_out_of_step(model_factory) -> No
         assert nxt.shape == (1, 3, 64, 64) and hidden[0].shape[1] == 1
 
     async def main() -> None:
-        await asyncio.gather(*(session(o, 0) for o in range(3)))  # all three become "recent"
+        # All three become "recent" in one batch: the worker is held off (its lock, re-entrant for
+        # this thread) until the three have asked, so none is left waiting for the others.
+        with worker._cv:
+            first = [asyncio.ensure_future(session(o, 0)) for o in range(3)]
+            while worker.pending < 3:
+                await asyncio.sleep(0)
+        await asyncio.gather(*first)
+        assert dict(worker.stats.batch_sizes) == {3: 1}
         worker.stats.batch_sizes.clear()
+        now[0] += 0.5  # still recent
         await asyncio.gather(*(session(o, 0.02 * o) for o in range(3)))  # 0, 20, 40 ms apart
         assert dict(worker.stats.batch_sizes) == {3: 1}
-        await asyncio.sleep(1.1)  # owners 1 and 2 go quiet
+        now[0] += InferenceWorker.QUIET_S + 0.1  # owners 1 and 2 go quiet
         worker.stats.batch_sizes.clear()
-        t = asyncio.get_running_loop().time()
-        await session(0, 0)
+        await asyncio.wait_for(session(0, 0), timeout=30)  # did not wait for the quiet ones
         assert dict(worker.stats.batch_sizes) == {1: 1}
-        assert asyncio.get_running_loop().time() - t < 1.0  # did not wait for the quiet ones
 
     try:
         asyncio.run(main())
