@@ -92,8 +92,7 @@ class Connection(Guard):
             raise
         except Exception:  # noqa: BLE001 - one failed session must not take the server down
             log.exception("session %s failed", self.id)
-            await self.send(P.Error(code="internal", message="the session failed; please reconnect", fatal=True))
-            await self.close(P.CloseCode.INTERNAL, "internal")
+            await self.session_failed()
 
     # -- receiving ---------------------------------------------------------------------------
     async def run(self) -> None:

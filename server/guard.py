@@ -144,6 +144,12 @@ class Guard:
         await self.close(close_code, code)
         raise Closed
 
+    async def session_failed(self) -> None:
+        """A session's loop raised (the caller logs it): tell the client and close this connection
+        only; other sessions go on."""
+        await self.send(P.Error(code="internal", message="the session failed; please reconnect", fatal=True))
+        await self.close(P.CloseCode.INTERNAL, "internal")
+
     async def reject(self, code: str, message: str) -> None:
         self.errors += 1
         if self.errors >= self.s.max_errors:

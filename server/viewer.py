@@ -48,7 +48,6 @@ from pydantic import BaseModel, Field, ValidationError
 
 from model.checkpoint import CheckpointError
 from model.dbc import JointDiffusion, act, load_diffusion, load_policy
-from server import protocol as P
 from server.guard import Guard, Refused, serve
 
 if TYPE_CHECKING:
@@ -486,8 +485,7 @@ class ViewerConnection(Guard):
             raise
         except Exception:  # noqa: BLE001 - one failed session must not take the server down
             log.exception("viewer session %s failed", self.id)
-            await self.send(P.Error(code="internal", message="the session failed; please reconnect", fatal=True))
-            await self.close(P.CloseCode.INTERNAL, "internal")
+            await self.session_failed()
 
     async def stop(self) -> None:
         if self.runner is not None:
