@@ -22,38 +22,38 @@ def _index(env: gym.Env, name: str) -> int:
     return action_meanings(env).index(name)
 
 
+def _track(env: gym.Env, ball: int, paddle: int, increase: str, decrease: str, dead_zone: int) -> int:
+    """Move the paddle along one axis towards the ball: `increase` raises the paddle's RAM
+    position, `decrease` lowers it; NOOP within the dead zone."""
+    delta = ball - paddle
+    if delta > dead_zone:
+        return _index(env, increase)
+    if delta < -dead_zone:
+        return _index(env, decrease)
+    return _index(env, "NOOP")
+
+
 def breakout_expert(env: gym.Env, rng: np.random.Generator, offset: int = 8, dead_zone: int = 3) -> int:
     """Serve when the ball is out of play, else centre the paddle under the ball.
 
     RAM: 72 = paddle x (left edge), 99 = ball x, 101 = ball y (0 when out of play).
     """
     r = ram(env)
-    paddle_x, ball_x, ball_y = int(r[72]), int(r[99]), int(r[101])
-    if ball_y == 0:
+    if int(r[101]) == 0:
         return _index(env, "FIRE")
-    delta = ball_x - (paddle_x + offset)
-    if delta > dead_zone:
-        return _index(env, "RIGHT")
-    if delta < -dead_zone:
-        return _index(env, "LEFT")
-    return _index(env, "NOOP")
+    return _track(env, int(r[99]), int(r[72]) + offset, "RIGHT", "LEFT", dead_zone)
 
 
 def pong_expert(env: gym.Env, rng: np.random.Generator, offset: int = 4, dead_zone: int = 3) -> int:
     """Track the ball's height with the right paddle. RAM: 51 = paddle y, 54 = ball y (0 = none).
 
-    In Pong's minimal set RIGHT moves the paddle up and LEFT moves it down.
+    In Pong's minimal set RIGHT moves the paddle up and LEFT moves it down (its RAM y grows
+    downwards).
     """
     r = ram(env)
-    paddle_y, ball_y = int(r[51]), int(r[54])
-    if ball_y == 0:
+    if int(r[54]) == 0:
         return _index(env, "FIRE")
-    delta = ball_y - (paddle_y + offset)
-    if delta > dead_zone:
-        return _index(env, "LEFT")
-    if delta < -dead_zone:
-        return _index(env, "RIGHT")
-    return _index(env, "NOOP")
+    return _track(env, int(r[54]), int(r[51]) + offset, "LEFT", "RIGHT", dead_zone)
 
 
 def boxing_expert(env: gym.Env, rng: np.random.Generator) -> int:
