@@ -255,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     if not episodes:
         print(f"error: no readable {a.game} episodes in {data_dir}", file=sys.stderr)
         return 2
+    meanings = action_meanings(a.game)
     weights = None
     if a.empty_field_weight != 1.0 or a.serve_weight != 1.0 or a.pause_fire_weight != 1.0:
         from training.evaluate import BALL_FIELD, field_weights
@@ -268,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.game not in BALL_FIELD:
             print(f"error: the sampling weights need a ball field; {a.game} has none", file=sys.stderr)
             return 2
-        fire = action_meanings(a.game).index("FIRE")
+        fire = meanings.index("FIRE")
         weights = [
             field_weights(e, a.game, fire, a.empty_field_weight, a.serve_weight, a.pause_fire_weight) for e in episodes
         ]
@@ -280,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     heldout_eps = heldout.load_all(a.game)[0] if a.eval_every else []
 
     # -- model, EMA, optimiser -------------------------------------------------------------
-    cfg = preset_config(a.preset, a.game, action_meanings(a.game))
+    cfg = preset_config(a.preset, a.game, meanings)
     bf16 = use_bf16(device, a.precision)
     resume_tree = None
     if a.resume:

@@ -117,16 +117,15 @@ def test_invented_life_losses_and_points_are_caught(starts):
     assert res["score_precision"] < 0.5
 
 
+def run_on_the_shipped_model(*args: str) -> subprocess.CompletedProcess:
+    """training/playability.py on checkpoints/Breakout with one thread."""
+    cmd = [sys.executable, str(REPO / "training/playability.py"), "--checkpoint", str(REPO / "checkpoints/Breakout")]
+    return subprocess.run(cmd + [*args, "--threads", "1"], capture_output=True, text=True, cwd=REPO, timeout=900)
+
+
 def test_cli_writes_json_and_image_for_the_shipped_model(tmp_path):
     out, img = tmp_path / "p.json", tmp_path / "p.png"
-    cmd = [sys.executable, str(REPO / "training/playability.py"), "--checkpoint", str(REPO / "checkpoints/Breakout")]
-    proc = subprocess.run(
-        cmd + ["--starts", "2", "--out", str(out), "--image", str(img), "--threads", "1"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=900,
-    )
+    proc = run_on_the_shipped_model("--starts", "2", "--out", str(out), "--image", str(img))
     assert proc.returncode == 0, proc.stderr
     res = json.loads(out.read_text())
     assert res["starts"] == {"waiting": 2, "in_play": 2} and 0 <= res["phantom_serve"] <= 1
@@ -138,14 +137,7 @@ def test_serve_belief_of_the_shipped_model(tmp_path):
     """The quick serve probe: every dream of the shipped model serves on FIRE whatever the noise,
     and its estimate at sigma_max is brighter in the field for FIRE than for NOOP."""
     out = tmp_path / "sb.json"
-    cmd = [sys.executable, str(REPO / "training/playability.py"), "--checkpoint", str(REPO / "checkpoints/Breakout")]
-    proc = subprocess.run(
-        cmd + ["--serve-belief", "2", "--out", str(out), "--threads", "1"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=900,
-    )
+    proc = run_on_the_shipped_model("--serve-belief", "2", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     res = json.loads(out.read_text())
     assert res["dreams"] == 8 and res["served"] == 8
