@@ -1,28 +1,39 @@
 """Policy viewer: two DBC/BC policies act live side by side on the same seed (docs/dbc.md).
 
+Tasks: the Maze, FetchPick (both drawn from the state vector with Pillow: games/maze.py, games/fetch.py)
+and Breakout (the real game's frames, or the dream's). Policies: the checkpoints under `policy_dir`
+(BC, DBC, and the Diffusion Policy baseline), and for the Maze and FetchPick the scripted expert
+(`<task>/expert`, always there, so a task with nothing trained yet can still be watched).
+
 Routes (`make_router(settings)` builds the `APIRouter`; server/app.py includes it):
 
 - `GET /viewer`                      the page (web/viewer.html; its JS/CSS under /viewer/static/)
-- `GET /api/viewer/tasks`            tasks, their policies and modes
+- `GET /api/viewer/tasks`            tasks, their policies and modes, which expected policies are
+                                     missing and the commands that train and evaluate them
 - `GET /api/viewer/results/{task}`   the evaluation JSON written by training/evaluate_dbc.py
 - `GET /api/viewer/plot/{task}.png`  its plot
+- `GET /api/viewer/generalisation/{task}`  FetchPick's generalisation JSON (training/generalise_dbc.py)
 - `WS  /ws/viewer`                   the live session, behind the checks `/ws` has (server/guard.py:
                                      Origin, the one session cap, message size and rate, start rate)
 
 Websocket protocol. Client -> server, JSON with a `type`:
-  {"type": "start", "task": "maze", "left": "maze/bc_s0", "right": "maze/dbc_s0", "seed": 0,
-   "mode": "real" | "dream", "fps": 15}
+  {"type": "start", "task": "maze" | "fetch" | "breakout", "left": "maze/bc_s0", "right": "maze/dbc_s0",
+   "seed": 0, "mode": "real" | "dream", "fps": 15, "paused": false}
   {"type": "pause"} | {"type": "resume"} | {"type": "stop"} | {"type": "speed", "fps": 30}
+  {"type": "step"}   exactly one tick, then paused (refused without a running session). A session
+                     started with "paused": true sends nothing but what each step asks for.
 Server -> client:
-  JSON {"type": "started", ...} | {"type": "tick", ...} | {"type": "stopped"}
+  JSON {"type": "started", ...} | {"type": "tick", ...} | {"type": "stopped", "ticks": n}
      | {"type": "error", "code": ..., "message": ..., "fatal": ...} (codes and close codes: docs/protocol.md)
   followed, for every tick, by ONE binary message holding both sides' PNG frames:
   [uint32 big-endian length][PNG left][uint32 length][PNG right], so the two can never drift.
 
-A tick reports per side: the action (a 2-D vector for Maze, probabilities for Breakout), and the
-diffusion model's expert-likeness E[L_agent - L_expert] of the chosen action (<= 0: as
+A tick reports per side: the action (a 2-D force for the Maze; for FetchPick the gripper's x, y, z
+displacement and the fingers, with the cube's distance to the goal; probabilities for Breakout), and
+the diffusion model's expert-likeness E[L_agent - L_expert] of the chosen action (<= 0: as
 expert-like as the expert; in the dream, where no RAM expert exists, relative to phi's most
-expert-like action), the running success rate / mean return. Each episode pair shares a seed.
+expert-like action; null without a diffusion model), the running success rate / mean return. Each
+episode pair shares a seed. "stopped" counts the ticks the session sent.
 """
 
 from __future__ import annotations
@@ -47,7 +58,9 @@ from PIL import Image
 from pydantic import BaseModel, Field, ValidationError
 
 from model.checkpoint import CheckpointError
-from model.dbc import JointDiffusion, act, load_diffusion, load_policy
+from model.dbc import DIFFUSION_KIND, POLICY_KIND, JointDiffusion, act, load_diffusion, load_policy
+from model.diffusion_policy import KIND as DIFFUSION_POLICY_KIND
+from model.diffusion_policy import DiffusionPolicy, load_diffusion_policy
 from server.guard import Guard, Refused, serve
 
 if TYPE_CHECKING:
@@ -57,8 +70,13 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"
-TASKS = ("maze", "breakout")
-CLIENT_TYPES = ("start", "pause", "resume", "speed", "stop")
+TASKS = ("maze", "fetch", "breakout")
+TITLES = {"maze": "Maze", "fetch": "FetchPick", "breakout": "Breakout"}
+SCRIPTED = ("maze", "fetch")
+"""Tasks whose scripted expert reads the state alone: listed as the policy `<task>/expert`."""
+EXPECTED = {"maze": ("bc", "dbc"), "fetch": ("bc", "dbc", "diffusion_policy"), "breakout": ("bc", "dbc")}
+"""The algorithms the training commands below make, per task; the page names the missing ones."""
+CLIENT_TYPES = ("start", "pause", "resume", "speed", "stop", "step")
 STATIC = {"viewer.js": "text/javascript", "viewer.css": "text/css", "style.css": "text/css"}  # the arcade's theme
 
 
@@ -84,6 +102,62 @@ class ViewerSettings:
             raise ValueError("max_episode_steps, likeness_draws and max_fps must be positive")
 
 
+def commands(task: str, out: str) -> dict[str, list[str]]:
+    """The repository's commands (docs/dbc.md, "Reproduce") that write a task's policies and results
+    into `out` (the folder this viewer reads): train (phi first), evaluate, and FetchPick's
+    generalisation."""
+    net = "--hidden 256 --layers 3"
+    if task == "breakout":
+        common = "--task breakout --demos 30000 --hidden 64 --batch-size 64"
+        return {
+            "train": [
+                f"python training/train_dbc.py {common} --algo diffusion --embed-steps 3000 --steps 3000 "
+                f"--diffusion-batch-size 256 --out {out}",
+                f"python training/train_dbc.py {common} --algo bc,dbc --seeds 0,1,2 --lam 1 --steps 3000 --out {out}",
+            ],
+            "evaluate": [
+                "python training/evaluate_dbc.py --task breakout --episodes 10 --max-steps 2000 --baselines --sample "
+                f"--policies {out}/{{bc,dbc}}_s{{0,1,2}} --out {out}/eval.json"
+            ],
+        }
+    if task == "maze":
+        return {
+            "train": [
+                f"python training/train_dbc.py --task maze --algo diffusion {net} --steps 8000 --out {out}",
+                f"python training/train_dbc.py --task maze --algo bc,dbc --seeds 0,1,2 --lam 1 {net} --steps 6000 "
+                f"--out {out}",
+            ],
+            "evaluate": [
+                "python training/evaluate_dbc.py --task maze --episodes 100 "
+                f"--policies {out}/{{bc,dbc}}_s{{0,1,2}} --out {out}/eval.json --plot {out}/eval.png"
+            ],
+        }
+    seeds, pols = "--seeds 0,1,2,3,4", f"{out}/{{bc,dbc,diffusion_policy}}_s{{0,1,2,3,4}}"
+    return {
+        "train": [
+            f"python training/train_dbc.py --task fetch --algo diffusion {net} --steps 8000 --out {out}",
+            f"python training/train_dbc.py --task fetch --algo bc,dbc {seeds} {net} --steps 6000 --out {out}",
+            f"python training/train_dbc.py --task fetch --algo diffusion_policy {seeds} {net} --steps 6000 --out {out}",
+        ],
+        "evaluate": [
+            f"python training/evaluate_dbc.py --task fetch --episodes 500 --baselines --policies {pols} "
+            f"--out {out}/eval.json"
+        ],
+        "generalise": [
+            "python training/generalise_dbc.py --noise-levels 0,0.02,0.04,0.06,0.08 --episodes 500 --baselines "
+            f"--policies {pols} --out {out}/generalisation.json --plot docs/fetch_generalisation.png"
+        ],
+    }
+
+
+def shown(path: Path) -> str:
+    """A path as the commands above use it: relative to the repository root when inside it."""
+    try:
+        return path.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
 # ---------------------------------------------------------------------------------------------
 # Messages
 # ---------------------------------------------------------------------------------------------
@@ -95,6 +169,7 @@ class StartMsg(BaseModel):
     seed: int = 0
     mode: Literal["real", "dream"] = "real"
     fps: float = Field(15.0, gt=0)
+    paused: bool = False
 
 
 class SpeedMsg(BaseModel):
@@ -127,27 +202,45 @@ class Catalogue:
             if task not in out or not p.with_suffix(".safetensors").is_file():
                 continue
             name = p.relative_to(root).with_suffix("").as_posix()
-            if meta.get("kind") == "dbc_policy":
-                out[task]["policies"].append(
-                    {"name": name, "algo": meta.get("algo"), "seed": meta.get("seed"), "lambda": meta.get("lambda")}
-                )
-            elif meta.get("kind") == "dbc_diffusion":
+            if meta.get("kind") in (POLICY_KIND, DIFFUSION_POLICY_KIND):
+                entry = {"name": name, "algo": meta.get("algo"), "seed": meta.get("seed"), "kind": meta["kind"]}
+                out[task]["policies"].append({**entry, "lambda": meta.get("lambda")})
+            elif meta.get("kind") == DIFFUSION_KIND:
                 out[task]["diffusion"] = name
         for task, info in out.items():
+            if task in SCRIPTED:
+                info["policies"].append(self.expert_entry(task))
+            algos = {p["algo"] for p in info["policies"]}
+            info["title"] = TITLES[task]
             info["modes"] = ["real", "dream"] if task == "breakout" else ["real"]
             info["has_results"] = (root / task / "eval.json").is_file()
+            info["has_generalisation"] = (root / task / "generalisation.json").is_file()
+            info["missing"] = [a for a in EXPECTED[task] if a not in algos]
+            info["folder"] = shown(root / task)
+            info["commands"] = commands(task, info["folder"])
         out["breakout"]["dream_available"] = (
             self.settings.world_model_factory is not None or self.settings.world_model.is_file()
         )
         return out
 
-    def policy(self, task: str, name: str) -> tuple[torch.nn.Module, dict]:
-        known = {p["name"] for p in self.scan()[task]["policies"]}
+    @staticmethod
+    def expert_entry(task: str) -> dict[str, Any]:
+        return {"name": f"{task}/expert", "algo": "expert", "seed": None, "kind": "scripted", "lambda": None}
+
+    def policy(self, task: str, name: str) -> tuple[torch.nn.Module | None, dict]:
+        """-> (policy, meta); the scripted expert is (None, its meta)."""
+        known = {p["name"]: p for p in self.scan()[task]["policies"]}
         if name not in known:
             raise ValueError(f"unknown policy {name!r} for task {task!r}: expected one of {', '.join(sorted(known))}")
+        if known[name]["kind"] == "scripted":
+            return None, {"task": task, **known[name]}
         with self._lock:
             if name not in self._policies:
-                self._policies[name] = load_policy(self.settings.policy_dir / name, task=task)
+                path = self.settings.policy_dir / name
+                if known[name]["kind"] == DIFFUSION_POLICY_KIND:
+                    self._policies[name] = load_diffusion_policy(path, task=task)
+                else:
+                    self._policies[name] = load_policy(path, task=task)
             return self._policies[name]
 
     def diffusion(self, task: str) -> tuple[JointDiffusion, torch.nn.Module | None] | None:
@@ -186,7 +279,9 @@ def png(img: Image.Image) -> bytes:
 class Side:
     """A policy acting in its own copy of the task; reset(seed) / step() -> (info, PNG)."""
 
-    def __init__(self, name: str, policy: torch.nn.Module, meta: dict, diffusion, settings: ViewerSettings) -> None:
+    def __init__(
+        self, name: str, policy: torch.nn.Module | None, meta: dict, diffusion, settings: ViewerSettings
+    ) -> None:
         self.name, self.policy, self.meta, self.settings = name, policy, meta, settings
         self.phi, self.embedder = diffusion if diffusion is not None else (None, None)
         self.episodes = 0
@@ -210,33 +305,66 @@ class Side:
         self.returns.append(ret)
 
 
-class MazeSide(Side):
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        from games.maze import MazeTask
+class StateSide(Side):
+    """The Maze or FetchPick: the policy (an MLP, a Diffusion Policy, or the scripted expert when
+    `policy` is None) acts on the state vector; the frame is drawn from that state with Pillow (the
+    Maze from above with the ball's trail; FetchPick's top view above its side view, games/fetch.py)."""
 
-        self.task = MazeTask()
+    def __init__(self, *args: Any, task: str) -> None:
+        super().__init__(*args)
+        if task == "maze":
+            from games.maze import MazeTask
+
+            self.task = MazeTask()
+        else:
+            from games.fetch import FetchTask
+
+            self.task = FetchTask()
+        self.kind = task
         self.trail: list[np.ndarray] = []
 
     def reset(self, seed: int) -> bytes:
         obs = self.task.reset(seed)
+        # A Diffusion Policy's reverse-chain noise: one generator per episode, seeded by its seed and
+        # drawn as training/evaluate_dbc.py draws it for that episode.
+        self.gen = torch.Generator().manual_seed(seed)
         self.trail, self.done, self.t = [obs[:2].copy()], False, 0
-        return png(self.task.draw())
+        return png(self.draw())
+
+    def draw(self, arrow: np.ndarray | None = None) -> Image.Image:
+        if self.kind == "maze":
+            return self.task.draw(trail=self.trail, arrow=arrow)
+        return self.task.draw(arrow=arrow)  # the cube's path is kept by FetchTask
+
+    def act(self, obs: torch.Tensor, expert: np.ndarray | None) -> torch.Tensor:
+        """obs (1, S) -> action (1, A) in [-1, 1]; `expert` is the scripted expert's (None if not needed)."""
+        if self.policy is None:
+            return torch.from_numpy(expert).float()[None]
+        if isinstance(self.policy, DiffusionPolicy):
+            cfg = self.policy.cfg
+            return self.policy.sample(obs, torch.randn((1, cfg.num_steps, cfg.action_dim), generator=self.gen))
+        return act(self.policy, obs)[0]
 
     def step(self) -> tuple[dict, bytes]:
         obs = torch.from_numpy(self.task.obs).float()[None]
-        a, _ = act(self.policy, obs)
+        need_expert = self.policy is None or self.phi is not None
+        expert = self.task.expert_action(self.task.obs) if need_expert else None
+        a = self.act(obs, expert)
         likeness = None
         if self.phi is not None:
-            expert = torch.from_numpy(self.task.expert_action(self.task.obs)).float()[None]
-            likeness = float(self.phi.expert_likeness(obs, a, expert, draws=self.settings.likeness_draws)[0])
+            e = torch.from_numpy(expert).float()[None]
+            likeness = float(self.phi.expert_likeness(obs, a, e, draws=self.settings.likeness_draws)[0])
         self.task.step(a[0].numpy())
         self.t += 1
         self.trail.append(self.task.obs[:2].copy())
         if self.task.done:
             self.finish(self.task.success, float(self.task.success))
         info = {"action": [round(float(v), 3) for v in a[0]], "expert_likeness": likeness, "success": self.task.success}
-        return info, png(self.task.draw(trail=self.trail, arrow=a[0].numpy()))
+        if self.kind == "fetch":
+            from games.fetch import GOAL, OBJECT
+
+            info["cube_to_goal"] = round(float(np.linalg.norm(self.task.obs[OBJECT] - self.task.obs[GOAL])), 4)
+        return info, png(self.draw(arrow=a[0].numpy()))
 
 
 class BreakoutSide(Side):
@@ -309,12 +437,12 @@ class BreakoutSide(Side):
 
 
 def make_side(cat: Catalogue, task: str, name: str, mode: str) -> Side:
+    if task != "breakout" and mode != "real":
+        raise ValueError(f"the {task} task has no dream mode: use mode 'real'")
     policy, meta = cat.policy(task, name)
     diffusion = cat.diffusion(task)
-    if task == "maze":
-        if mode != "real":
-            raise ValueError("the maze has no dream mode: use mode 'real'")
-        return MazeSide(name, policy, meta, diffusion, cat.settings)
+    if task != "breakout":
+        return StateSide(name, policy, meta, diffusion, cat.settings, task=task)
     dream = cat.world_model() if mode == "dream" else None
     return BreakoutSide(name, policy, meta, diffusion, cat.settings, dream=dream)
 
@@ -403,6 +531,13 @@ def make_router(settings: ViewerSettings | None = None) -> APIRouter:
             raise HTTPException(404, f"no plot for {task} ({path} missing)")
         return FileResponse(path, media_type="image/png")
 
+    @r.get("/api/viewer/generalisation/{task}")
+    def generalisation(task: str) -> JSONResponse:
+        path = settings.policy_dir / check(task) / "generalisation.json"
+        if not path.is_file():
+            raise HTTPException(404, f"no generalisation results for {task} ({path} missing)")
+        return JSONResponse(json.loads(path.read_text()))
+
     @r.websocket("/ws/viewer")
     async def ws(websocket: WebSocket) -> None:
         await serve(websocket, websocket.app.state.engine, lambda w, e: ViewerConnection(w, e, cat, settings))
@@ -421,6 +556,8 @@ class ViewerConnection(Guard):
         self.cat, self.settings = cat, settings
         self.session: Session | None = None
         self.runner: asyncio.Task | None = None
+        self.ticking = asyncio.Lock()  # one tick at a time: the runner's, or a step's
+        self.sent = 0  # ticks of the current session sent
         self.paused = False
         self.fps = 15.0
 
@@ -440,9 +577,11 @@ class ViewerConnection(Guard):
                 self.paused = False
             elif kind == "speed":
                 self.fps = SpeedMsg(**msg).fps
+            elif kind == "step":
+                await self.step()
             elif kind == "stop":
                 await self.stop()
-                await self.send_raw(json.dumps({"type": "stopped"}))
+                await self.send_raw(json.dumps({"type": "stopped", "ticks": self.sent}))
         except ValidationError as e:
             await self.reject("invalid", _first_error(e))
         except Refused:
@@ -454,12 +593,13 @@ class ViewerConnection(Guard):
         self.check_start()
         await self.stop()
         session = await asyncio.to_thread(Session, self.cat, start)
-        self.session, self.paused, self.fps = session, False, start.fps
+        self.session, self.paused, self.fps, self.sent = session, start.paused, start.fps, 0
         started = {
             "type": "started",
             "task": start.task,
             "mode": start.mode,
             "seed": start.seed,
+            "paused": start.paused,
             "sides": [
                 {"name": s.name, "algo": s.meta.get("algo"), "lambda": s.meta.get("lambda"), "seed": s.meta.get("seed")}
                 for s in session.sides
@@ -470,6 +610,24 @@ class ViewerConnection(Guard):
         self.runner = asyncio.create_task(self.run_session(session))
         self.start_bucket.refill_from_now()  # the limit counts from the end of this start
 
+    async def tick(self, session: Session) -> None:
+        """One tick computed and sent (its JSON, then its frames); the caller holds `ticking`."""
+        tick, frames = await asyncio.to_thread(session.tick)
+        await self.send_raw(json.dumps(tick), frames)
+        self.sent += 1
+
+    async def step(self) -> None:
+        """Pause, then exactly one tick (after the one in flight, if any)."""
+        if self.runner is None or self.session is None:
+            raise ValueError("no running session to step: send start first")
+        self.paused = True
+        async with self.ticking:
+            try:
+                await self.tick(self.session)
+            except Exception:  # noqa: BLE001 - as in run_session
+                log.exception("viewer session %s failed", self.id)
+                await self.session_failed()
+
     async def run_session(self, session: Session) -> None:
         loop = asyncio.get_running_loop()
         try:
@@ -478,8 +636,10 @@ class ViewerConnection(Guard):
                     await asyncio.sleep(0.05)
                     continue
                 t0 = loop.time()
-                tick, frames = await asyncio.to_thread(session.tick)
-                await self.send_raw(json.dumps(tick), frames)
+                async with self.ticking:
+                    if self.paused:  # paused (or stepped) while this tick waited for the lock
+                        continue
+                    await self.tick(session)
                 await asyncio.sleep(max(0.0, 1.0 / min(self.fps, self.settings.max_fps) - (loop.time() - t0)))
         except asyncio.CancelledError:
             raise
@@ -488,10 +648,13 @@ class ViewerConnection(Guard):
             await self.session_failed()
 
     async def stop(self) -> None:
+        """End the session after the tick in flight, if any, has been sent whole (its JSON and its
+        frames), so "stopped" counts every tick sent and nothing follows it."""
         if self.runner is not None:
-            self.runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.runner
+            async with self.ticking:
+                self.runner.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self.runner
             self.runner = None
 
 
