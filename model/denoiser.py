@@ -38,10 +38,13 @@ class DenoiserConfig:
     """Change (in [0, 1] units, any channel) that marks a pixel as moving."""
     motion_on_prediction: bool = False
     """Also weight the pixels where the model's own denoised estimate moves away from the last
-    context frame. With the real frames alone, a missed ball costs (1 + motion_weight) and a ball
+    context frame. With motion_source 'target', a missed ball costs (1 + motion_weight) and a ball
     drawn where there is none costs 1, so drawing balls everywhere is cheap; with this on, a false
     event costs as much as a missed one (measured: it overshoots, the dream stops drawing balls it
-    is unsure of; docs/playability.md)."""
+    is unsure of; docs/playability.md). With motion_source 'context' the whole weight depends on
+    the inputs only (the estimate is a function of them), so the optimum stays unbiased, and
+    events that start where nothing moved (a serve) get the motion weight where the model
+    considers them."""
     motion_source: str = "target"
     """Where the motion weight comes from. 'target': pixels that move between the last context
     frame and the target. A weight that depends on the target biases the optimum: per pixel the
@@ -234,6 +237,17 @@ class Denoiser(nn.Module):
             moving = ((obs_ctx[:, -1] - obs_ctx[:, -2]).abs() > thr).any(1, keepdim=True).float()
             k = 2 * cfg.motion_dilate + 1
             moving = F.max_pool2d(moving, k, stride=1, padding=cfg.motion_dilate)
+            if cfg.motion_on_prediction:
+                # ... and where the model's own estimate moves away from the last context frame
+                # (no gradient through the mask). The estimate is a function of the inputs too, so
+                # the optimum stays E[x | inputs]; what changes is where the loss looks hard: a
+                # ball appearing where nothing moved before (the serve) is weighted wherever the
+                # model considers drawing it, whether the data then shows it or not.
+                denoised = (c.c_skip * x_noisy + c.c_out * f.detach()).clamp(-1, 1)
+                predicted = ((denoised - obs_ctx[:, -1]).abs() > thr).any(1, keepdim=True).float()
+                predicted = F.max_pool2d(predicted, 3, stride=1, padding=1)
+                metrics["motion_predicted_only"] = (predicted * (1 - moving)).mean().item()
+                moving = torch.maximum(moving, predicted)
             weight = 1 + cfg.motion_weight * moving
             loss = (err * weight).sum() / (weight.sum() * err.shape[1])
             metrics["motion_fraction"] = moving.mean().item()

@@ -15,7 +15,8 @@ Breakout probes (each row of `PROBES` says what its figure is and which way is b
 - phantom_serve: from a game that waits for FIRE (after reset or a lost life), `idle_steps`
   steps of NOOP/LEFT/RIGHT and never FIRE: share of dreams that draw a ball (the real game never
   does);
-- serve: FIRE, then play: share of dreams whose first ball comes within 2 steps of the real one;
+- serve: FIRE, then `SERVE_STEPS` of play: share of dreams whose first ball comes within 2 steps
+  of the real one;
 - multi_ball: over frames where the real field has one ball, share of dreamed frames with 2+
   separate ball blobs;
 - ball_where_none: over frames where the real field has no ball, share of dreamed frames that
@@ -29,6 +30,12 @@ Breakout probes (each row of `PROBES` says what its figure is and which way is b
   the real ones do;
 - fidelity over the played rollouts: ball recall per dreamed step, PSNR and motion PSNR at
   h = 1, 5, 15, 50 beside repeat-last.
+
+The played rollouts (life loss, score, ball recall, fidelity) start from the waiting states served
+for real (`served_starts`: FIRE and 3 steps, so the context shows the ball in flight) and from the
+mid-game states. Where a serve puts the ball is hidden from the frames (Breakout picks one of four
+columns by its frame counter), so a rollout started from the wait would compare the dream's ball
+with a coin the dream cannot see.
 
 Start states come from scripted play on episode seeds from `--seed` on (default 2,000,000: no
 collection, training or selection in this project uses them). The dream is anything with the
@@ -62,6 +69,11 @@ from training.evaluate import BALL_FIELD, ball_position, motion_mask, psnr
 CONTEXT = 4
 SEED = 2_000_000
 """First episode seed of the suite's start states; no other part of the project uses seeds here."""
+SUITE = 2
+"""Version of the probes' definitions: figures of different versions are not compared (ship.py
+measures the shipped model again). 2: the played rollouts start from a real serve."""
+SERVE_STEPS = 6
+"""Steps dreamed after FIRE from a waiting start for the serve probe."""
 
 
 # -- what the dream is ---------------------------------------------------------------------------
@@ -244,6 +256,24 @@ def make_starts(game: str, n: int, seed: int = SEED, progress: bool = True) -> d
     return out
 
 
+def served_starts(g: RealGame, waiting: list[Start], rng: np.random.Generator) -> list[Start]:
+    """Each waiting start served for real: FIRE, then the expert for 3 steps, so the 4 context
+    frames show the ball in flight. The played rollouts start here, not from the wait: where the
+    serve puts the ball is the game's hidden choice (Breakout: one of four columns, by its frame
+    counter), so a dream that serves correctly still draws its ball elsewhere 3 times in 4, and
+    everything compared after it (ball recall, life losses, points) would measure that coin
+    instead of the dream's physics. The serve probe itself runs from the wait."""
+    expert, fire, out = EXPERTS[g.game], g.idx("FIRE"), []
+    for s in waiting:
+        g.restore(s)
+        done = g.step(fire)[2]
+        for _ in range(CONTEXT - 1):
+            done = done or g.step(expert(g.env, rng))[2]
+        if not done and all(ball_position(f, g.game) is not None for f in g.frames):
+            out.append(g.start("served", s.seed))
+    return out
+
+
 # -- measuring frames ----------------------------------------------------------------------------
 def ball_blobs(frame: np.ndarray, game: str) -> int:
     """Separate bright blobs in the game's open field (8-connected after a 1-pixel dilation, so
@@ -345,7 +375,7 @@ def run(
     waiting, in_play = starts["waiting"], starts["in_play"]
     res: dict = {"game": game, "starts": {"waiting": len(waiting), "in_play": len(in_play)}}
     cases: dict = {}
-    bar = tqdm(total=4, desc="playability", disable=not progress, leave=False)
+    bar = tqdm(total=5, desc="playability", disable=not progress, leave=False)
 
     # 1. idle without FIRE from a waiting game: the phantom serve and balls where there are none.
     idle = np.stack([idle_actions(meanings, idle_steps, rng) for _ in waiting])
@@ -368,15 +398,39 @@ def run(
         cases["phantom_serve"] = (real_w[None], d_idle[worst[1] : worst[1] + 1, lo : lo + 10])
     bar.update(1)
 
-    # 2. serve, then play: half the starts with the expert, half missing on purpose.
+    # 2. serve: FIRE from each waiting start, then the expert for SERVE_STEPS steps; the dream's
+    #    first ball must come within 2 steps of the real one.
     expert = EXPERTS[game]
+
+    def serve_policy(game_: RealGame, t: int) -> int:
+        return -1 if t >= SERVE_STEPS else fire if t == 0 else expert(game_.env, rng)
+
+    real_serve = [g.rollout(s, serve_policy) for s in waiting]
+    idx_serve = [i for i, r in enumerate(real_serve) if len(r.actions) == SERVE_STEPS]
+    ok = n = 0
+    delays: list[int | None] = []  # dream's first ball minus the real one's, in steps (None: never)
+    if idx_serve:
+        serve_acts = np.stack([real_serve[i].actions for i in idx_serve])
+        d_serve, _, _ = dream_batch(dreamer, [waiting[i] for i in idx_serve], serve_acts, "serve", progress)
+        for j, i in enumerate(idx_serve):
+            r_first = next((t for t, f in enumerate(real_serve[i].frames) if ball_position(f, game) is not None), None)
+            if r_first is None:
+                continue
+            n += 1
+            d_first = next((t for t, f in enumerate(d_serve[j]) if ball_position(f, game) is not None), None)
+            ok += d_first is not None and abs(d_first - r_first) <= 2
+            delays.append(None if d_first is None else d_first - r_first)
+    res["serve"], res["serve_n"], res["serve_delays"] = share(ok, n), n, delays
+    bar.update(1)
+
+    # 3. play: from every waiting start served for real (see served_starts), half with the expert,
+    #    half missing on purpose; and from the in-play starts with the expert (score events).
+    served = served_starts(g, waiting, rng)
 
     def play(kind: str):
         def policy(game_: RealGame, t: int) -> int:
             if t >= play_steps:
                 return -1
-            if t == 0:
-                return fire
             a = expert(game_.env, rng)
             if kind == "miss":
                 return game_.idx({"LEFT": "RIGHT", "RIGHT": "LEFT"}.get(meanings[a], "NOOP"))
@@ -384,32 +438,17 @@ def run(
 
         return policy
 
-    kinds = ["expert" if i % 2 == 0 else "miss" for i in range(len(waiting))]
-    real_play = [g.rollout(s, play(k)) for s, k in zip(waiting, kinds)]
-    real_play = [r if len(r.actions) == play_steps else None for r in real_play]
-    idx_play = [i for i, r in enumerate(real_play) if r is not None]
-    # in-play starts: the expert plays on (score events, one ball, ball recall from mid-game)
-    real_mid = [g.rollout(s, lambda game_, t: -1 if t >= play_steps else expert(game_.env, rng)) for s in in_play]
+    real_play = [g.rollout(s, play("expert" if i % 2 == 0 else "miss")) for i, s in enumerate(served)]
+    idx_play = [i for i, r in enumerate(real_play) if len(r.actions) == play_steps]
+    real_mid = [g.rollout(s, play("expert")) for s in in_play]
     idx_mid = [i for i, r in enumerate(real_mid) if len(r.actions) == play_steps]
-    play_starts = [waiting[i] for i in idx_play] + [in_play[i] for i in idx_mid]
+    play_starts = [served[i] for i in idx_play] + [in_play[i] for i in idx_mid]
     play_real = [real_play[i] for i in idx_play] + [real_mid[i] for i in idx_mid]
     acts = np.stack([r.actions for r in play_real])
     d_play, d_rew, d_end = dream_batch(dreamer, play_starts, acts, "play", progress)
     real_frames = np.stack([r.frames for r in play_real])
+    res["starts"]["served"] = len(served)
     bar.update(1)
-
-    # serve: first ball in the real game after FIRE vs in the dream (waiting starts only)
-    ok = n = 0
-    delays: list[int | None] = []  # dream's first ball minus the real one's, in steps (None: never)
-    for j in range(len(idx_play)):
-        r_first = next((t for t, f in enumerate(real_frames[j]) if ball_position(f, game) is not None), None)
-        if r_first is None:
-            continue
-        n += 1
-        d_first = next((t for t, f in enumerate(d_play[j]) if ball_position(f, game) is not None), None)
-        ok += d_first is not None and abs(d_first - r_first) <= 2
-        delays.append(None if d_first is None else d_first - r_first)
-    res["serve"], res["serve_n"], res["serve_delays"] = share(ok, n), n, delays
 
     # one ball, and balls where the real field has none (idle and played rollouts together)
     one = multi = 0
@@ -492,7 +531,7 @@ def run(
     cases["play"] = (real_frames[:1, :10], d_play[:1, :10])
     bar.update(1)
 
-    # 3. branching: every action for branch_steps from mid-game states
+    # 4. branching: every action for branch_steps from mid-game states
     nA = len(meanings)
     b_starts = [s for s in in_play for _ in range(nA)]
     b_acts = np.repeat(np.tile(np.arange(nA), len(in_play))[:, None], branch_steps, 1)
@@ -617,7 +656,7 @@ def evaluate_model(model, starts_n: int = 32, seed: int = SEED, steps: int = 3, 
         raise ValueError(f"no playability probes for {game!r} yet; they exist for {', '.join(WAITING)}")
     starts = make_starts(game, starts_n, seed, progress)
     res = run(game, ModelDreamer(model, steps), starts, progress=progress)
-    res.update({"seed": seed, "euler_steps": steps, "starts_requested": starts_n})
+    res.update({"suite": SUITE, "seed": seed, "euler_steps": steps, "starts_requested": starts_n})
     return res
 
 

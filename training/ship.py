@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         play = playability.evaluate_model(model, args.playability_starts)
         play_cases = play.pop("_cases")
         ref_json = args.docs / f"{game}-playability.json"
-        same = ("seed", "euler_steps", "starts_requested")
+        same = ("suite", "seed", "euler_steps", "starts_requested")
         if ref_json.is_file():
             play_ref = json.loads(ref_json.read_text())
             if any(play_ref.get(k) != play.get(k) for k in same):

@@ -248,3 +248,32 @@ def test_context_motion_weight_depends_only_on_the_context() -> None:
     assert a != b
     with pytest.raises(ValueError, match="motion_source"):
         DenoiserConfig(motion_source="prediction")
+
+
+def test_context_motion_weight_also_covers_what_the_model_draws() -> None:
+    """With motion_on_prediction, the 'context' weight also covers the pixels where the model's own
+    estimate moves (a ball it considers serving), and still never the target's: the same estimate
+    gives the same weight whatever the target holds."""
+    cfg = DenoiserConfig(
+        unet=UNetConfig(channels=[8, 8], blocks_per_level=1, cond_channels=16, attn_middle=False),
+        motion_weight=8.0,
+        motion_source="context",
+        motion_on_prediction=True,
+    )
+    den = Denoiser(cfg)
+    ctx = torch.full((1, 4, 3, 64, 64), -1.0)  # a still, empty field
+    act = torch.zeros(1, 4, dtype=torch.long)
+
+    def draws_a_ball(x_noisy, c, ctx_, act_, level):  # estimate = last context frame + a ball
+        f = (ctx_[:, -1] - c.c_skip * x_noisy) / c.c_out
+        f[:, :, 40:42, 40:42] += 2.5 / c.c_out.view(-1, 1, 1)
+        return f
+
+    den._net = draws_a_ball
+    empty, ball_far = torch.full((1, 3, 64, 64), -1.0), torch.full((1, 3, 64, 64), -1.0)
+    ball_far[:, :, 10:12, 50:52] = 1.0
+    metrics = [den.loss(ctx, act, target)[1] for target in (empty, ball_far)]
+    assert metrics[0]["motion_predicted_only"] > 0  # the drawn ball is weighted
+    assert metrics[0]["motion_fraction"] == metrics[1]["motion_fraction"] == metrics[0]["motion_predicted_only"]
+    den.cfg.motion_on_prediction = False
+    assert "motion_predicted_only" not in den.loss(ctx, act, empty)[1]

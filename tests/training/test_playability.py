@@ -71,6 +71,34 @@ def test_starts_are_what_they_claim(starts):
         assert int(g.env.unwrapped.ale.getRAM()[101]) != 0
 
 
+def test_where_the_serve_goes_is_hidden_from_the_frames():
+    """Why the played rollouts start from a real serve: after a reset and 3 NOOPs every episode
+    shows the same 4 frames, yet FIRE puts the ball in different columns (the game's frame counter
+    decides), so no world model can know which; comparing its ball to the real one after its own
+    serve would measure a coin."""
+    g = P.RealGame(GAME)
+    contexts, columns = [], set()
+    for seed in range(P.SEED, P.SEED + 8):
+        g.reset(seed)
+        for _ in range(3):
+            g.step(g.idx("NOOP"))
+        contexts.append(np.stack(g.frames))
+        g.step(g.idx("FIRE"))
+        columns.add(ball_position(g.frames[-1], GAME)[1])
+    assert all((c == contexts[0]).all() for c in contexts)
+    assert len(columns) >= 2
+
+
+def test_served_starts_show_the_ball_in_flight(starts):
+    g = P.RealGame(GAME)
+    served = P.served_starts(g, starts["waiting"], np.random.default_rng(0))
+    assert len(served) == len(starts["waiting"])
+    for s in served:
+        assert all(ball_position(f, GAME) is not None for f in s.frames)
+        g.restore(s)
+        assert int(g.env.unwrapped.ale.getRAM()[101]) != 0
+
+
 def test_the_real_game_obeys_every_rule(oracle):
     assert oracle["phantom_serve"] == 0 and oracle["phantom_serve_n"] >= 3
     assert oracle["serve"] == 1
@@ -128,7 +156,7 @@ def test_cli_writes_json_and_image_for_the_shipped_model(tmp_path):
     proc = run_on_the_shipped_model("--starts", "2", "--out", str(out), "--image", str(img))
     assert proc.returncode == 0, proc.stderr
     res = json.loads(out.read_text())
-    assert res["starts"] == {"waiting": 2, "in_play": 2} and 0 <= res["phantom_serve"] <= 1
+    assert res["starts"] == {"waiting": 2, "in_play": 2, "served": 2} and 0 <= res["phantom_serve"] <= 1
     assert img.stat().st_size > 1000
     assert "dreams that serve a ball without FIRE" in proc.stdout
 
