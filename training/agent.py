@@ -25,7 +25,7 @@ import json
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ from model.checkpoint import CheckpointError
 from model.device import autocast, pick_device, prepare, use_bf16
 from model.sampler import SamplerConfig
 from model.world_model import PRESETS, WorldModel, WorldModelConfig, open_action_slot, preset_config, slide, with_action
+from training.cli import dataclass_parser
 from training.data import WindowSampler
 
 
@@ -330,21 +331,13 @@ class LoopArgs:
 
 
 def parse_loop_args(argv: list[str] | None = None) -> LoopArgs:
-    p = argparse.ArgumentParser(
-        prog="train.py --agent", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    p = dataclass_parser(
+        LoopArgs,
+        choices={"preset": PRESETS, "agent_preset": AGENT_PRESETS},
+        prog="train.py --agent",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    for f in fields(LoopArgs):
-        flag, default = "--" + f.name.replace("_", "-"), f.default
-        if isinstance(default, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-        elif f.name in ("run_dir", "data", "world_model"):
-            p.add_argument(flag, type=Path, default=default)
-        elif f.name == "preset":
-            p.add_argument(flag, choices=PRESETS, default=default)
-        elif f.name == "agent_preset":
-            p.add_argument(flag, choices=AGENT_PRESETS, default=default)
-        else:
-            p.add_argument(flag, type=type(default), default=default)
     try:
         return LoopArgs(**vars(p.parse_args(argv)))
     except ValueError as e:

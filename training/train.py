@@ -38,6 +38,7 @@ from model.checkpoint import CheckpointError
 from model.device import autocast, pick_device, prepare, use_bf16
 from model.sampler import SamplerConfig, sample_next_frame
 from model.world_model import PRESETS, WorldModel, WorldModelConfig, preset_config
+from training.cli import dataclass_parser
 from training.collect import collect
 from training.data import WindowSampler
 
@@ -133,26 +134,12 @@ LOSS_OVERRIDES = (
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    defaults = Args()
-    for name, value in vars(defaults).items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
-        elif name in ("run_dir", "data", "heldout", "init_from"):
-            p.add_argument(flag, type=Path, default=value)
-        elif name == "motion_source":
-            p.add_argument(flag, choices=["target", "context"], default=value)
-        elif name == "motion_on_prediction":
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
-        elif name in LOSS_OVERRIDES:
-            p.add_argument(flag, type=float, default=value)
-        elif name == "preset":
-            p.add_argument(flag, choices=PRESETS, default=value)
-        elif name == "policy":
-            p.add_argument(flag, choices=POLICY_KINDS, default=value)
-        else:
-            p.add_argument(flag, type=type(value), default=value)
+    p = dataclass_parser(
+        Args,
+        choices={"preset": PRESETS, "policy": POLICY_KINDS, "motion_source": ["target", "context"]},
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     a = Args(**vars(p.parse_args(argv)))
     if a.ar_frames < 0 or not 0 <= a.ar_fraction <= 1:
         p.error(f"--ar-frames must be >= 0 and --ar-fraction in [0, 1], got {a.ar_frames}, {a.ar_fraction}")

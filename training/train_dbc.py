@@ -35,7 +35,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -60,6 +60,7 @@ from model.dbc import (
 )
 from model.diffusion_policy import DiffusionPolicy, DiffusionPolicyConfig, save_diffusion_policy
 from model.policies import EnsembleMLPPolicy
+from training.cli import dataclass_parser
 from training.dbc_data import (
     DEFAULT_DEMOS,
     DEFAULT_LAMBDA,
@@ -158,11 +159,7 @@ class Args:
 
 
 def parse_args(argv: list[str] | None) -> Args:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in fields(Args):
-        t = str(f.type)
-        kind = Path if "Path" in t else float if "float" in t else int if "int" in t else str
-        p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default)
+    p = dataclass_parser(Args, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ns = vars(p.parse_args(argv))
     if ns["human"] is not None and str(ns["human"]).lower() in ("", ".", "none"):
         ns["human"] = None

@@ -1,0 +1,82 @@
+"""Command lines from argument dataclasses (cleanrl's `Args`): one `--kebab-case` flag per field,
+typed from its annotation, its default the field's, its help the docstring under the field.
+
+    p = dataclass_parser(Args, choices={"preset": PRESETS}, description=__doc__)
+    a = Args(**vars(p.parse_args(argv)))
+
+`bool` fields get `--flag / --no-flag`; an `X | None` field parses its value as an X (None is
+only ever its default); Path fields parse as Path. Checks beyond a type and a choice list stay
+with the script (`p.error`) or the dataclass (`__post_init__`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import textwrap
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The string literal under each field of a dataclass, by field name ({} without source)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):
+        return {}
+    body = tree.body[0].body
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            docs[node.target.id] = inspect.cleandoc(nxt.value.value)
+    return docs
+
+
+def flag_type(annotation: Any) -> type:
+    """int, float, str, bool, Path...: the annotation with `| None` taken off."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [t for t in typing.get_args(annotation) if t is not type(None)]
+        if len(args) != 1:
+            raise TypeError(f"no command-line type for {annotation}: only X and X | None")
+        return args[0]
+    return annotation
+
+
+def dataclass_parser(
+    cls: type, choices: Mapping[str, Sequence[str]] | None = None, **parser_kwargs: Any
+) -> argparse.ArgumentParser:
+    """An ArgumentParser with one flag per field of the dataclass `cls`; `choices` by field name.
+    parser_kwargs go to ArgumentParser (prog, description, formatter_class...)."""
+    choices = dict(choices or {})
+    unknown = set(choices) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"choices given for {sorted(unknown)}, not fields of {cls.__name__}")
+    hints, docs = typing.get_type_hints(cls), field_docs(cls)
+    p = argparse.ArgumentParser(**parser_kwargs)
+    for f in dataclasses.fields(cls):
+        kind = flag_type(hints[f.name])
+        kw: dict[str, Any] = {"help": docs[f.name].replace("%", "%%") if f.name in docs else None}
+        if f.default is not dataclasses.MISSING:
+            kw["default"] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            kw["default"] = f.default_factory()
+        else:
+            kw["required"] = True
+        if kind is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["type"] = kind
+        if f.name in choices:
+            kw["choices"] = choices[f.name]
+        p.add_argument("--" + f.name.replace("_", "-"), **kw)
+    return p
