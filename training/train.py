@@ -450,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
             "denoiser/train/loss": loss.item(),
             "denoiser/train/mse": m["mse"],
             "denoiser/train/grad_norm": float(gnorm),
+            "denoiser/train/dreamed_samples": 0 if dreamed is None else int(dreamed.sum()),  # on dreamed contexts
             "lr": lr_at(step, a),
         }
         for k in ("motion_fraction", "motion_predicted_only"):

@@ -125,6 +125,8 @@ def test_train_cli(work: Path, trained) -> None:
     metrics = (run / "metrics.jsonl").read_text().splitlines()
     assert [int(line.split('"step": ')[1].split(",")[0]) for line in metrics][:2] == [3, 6]
     assert '"denoiser/train/loss"' in metrics[0] and '"eval/h50/psnr_dream"' in (run / "metrics.jsonl").read_text()
+    train_logs = [json.loads(line) for line in metrics if '"denoiser/train/loss"' in line]
+    assert train_logs and {x["denoiser/train/dreamed_samples"] for x in train_logs} == {0}  # no --ar-frames
     assert (run / "eval" / "fidelity_0000006.json").is_file() and (run / "eval" / "strip_0000006.png").is_file()
     pooled = json.loads((run / "eval" / "fidelity_0000006.json").read_text())["ball"]["pooled"]
     logged = {k: v for k, v in json.loads(metrics[-1]).items() if k.startswith("eval/ball_recall/")}
@@ -203,8 +205,11 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
     assert "keeps its loss settings" in one_error(again) and "motion_weight=9.0" in again.stderr
     moved = [k for k, v in model.state_dict().items() if not torch.equal(v, base.state_dict()[k])]
     assert moved  # it trained from there
-    losses = [json.loads(line)["denoiser/train/loss"] for line in (ft / "metrics.jsonl").read_text().splitlines()]
+    logs = [json.loads(line) for line in (ft / "metrics.jsonl").read_text().splitlines()]
+    losses = [x["denoiser/train/loss"] for x in logs]
     assert len(losses) == 3 and all(x == x and x < 10 for x in losses)
+    # --ar-fraction 0.5 of a batch of 4: two samples of every step saw a dreamed context
+    assert [x["denoiser/train/dreamed_samples"] for x in logs] == [2, 2, 2]
 
     ship = run_script(
         "training/ship.py",
