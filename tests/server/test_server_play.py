@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -106,21 +109,70 @@ def test_save_refused_in_dream_mode(client):
         assert recv(ws, "error")["code"] == "no_real_play"
 
 
-def test_worker_batches_sessions(client):
-    """Several dream sessions share the inference worker; some calls hold more than one dream."""
-    before = client.get("/api/metrics").json()["workers"]["Breakout"]["batch_sizes"]
-    with (
-        client.websocket_connect("/ws") as a,
-        client.websocket_connect("/ws") as b,
-        client.websocket_connect("/ws") as c,
-    ):
-        for ws in (a, b, c):
-            start(ws, mode="dream", fps=30, steps=3)
-        for _ in range(10):
+class HeldModel:
+    """The worker's world model, but its next dream call waits until the test lets it go: the worker
+    is busy for as long as the test needs, as on a slow machine, and the sessions' next dreams queue."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.holding = threading.Event()  # a dream call is being held
+        self.go = threading.Event()
+        self.held_batch = 0  # dreams in the held call
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+    def dream_step(self, obs_ctx, *args, **kwargs):
+        if not self.holding.is_set():
+            self.held_batch = obs_ctx.shape[0]
+            self.holding.set()
+            self.go.wait(HANG_GUARD_S)
+        return self.model.dream_step(obs_ctx, *args, **kwargs)
+
+
+HANG_GUARD_S = 120.0
+"""How long a wait may take before the test calls it a hang (a slow machine only takes longer)."""
+
+
+def wait_until(ok, what: str) -> None:
+    """Poll until ok(); the deadline only tells a hang from a slow machine."""
+    deadline = time.monotonic() + HANG_GUARD_S
+    while not ok():
+        assert time.monotonic() < deadline, f"no {what} within {HANG_GUARD_S} s"
+        time.sleep(0.01)
+
+
+def test_worker_batches_sessions(snapshot_dir, data_dir):
+    """Several dream sessions share the inference worker: the dreams that queue while it is busy go
+    into one call. The test holds one call until every session has a dream in it or queued behind
+    it, so what it asserts follows from message counts, whatever the machine's speed."""
+    with make_client(snapshot_dir, data_dir) as client:
+        worker = client.app.state.engine.games["Breakout"].worker
+
+        def stats() -> dict:
+            return client.get("/api/metrics").json()["workers"]["Breakout"]
+
+        with (
+            client.websocket_connect("/ws") as a,
+            client.websocket_connect("/ws") as b,
+            client.websocket_connect("/ws") as c,
+        ):
             for ws in (a, b, c):
-                recv(ws, "frame")
-        m = client.get("/api/metrics").json()
-        assert m["sessions"]["active"] == 3
+                start(ws, mode="dream", fps=30, steps=3)
+                recv(ws, "frame")  # its dream is seeded (burnt in): from now on it only dreams
+            held = worker.model = HeldModel(worker.model)
+            try:
+                assert held.holding.wait(HANG_GUARD_S), "no dream call"
+                # Every session's dream is in the held call or queued (a worker that took dreams to run
+                # them one by one would hide some: this wait then fails, as the batching assert would).
+                wait_until(lambda: held.held_batch + stats()["pending"] >= 3, "queued dream of every session")
+                before = stats()["batch_sizes"]  # the held call is not counted yet
+                held.go.set()
+                wait_until(lambda: sum(stats()["batch_sizes"].values()) >= sum(before.values()) + 2, "calls")
+            finally:
+                held.go.set()
+            m = client.get("/api/metrics").json()
+            assert m["sessions"]["active"] == 3
     sizes = {int(k): v - before.get(k, 0) for k, v in m["workers"]["Breakout"]["batch_sizes"].items()}
     assert any(k > 1 and v > 0 for k, v in sizes.items()), sizes
 
