@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model import checkpoint
-from model.dbc import FRAME_DIFF_GAIN
+from model.frames import FRAME_DIFF_GAIN
 from model.world_model import frames_to_tensor
 
 Hidden = tuple[torch.Tensor, ...]

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model import checkpoint
+from model.frames import FRAME_DIFF_GAIN
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,9 +356,6 @@ class MLPPolicy(nn.Module):
 
     def embed(self, obs: torch.Tensor) -> torch.Tensor:
         return obs.float()
-
-
-FRAME_DIFF_GAIN = 4.0
 
 
 class ConvPolicy(nn.Module):
