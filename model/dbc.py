@@ -412,7 +412,7 @@ POLICY_KIND = "dbc_policy"
 DIFFUSION_KIND = "dbc_diffusion"
 
 
-def save_policy(path: str | Path, policy: nn.Module, meta: dict[str, Any]) -> None:
+def save_dbc_policy(path: str | Path, policy: nn.Module, meta: dict[str, Any]) -> None:
     """Inference snapshot of a policy: weights + config + meta (task, algo, seed, lambda, ...)."""
     checkpoint.save(path, {"model": policy.state_dict()}, {"kind": POLICY_KIND, "config": policy.cfg.to_dict(), **meta})
 
@@ -423,7 +423,7 @@ def check_task(path: str | Path, meta: dict[str, Any], task: str | None) -> None
         raise checkpoint.CheckpointError(f"{path} is a policy for task {meta.get('task')!r}, not {task!r}")
 
 
-def load_policy(path: str | Path, task: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
+def load_dbc_policy(path: str | Path, task: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Load a policy snapshot; with `task`, refuse one trained for another task (CheckpointError)."""
     tree, meta, cfg = checkpoint.load_snapshot(path, POLICY_KIND, "a DBC policy", PolicyConfig)
     check_task(path, meta, task)

@@ -58,7 +58,7 @@ from PIL import Image
 from pydantic import BaseModel, Field, ValidationError
 
 from model.checkpoint import CheckpointError
-from model.dbc import DIFFUSION_KIND, POLICY_KIND, JointDiffusion, act, load_diffusion, load_policy
+from model.dbc import DIFFUSION_KIND, POLICY_KIND, JointDiffusion, act, load_dbc_policy, load_diffusion
 from model.diffusion_policy import KIND as DIFFUSION_POLICY_KIND
 from model.diffusion_policy import DiffusionPolicy, load_diffusion_policy
 from server.guard import Guard, Refused, serve
@@ -240,7 +240,7 @@ class Catalogue:
                 if known[name]["kind"] == DIFFUSION_POLICY_KIND:
                     self._policies[name] = load_diffusion_policy(path, task=task)
                 else:
-                    self._policies[name] = load_policy(path, task=task)
+                    self._policies[name] = load_dbc_policy(path, task=task)
             return self._policies[name]
 
     def diffusion(self, task: str) -> tuple[JointDiffusion, torch.nn.Module | None] | None:

@@ -39,7 +39,7 @@ from games.envs import FrameStack
 from games.files import atomic_write_bytes
 from model import checkpoint
 from model.checkpoint import CheckpointError
-from model.dbc import act, load_policy
+from model.dbc import act, load_dbc_policy
 from model.diffusion_policy import KIND as DIFFUSION_POLICY_KIND
 from model.diffusion_policy import DiffusionPolicy, load_diffusion_policy
 from training.dbc_data import (
@@ -71,10 +71,10 @@ def load_agent(path: str | Path, task: str | None = None) -> tuple[torch.nn.Modu
     try:
         kind = checkpoint.read_meta(path).get("kind")
     except CheckpointError:
-        kind = None  # load_policy names what is wrong with the file
+        kind = None  # load_dbc_policy names what is wrong with the file
     if kind == DIFFUSION_POLICY_KIND:
         return load_diffusion_policy(path, task=task)
-    return load_policy(path, task=task)
+    return load_dbc_policy(path, task=task)
 
 
 LOCKSTEP = 100

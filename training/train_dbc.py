@@ -55,11 +55,11 @@ from model.dbc import (
     dbc_loss_discrete,
     load_diffusion,
     make_policy_net,
+    save_dbc_policy,
     save_diffusion,
-    save_policy,
 )
+from model.dbc_ensemble import EnsembleMLPPolicy
 from model.diffusion_policy import DiffusionPolicy, DiffusionPolicyConfig, save_diffusion_policy
-from model.policies import EnsembleMLPPolicy
 from training.cli import dataclass_parser
 from training.dbc_data import (
     DEFAULT_DEMOS,
@@ -411,7 +411,7 @@ def save_member(args: Args, data: dict, policy: torch.nn.Module, algo: str, seed
     if algo == "dbc":
         meta["diffusion"] = str(args.diffusion)
     path = Path(args.out) / f"{algo}_s{seed}"
-    save_policy(path, policy, meta)
+    save_dbc_policy(path, policy, meta)
     tqdm.write(f"saved {path}.safetensors/.json")
 
 

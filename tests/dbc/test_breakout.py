@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from games.envs import stack_frames
-from model.dbc import act, load_diffusion, load_policy
+from model.dbc import act, load_dbc_policy, load_diffusion
 from training import evaluate_dbc
 from training.dbc_data import breakout_demos, store_demos
 
@@ -38,9 +38,9 @@ def test_pixel_policies_and_embedded_diffusion_round_trip(breakout_run: Path) ->
     frames = torch.randint(0, 255, (3, 4, 64, 64, 3), dtype=torch.uint8)
     losses = phi.discrete_losses(embedder.embed(frames), draws=4)
     assert losses.shape == (3, 4) and torch.isfinite(losses).all()
-    pol, _ = load_policy(breakout_run / "policies" / "dbc_s0", task="breakout")
+    pol, _ = load_dbc_policy(breakout_run / "policies" / "dbc_s0", task="breakout")
     a1, probs = act(pol, frames)
-    a2, _ = act(load_policy(breakout_run / "policies" / "dbc_s0")[0], frames)
+    a2, _ = act(load_dbc_policy(breakout_run / "policies" / "dbc_s0")[0], frames)
     assert torch.equal(a1, a2) and torch.allclose(probs.sum(-1), torch.ones(3))
 
 
@@ -71,7 +71,7 @@ def test_baselines_play_the_same_episodes(tmp_path: Path) -> None:
 
 
 def test_sampled_actions_are_reproducible_and_the_cli_says_so(breakout_run: Path) -> None:
-    pol, _ = load_policy(breakout_run / "policies" / "bc_s0", task="breakout")
+    pol, _ = load_dbc_policy(breakout_run / "policies" / "bc_s0", task="breakout")
     frames = torch.randint(0, 256, (64, 4, 64, 64, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     draws = [act(pol, frames, greedy=False, generator=torch.Generator().manual_seed(7))[0] for _ in range(2)]
     assert torch.equal(draws[0], draws[1])

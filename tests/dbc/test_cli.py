@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.dbc import act, load_policy
+from model.dbc import act, load_dbc_policy
 from training import evaluate_dbc, train_dbc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,8 +23,8 @@ def test_train_save_load_identical_actions(maze_run: Path) -> None:
     doc = json.loads((out / "dbc_s0.json").read_text())
     assert doc["meta"]["algo"] == "dbc" and doc["meta"]["lambda"] == 30.0 and doc["meta"]["task"] == "maze"
     assert json.loads((out / "bc_s0.json").read_text())["meta"]["lambda"] == 0.0
-    p1, _ = load_policy(out / "dbc_s0", task="maze")
-    p2, _ = load_policy(out / "dbc_s0.safetensors")
+    p1, _ = load_dbc_policy(out / "dbc_s0", task="maze")
+    p2, _ = load_dbc_policy(out / "dbc_s0.safetensors")
     obs = torch.randn(32, 6) * 2
     a1, _ = act(p1, obs)
     a2, _ = act(p2, obs)
@@ -57,8 +57,8 @@ def test_train_save_load_identical_actions(maze_run: Path) -> None:
         )
         == 0
     )
-    b1, _ = act(load_policy(out / "bc_s0")[0], obs)
-    b2, _ = act(load_policy(again / "bc_s0")[0], obs)
+    b1, _ = act(load_dbc_policy(out / "bc_s0")[0], obs)
+    b2, _ = act(load_dbc_policy(again / "bc_s0")[0], obs)
     assert torch.allclose(b1, b2, atol=1e-6)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.dbc import load_policy
+from model.dbc import load_dbc_policy
 from training import evaluate_dbc, generalise_dbc, train_dbc
 from training.evaluate_dbc import load_agent
 
@@ -19,7 +19,7 @@ def test_fetch_demos_and_checkpoints(fetch_run: Path) -> None:
         assert z["states"].shape == (100, 28) and z["actions"].shape == (100, 4)  # 2 episodes x 50 steps
         assert np.abs(z["actions"]).max() <= 1.0 and sorted(set(z["episode"].tolist())) == [0, 1]
     out = fetch_run / "fetch"
-    bc, meta = load_policy(out / "bc_s0", task="fetch")
+    bc, meta = load_dbc_policy(out / "bc_s0", task="fetch")
     assert meta["lambda"] == 0.0 and json.loads((out / "dbc_s0.json").read_text())["meta"]["lambda"] == 0.5
     dp, dp_meta = load_agent(out / "diffusion_policy_s0", task="fetch")
     assert dp_meta["algo"] == "diffusion_policy" and dp.cfg.num_steps == 5 and dp.cfg.obs_dim == 28

@@ -14,7 +14,7 @@ from model.dbc import (
     dbc_loss_discrete,
     sigmoid_beta_schedule,
 )
-from model.policies import EnsembleMLPPolicy
+from model.dbc_ensemble import EnsembleMLPPolicy
 
 
 def make_phi(discrete: bool = False, state_dim: int = 6, action_dim: int = 2) -> JointDiffusion:

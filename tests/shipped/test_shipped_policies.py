@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from games.envs import FrameStack
-from model.dbc import act, load_diffusion, load_policy
+from model.dbc import act, load_dbc_policy, load_diffusion
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ("maze", "breakout")
@@ -44,7 +44,7 @@ def test_shipped_policies_act_and_match_their_table(task: str) -> None:
         env.close()
         obs = torch.from_numpy(np.stack([s] * 2))
     for name in names:
-        policy, meta = load_policy(folder / name, task=task)
+        policy, meta = load_dbc_policy(folder / name, task=task)
         assert meta["algo"] == name.split("_s")[0] and (meta["lambda"] == 0) == (meta["algo"] == "bc")
         a, _ = act(policy, obs)
         if task == "maze":  # a 2-D force in [-1, 1]
