@@ -2,9 +2,9 @@
 
 `WorldModel.dream_step` is stateless and batched (the server's inference worker concatenates the
 dreams of all its sessions into one call); `Dreams` keeps the state of a batch of independent
-dreams for everything else (agent in imagination, evaluation, the gymnasium env). All the
-randomness of a step is a `DreamNoise` drawn before it, so a dream with its own generator
-replays exactly whatever batch it is computed in.
+dreams for everything else (the agent's imagination, dream_check, evaluation and playability, the
+policy viewer, the gymnasium env). All the randomness of a step is a `DreamNoise` drawn before it,
+so a dream with its own generator replays exactly whatever batch it is computed in.
 """
 
 from __future__ import annotations
@@ -244,12 +244,27 @@ class WorldModel(nn.Module):
 
 
 class Dreams:
-    """A batch of B independent dreams: reset from real frames, step with a batch of actions."""
+    """A batch of B independent dreams: reset from real frames, step with a batch of actions.
 
-    def __init__(self, model: WorldModel, sampler: SamplerConfig | None = None, seed: int | None = None) -> None:
+    The state between steps is public: `obs_ctx` (B, L, C, H, W) in [-1, 1], `act_ctx` (B, L) with
+    an empty last slot, the reward/end LSTM's `hidden`, and `last`, the whole last `DreamStep`
+    (float frame, sampled reward and end, their probabilities) on the model's device.
+    """
+
+    def __init__(
+        self,
+        model: WorldModel,
+        sampler: SamplerConfig | None = None,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        """The steps' noise comes from `generator` (shared: it advances with every step), else from
+        a new generator seeded with `seed`, else from torch's global RNG."""
+        if seed is not None and generator is not None:
+            raise ValueError("give a seed or a generator, not both")
         self.model = model
         self.sampler = sampler or SamplerConfig()
-        self.generator = None
+        self.generator = generator
         if seed is not None:
             self.generator = torch.Generator(device=model.device).manual_seed(seed)
         self.obs_ctx: torch.Tensor | None = None
@@ -268,15 +283,25 @@ class Dreams:
             raise ValueError(f"frames must be uint8 (B, {L}, H, W, C), got {tuple(frames.shape)} {frames.dtype}")
         if actions.shape != (frames.shape[0], L - 1):
             raise ValueError(f"actions must be (B, {L - 1}), got {tuple(actions.shape)}")
+        self.reset_tensors(frames_to_tensor(frames.to(self.model.device)), actions)
+
+    def reset_tensors(self, obs_ctx: torch.Tensor, actions: torch.Tensor) -> None:
+        """The same from a context already as the networks see it (a training window's `obs`):
+        obs_ctx float (B, L, C, H, W) in [-1, 1], used as given; actions (B, L-1)."""
+        L = self.model.cfg.context_frames
+        if obs_ctx.ndim != 5 or obs_ctx.shape[1] != L or not obs_ctx.is_floating_point():
+            raise ValueError(f"obs_ctx must be float (B, {L}, C, H, W), got {tuple(obs_ctx.shape)} {obs_ctx.dtype}")
+        if actions.shape != (obs_ctx.shape[0], L - 1):
+            raise ValueError(f"actions must be (B, {L - 1}), got {tuple(actions.shape)}")
         actions = actions.long().to(self.model.device)
         self.model.check_actions(actions)
-        self.obs_ctx = frames_to_tensor(frames.to(self.model.device))
+        self.obs_ctx = obs_ctx.to(self.model.device)
         self.act_ctx = open_action_slot(actions)  # the last slot is filled by the next step's action
         self.hidden = self.model.burn_in(self.obs_ctx, actions)
 
-    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """actions: (B,) -> next frames uint8 (B, H, W, C), reward (B,) and end (B,) bool, both
-        sampled from the heads. The whole step (with probabilities) is kept in `self.last`."""
+    def advance(self, actions: torch.Tensor) -> DreamStep:
+        """actions: (B,) -> the whole dreamed step, left on the model's device (also `self.last`);
+        the context window slides by one frame."""
         if self.obs_ctx is None:
             raise RuntimeError("call reset() before step()")
         actions = torch.as_tensor(actions, device=self.model.device).long().view(-1)
@@ -287,4 +312,10 @@ class Dreams:
         self.last = self.model.dream_step(self.obs_ctx, self.act_ctx, self.hidden, self.sampler, self.generator)
         self.hidden = self.last.hidden
         self.obs_ctx, self.act_ctx = slide(self.obs_ctx, self.act_ctx, self.last.next_obs)
-        return tensor_to_frames(self.last.next_obs).cpu(), self.last.reward.cpu(), self.last.end.cpu()
+        return self.last
+
+    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """actions: (B,) -> next frames uint8 (B, H, W, C), reward (B,) and end (B,) bool, both
+        sampled from the heads, on the CPU. The whole step (with probabilities) is kept in `self.last`."""
+        out = self.advance(actions)
+        return tensor_to_frames(out.next_obs).cpu(), out.reward.cpu(), out.end.cpu()

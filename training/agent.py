@@ -11,8 +11,9 @@
 
 Imagination: real 4-frame contexts (with their 3 actions) from the episode store; the world
 model's reward/end LSTM and the agent's LSTM are burnt in on them; then `horizon` dreamed steps
-with actions sampled from the policy, rewards and ends from the reward/end model (argmax, as in
-DIAMOND). Steps after a dream has ended are masked out of the loss.
+(one `Dreams` batch, model/world_model.py) with actions sampled from the policy, rewards and ends
+sampled from the reward/end model's heads (as DIAMOND imagines). Steps after a dream has ended are
+masked out of the loss.
 
 Writes to --run-dir: `agent.{safetensors,json}` (the agent snapshot), `snapshot.{safetensors,json}`
 (EMA world model), `state.{safetensors,json}` (full resume state), `metrics.jsonl`.
@@ -52,7 +53,7 @@ from model.agent import (
 from model.checkpoint import CheckpointError
 from model.device import autocast, pick_device, prepare, use_bf16
 from model.sampler import SamplerConfig
-from model.world_model import PRESETS, WorldModel, WorldModelConfig, open_action_slot, preset_config, slide, with_action
+from model.world_model import PRESETS, Dreams, WorldModel, WorldModelConfig, preset_config
 from training.cli import dataclass_parser
 from training.data import WindowSampler
 
@@ -89,20 +90,17 @@ def imagine(
     obs_ctx: (B, L, C, H, W) in [-1, 1]; act_prev: (B, L-1) actions between the context frames.
     """
     b = obs_ctx.shape[0]
-    wm_hidden = world_model.burn_in(obs_ctx, act_prev)  # reward/end LSTM over the context transitions
+    dreams = Dreams(world_model, sampler, generator=generator)
+    dreams.reset_tensors(obs_ctx, act_prev)  # burns the reward/end LSTM in on the context transitions
     hidden = agent.burn_in(obs_ctx[:, :-1])  # agent LSTM over all but the last context frame
-    act_ctx = open_action_slot(act_prev)  # (B, L), last = action now
     x = obs_ctx[:, -1]
     seen = [obs_ctx[:, t] for t in range(obs_ctx.shape[1])]
     logits, values, actions, rewards, ends = [], [], [], [], []
     for _ in range(horizon):
         lg, v, hidden = agent(x, hidden)
         a = torch.distributions.Categorical(logits=lg.float()).sample()
-        act_ctx = with_action(act_ctx, a)
-        out = world_model.dream_step(obs_ctx, act_ctx, wm_hidden, sampler, generator)
-        nxt, wm_hidden = out.next_obs, out.hidden
-        obs_ctx, act_ctx = slide(obs_ctx, act_ctx, nxt)
-        x = quantize(nxt)
+        out = dreams.advance(a)
+        x = quantize(out.next_obs)
         seen.append(x)
         logits.append(lg)
         values.append(v)

@@ -38,7 +38,7 @@ from games.episode_store import EpisodeStore
 from model.agent import ActorCritic
 from model.checkpoint import CheckpointError
 from model.sampler import SamplerConfig
-from model.world_model import WorldModel, frames_to_tensor, open_action_slot, slide, tensor_to_frames, with_action
+from model.world_model import Dreams, WorldModel, frames_to_tensor, tensor_to_frames
 from training.data import WindowSampler
 from training.evaluate import ball_position, breakout_paddle_column
 from training.evaluate_agent import play, summary
@@ -107,24 +107,22 @@ def in_dream(
     reset, act = policy
     b = ctx.obs.shape[0]
     reset(b)
-    rng, gen = np.random.default_rng(seed), torch.Generator(device=model.device).manual_seed(seed)
-    obs, act_ctx = ctx.obs.clone(), open_action_slot(ctx.actions)
-    hidden = model.burn_in(obs, ctx.actions)
-    for t in range(obs.shape[1] - 1):  # the policy sees the context frames first (the agent burns in)
-        act(tensor_to_frames(obs[:, t]).cpu().numpy(), rng)
-    alive = torch.ones(b, dtype=torch.bool, device=model.device)
-    reward = torch.zeros(b, device=model.device)
-    frames = [tensor_to_frames(obs[:keep, -1]).cpu().numpy()] if keep else []
+    rng, dreams = np.random.default_rng(seed), Dreams(model, sampler, seed=seed)
+    dreams.reset_tensors(ctx.obs.clone(), ctx.actions)
+    shown = tensor_to_frames(dreams.obs_ctx).cpu().numpy()  # (B, L, h, w, 3)
+    for t in range(shown.shape[1] - 1):  # the policy sees the context frames first (the agent burns in)
+        act(shown[:, t], rng)
+    frame = shown[:, -1]
+    alive = torch.ones(b, dtype=torch.bool)
+    reward = torch.zeros(b)
+    frames = [frame[:keep]] if keep else []
     for _ in range(horizon):
-        a = torch.as_tensor(act(tensor_to_frames(obs[:, -1]).cpu().numpy(), rng), device=model.device)
-        act_ctx = with_action(act_ctx, a)
-        out = model.dream_step(obs, act_ctx, hidden, sampler, gen)
-        nxt, hidden = out.next_obs, out.hidden
-        obs, act_ctx = slide(obs, act_ctx, nxt)
-        reward += out.reward.float() * alive
-        alive &= ~out.end
+        nxt, r, end = dreams.step(torch.as_tensor(act(frame, rng)))
+        frame = nxt.numpy()
+        reward += r.float() * alive
+        alive &= ~end
         if keep:
-            frames.append(tensor_to_frames(nxt[:keep]).cpu().numpy())
+            frames.append(frame[:keep])
     out = {"end_rate": float((~alive).float().mean()), "reward": float(reward.mean())}
     out["ended"] = (~alive).cpu().numpy().astype(int).tolist()
     if keep:

@@ -158,6 +158,36 @@ def test_seeded_dreams_replay_exactly(tiny_model: WorldModel) -> None:
     assert not torch.equal(first[1], other[1]) or not torch.equal(first[2], other[2])
 
 
+def test_dreams_from_tensors_with_a_shared_generator(tiny_model: WorldModel) -> None:
+    """The options the agent's imagination uses: a context already in [-1, 1] (`reset_tensors`)
+    dreams as the same uint8 frames do; a generator passed in is the one the steps draw from (it
+    advances, as `seed` would); `advance` leaves the whole step on the device, `step` converts it."""
+    _bias_heads(tiny_model, (0.3, 0.4, 0.3), 0.5)
+    g = torch.Generator().manual_seed(3)
+    frames = torch.randint(0, 256, (3, 4, 64, 64, 3), dtype=torch.uint8, generator=g)
+    act_prev, actions = torch.randint(0, 4, (3, 3), generator=g), torch.randint(0, 4, (5, 3), generator=g)
+    by_seed = Dreams(tiny_model, SamplerConfig(num_steps=1), seed=11)
+    by_seed.reset(frames, act_prev)
+    shared = torch.Generator().manual_seed(11)
+    by_gen = Dreams(tiny_model, SamplerConfig(num_steps=1), generator=shared)
+    by_gen.reset_tensors(frames_to_tensor(frames), act_prev)
+    assert by_gen.generator is shared
+    for a in actions:
+        frame, reward, end = by_seed.step(a)
+        out = by_gen.advance(a)
+        assert out is by_gen.last and torch.equal(by_gen.obs_ctx[:, -1], out.next_obs)
+        assert torch.equal(tensor_to_frames(out.next_obs), frame)
+        assert torch.equal(out.reward, reward) and torch.equal(out.end, end)
+        assert all(torch.equal(x, y) for x, y in zip(by_seed.hidden, by_gen.hidden, strict=True))
+    assert torch.equal(shared.get_state(), by_seed.generator.get_state())
+    with pytest.raises(ValueError, match="not both"):
+        Dreams(tiny_model, seed=0, generator=torch.Generator())
+    with pytest.raises(ValueError, match="float"):
+        by_gen.reset_tensors(frames, act_prev)  # uint8 (B, L, H, W, C): use reset
+    with pytest.raises(ValueError, match="actions"):
+        by_gen.reset_tensors(frames_to_tensor(frames), act_prev[:, :2])
+
+
 def test_dream_step_with_drawn_noise_equals_the_generator(tiny_model: WorldModel) -> None:
     """Passing DreamNoise drawn from a generator is the same as passing that generator, and each
     row uses only its own noise (the server draws it per session)."""
