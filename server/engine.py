@@ -16,7 +16,7 @@ from games.envs import UnknownGameError, action_meanings
 from model.checkpoint import CheckpointError, read_meta
 from model.device import pick_device
 from model.world_model import WorldModel
-from server import policies
+from server import controls
 from server.config import Settings
 from server.keymap import keymap
 from server.session import GameRuntime
@@ -76,9 +76,9 @@ class Engine:
     # -- lifetime ----------------------------------------------------------------------------
     def start(self) -> None:
         for name, spec in self.settings.policies.items():
-            policies.register_from_spec(name, spec)
+            controls.register_from_spec(name, spec)
         device = pick_device(self.settings.device)
-        policies.forget_agents()
+        controls.forget_agents()
         paths = [Path(p).with_suffix("") for p in self.settings.checkpoints]
         paths += discover_snapshots(Path(self.settings.checkpoint_dir))
         agents = [p for p in paths if snapshot_kind(p) == "agent"]
@@ -120,7 +120,7 @@ class Engine:
         game = read_meta(path).get("config", {}).get("game")
         if game not in self.games:
             raise ValueError(f"an agent for {game!r}, but no world model for it is served")
-        policies.register_agent(game, str(path), self.games[game].meanings)
+        controls.register_agent(game, str(path), self.games[game].meanings)
         self.games[game].agent = path
         log.info("agent for %s from %s", game, path)
 
@@ -160,8 +160,8 @@ class Engine:
             "game": rt.game,
             "action_meanings": rt.meanings,
             "keymap": rt.keymap,
-            "policies": policies.available(rt.game),
-            "control_modes": policies.control_modes(rt.game),
+            "policies": controls.available(rt.game),
+            "control_modes": controls.control_modes(rt.game),
             "context_frames": rt.context_frames,
             "preset": rt.model.cfg.preset,
             "snapshot": rt.snapshot.name,

@@ -35,7 +35,7 @@ from model.world_model import (
     tensor_to_frames,
     with_action,
 )
-from server import policies
+from server import controls
 from server.protocol import AgentInfo, DreamInfo, EpisodeEnd, Error, Mode, PlaySettings, RealInfo, SamplerName, State
 from server.worker import InferenceWorker
 
@@ -124,7 +124,7 @@ class Session:
         self.mode: Mode = mode
         self.steps, self.sampler_name, self.fps = steps, sampler, fps
         self.control = "human"
-        self.policy: policies.Policy | None = None
+        self.policy: controls.Policy | None = None
         self.seed = seed
         self.data_dir = Path(data_dir)
         self.max_episode_steps = max_episode_steps
@@ -178,16 +178,16 @@ class Session:
         )
 
     def check_control(self, control: str, mode: Mode) -> None:
-        if control != "human" and control not in policies.available(self.rt.game):
-            choices = ", ".join(policies.available(self.rt.game))
+        if control != "human" and control not in controls.available(self.rt.game):
+            choices = ", ".join(controls.available(self.rt.game))
             raise SessionError("bad_control", f"unknown control {control!r} for {self.rt.game}: expected {choices}")
-        if policies.needs_env(control) and mode == "dream":
+        if controls.needs_env(control) and mode == "dream":
             raise SessionError("bad_control", f"control {control!r} needs the real emulator: use Real or Side mode")
 
     def set_control(self, control: str) -> None:
         self.check_control(control, self.mode)
         try:
-            policy = None if control == "human" else policies.make(control, self.rt.game, self.rt.meanings)
+            policy = None if control == "human" else controls.make(control, self.rt.game, self.rt.meanings)
         except (CheckpointError, ValueError, OSError) as e:  # e.g. the agent file went away after start
             raise SessionError("bad_control", f"control {control!r} cannot start: {e}") from None
         self.control, self.policy = control, policy
@@ -361,7 +361,7 @@ class Session:
         if self.policy is None:
             return self.action
         shown = self.real.obs[-self.rt.context_frames :] if self.has_real else list(self.dream.shown)
-        obs = policies.Observation(np.stack(shown), self.env if self.has_real else None, self.rt.meanings)
+        obs = controls.Observation(np.stack(shown), self.env if self.has_real else None, self.rt.meanings)
         return int(self.policy.act(obs))
 
     def _env_step(self, action: int) -> tuple[np.ndarray, float, bool, int]:
@@ -402,7 +402,7 @@ class Session:
             jobs.append(loop.run_in_executor(self.executor, self._env_step, action))
         if self.has_dream:
             jobs.append(self._dream_step(action))
-        agent_info = self.policy.insight() if isinstance(self.policy, policies.Insight) else None
+        agent_info = self.policy.insight() if isinstance(self.policy, controls.Insight) else None
         results = await asyncio.gather(*jobs)
         real = results[0] if self.has_real else None
         dream = results[-1] if self.has_dream else None

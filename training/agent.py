@@ -610,12 +610,6 @@ def run_loop(argv: list[str] | None = None) -> int:
     return 0
 
 
-def load_policy(path: str | Path, greedy: bool = False, epsilon: float = 0.0, seed: int | None = None) -> AgentPolicy:
-    """An agent snapshot -> AgentPolicy (raises CheckpointError on a bad path). The server offers
-    `<checkpoint_dir>/<Game>-agent` as the control "agent" (server/policies.py)."""
-    return AgentPolicy.from_snapshot(path, greedy=greedy, epsilon=epsilon, seed=seed)
-
-
 def describe(path: str | Path) -> dict[str, Any]:
     """Config and training metadata of an agent snapshot."""
     return dict(ActorCritic.from_snapshot(path).meta)

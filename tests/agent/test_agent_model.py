@@ -12,7 +12,7 @@ from model.agent import ActorCritic, ActorCriticConfig, ActorCriticLossConfig, A
 from model.checkpoint import CheckpointError
 from model.sampler import SamplerConfig
 from model.world_model import WorldModel, preset_config
-from server.policies import Observation, TrainedAgent, load_agent
+from server.controls import Observation, TrainedAgent, load_agent
 from training.agent import agent_update, imagine, replay
 from training.data import WindowSampler
 

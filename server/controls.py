@@ -1,4 +1,5 @@
-"""Agent control: the `Policy` hook a session calls each tick instead of reading the keyboard.
+"""The controls of the Control menu besides "human": the `Policy` hook a session calls each tick
+instead of reading the keyboard (random, the scripted expert, the trained agent, and any registered).
 
 A policy sees the last frames the player sees (real ones when the emulator runs, else dreamed
 ones) and, when it sets `needs_env`, the real emulator. Register more with `register_policy` or
