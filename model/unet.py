@@ -15,7 +15,7 @@ both middle blocks with attention, the second conv of every res block zero-initi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +33,11 @@ class UNetConfig:
     num_actions: int = 4
     """Size of the game's minimal action set."""
     context_frames: int = 4
-    """L: number of past frames (and actions) the model is conditioned on."""
+    """L: number of past frames the model is conditioned on (and actions, see action_frames)."""
+    action_frames: int = 0
+    """Number of the most recent actions embedded into the conditioning vector; 0 = all L. A model
+    grown from 4 to more frames (`grow_context`) keeps its 4 action embeddings: the older frames
+    only give it memory (how long the field has been empty), through the first convolution."""
     image_channels: int = 3
     """RGB."""
     channels: list[int] = field(default_factory=lambda: [64, 64, 64, 64])
@@ -59,14 +63,41 @@ class UNetConfig:
             raise ValueError(f"context_frames must be >= 1, got {self.context_frames}")
         if not self.channels or any(c < 8 or c % 8 for c in self.channels):
             raise ValueError(f"channels must be non-empty multiples of 8, got {self.channels}")
-        if self.cond_channels % self.context_frames:
-            raise ValueError("cond_channels must be divisible by context_frames")
+        if not 0 <= self.action_frames <= self.context_frames:
+            raise ValueError(f"action_frames must be in [0, context_frames], got {self.action_frames}")
+        if self.cond_channels % self.embedded_actions:
+            raise ValueError("cond_channels must be divisible by the number of embedded actions")
         if self.blocks_per_level < 1:
             raise ValueError(f"blocks_per_level must be >= 1, got {self.blocks_per_level}")
         if self.context_noise_levels < 1:
             raise ValueError(f"context_noise_levels must be >= 1, got {self.context_noise_levels}")
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+
+    @property
+    def embedded_actions(self) -> int:
+        return self.action_frames or self.context_frames
+
+
+def grow_context(
+    cfg: UNetConfig, state: dict[str, torch.Tensor], frames: int, prefix: str = ""
+) -> tuple[UNetConfig, dict[str, torch.Tensor]]:
+    """The config and weights of a U-Net that sees `frames` past frames, made from one that sees
+    fewer and computing exactly the same function: the older frames enter through new input
+    channels of conv_in initialised at zero (conv_in takes the noisy frame, then the context oldest
+    first), and the embedded actions stay the last `cfg.embedded_actions`. Training then teaches it
+    what the older frames are worth (a game's hidden timers: Breakout's 8-step pause before a lost
+    life is counted). `prefix`: where the U-Net's keys start in `state`."""
+    if frames < cfg.context_frames:
+        raise ValueError(f"cannot shrink the context from {cfg.context_frames} to {frames} frames")
+    key = prefix + "conv_in.weight"
+    if key not in state:
+        raise ValueError(f"no {key} in the weights")
+    w, c = state[key], cfg.image_channels
+    extra = torch.zeros(w.shape[0], c * (frames - cfg.context_frames), *w.shape[2:], dtype=w.dtype)
+    grown = torch.cat([w[:, :c], extra, w[:, c:]], dim=1)
+    new = replace(cfg, context_frames=frames, action_frames=cfg.embedded_actions)
+    return new, {**state, key: grown}
 
 
 def _groups(channels: int, diamond: bool = False) -> int:
@@ -164,8 +195,8 @@ class UNet(nn.Module):
         self.diamond = cfg.layout == "diamond"
         cc = cfg.cond_channels
         self.noise_emb = FourierFeatures(cc)
-        # Flattened embeddings of the L past actions, cond_channels / L dims each.
-        self.act_emb = nn.Embedding(cfg.num_actions, cc // cfg.context_frames)
+        # Flattened embeddings of the last A actions (A = embedded_actions), cond_channels / A dims each.
+        self.act_emb = nn.Embedding(cfg.num_actions, cc // cfg.embedded_actions)
         self.ctx_noise_emb = None
         if cfg.context_noise_levels > 1:
             self.ctx_noise_emb = nn.Embedding(cfg.context_noise_levels, cc)
@@ -259,7 +290,7 @@ class UNet(nn.Module):
         """x: (B, C, H, W); c_noise: (B,); obs_ctx: (B, L*C, H, W); act_ctx: (B, L) long."""
         # (B, L) -> (B, L, cc/L) -> (B, cc); flatten, not reshape(B, -1), so a traced graph
         # (Denoiser.freeze) keeps the batch size free.
-        act = self.act_emb(act_ctx).flatten(1)
+        act = self.act_emb(act_ctx[:, -self.cfg.embedded_actions :]).flatten(1)
         cond = self.noise_emb(c_noise) + act
         if ctx_noise_level is not None and self.ctx_noise_emb is not None:
             cond = cond + self.ctx_noise_emb(ctx_noise_level)

@@ -67,6 +67,11 @@ from games.experts import EXPERTS, WAITING
 from training.evaluate import BALL_FIELD, ball_position, motion_mask, psnr
 
 CONTEXT = 4
+"""Frames of play before a start: 3 steps after a reset, a lost life or a serve."""
+HISTORY = 16
+"""Frames each start keeps, for models that see more than 4 (`context_frames`); a start with
+fewer behind it (just after a reset) repeats its first frame, with NOOPs between, as the training
+windows do at an episode's start. A dream takes the last `context_frames` of them."""
 SEED = 2_000_000
 """First episode seed of the suite's start states; no other part of the project uses seeds here."""
 SUITE = 2
@@ -82,10 +87,19 @@ class Dreamer(Protocol):
     which only an oracle may use); step with one action per dream."""
 
     def reset(self, frames: np.ndarray, actions: np.ndarray, states: list) -> None:
-        """frames uint8 (B, 4, H, W, C); actions (B, 3) between them; states: ALE states."""
+        """frames uint8 (B, n, H, W, C), the last one the start's (n = HISTORY: a dream takes as many
+        as it sees); actions (B, n - 1) between them; states: ALE states."""
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """-> next frames uint8 (B, H, W, C), reward (B,) in {-1, 0, 1}, end (B,) bool."""
+
+
+def model_context(model, frames: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The last `context_frames` of a start's frames (B, n, ...) and the actions between them."""
+    L = model.cfg.context_frames
+    if frames.shape[1] < L:
+        raise ValueError(f"the model sees {L} frames, the starts hold {frames.shape[1]}")
+    return frames[:, -L:], actions[:, actions.shape[1] - (L - 1) :]
 
 
 class ModelDreamer:
@@ -100,6 +114,7 @@ class ModelDreamer:
     def reset(self, frames: np.ndarray, actions: np.ndarray, states: list) -> None:
         from model.world_model import Dreams
 
+        frames, actions = model_context(self.model, frames, actions)
         self.dreams = Dreams(self.model, self.sampler, seed=self.seed)
         self.dreams.reset(torch.from_numpy(frames), torch.from_numpy(actions))
 
@@ -178,14 +193,16 @@ class RealGame:
         obs, r, term, trunc, info = self.env.step(int(a))
         lost = term or info["lives"] < self.lives
         self.lives = info["lives"]
-        self.frames, self.actions = (self.frames + [obs])[-CONTEXT:], (self.actions + [int(a)])[-(CONTEXT - 1) :]
+        self.frames, self.actions = (self.frames + [obs])[-HISTORY:], (self.actions + [int(a)])[-(HISTORY - 1) :]
         return r, lost, term or trunc
 
     def start(self, kind: str, seed: int) -> Start:
+        frames = [self.frames[0]] * (HISTORY - len(self.frames)) + self.frames
+        actions = [0] * (HISTORY - 1 - len(self.actions)) + self.actions  # 0: NOOP in ALE's minimal sets
         return Start(
             self.env.unwrapped.ale.cloneState(),
-            np.stack(self.frames),
-            np.array(self.actions),
+            np.stack(frames),
+            np.array(actions),
             self.lives,
             kind,
             seed,
@@ -269,7 +286,7 @@ def served_starts(g: RealGame, waiting: list[Start], rng: np.random.Generator) -
         done = g.step(fire)[2]
         for _ in range(CONTEXT - 1):
             done = done or g.step(expert(g.env, rng))[2]
-        if not done and all(ball_position(f, g.game) is not None for f in g.frames):
+        if not done and all(ball_position(f, g.game) is not None for f in g.frames[-CONTEXT:]):
             out.append(g.start("served", s.seed))
     return out
 
@@ -671,8 +688,7 @@ def serve_belief(model, starts: list[Start], noises: int = 4, steps: int = 3) ->
 
     game = model.cfg.game
     meanings = model.cfg.action_meanings
-    frames = np.stack([s.frames for s in starts])
-    actions = np.stack([s.actions for s in starts])
+    frames, actions = model_context(model, np.stack([s.frames for s in starts]), np.stack([s.actions for s in starts]))
     served = 0
     for k in range(noises):
         dreamer = ModelDreamer(model, steps, seed=k)

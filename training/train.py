@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -37,6 +37,7 @@ from model import checkpoint
 from model.checkpoint import CheckpointError
 from model.device import autocast, pick_device, prepare, use_bf16
 from model.sampler import SamplerConfig, sample_next_frame
+from model.unet import grow_context
 from model.world_model import PRESETS, WorldModel, WorldModelConfig, preset_config
 from training.cli import dataclass_parser
 from training.collect import collect
@@ -90,6 +91,12 @@ class Args:
     init_from: Path | None = None
     """Start from a world-model snapshot (its config and EMA weights; fresh optimiser), e.g.
     checkpoints/Breakout.safetensors to fine-tune the shipped model on new data."""
+    context_frames: int = 0
+    """Past frames the world model sees (0 = the preset's or the --init-from snapshot's, 4). More
+    than the snapshot's grows it without changing what it computes (model/unet.grow_context: the
+    older frames enter through zero-initialised input channels; the embedded actions stay the last
+    4), so training can teach it a game's hidden timers, e.g. Breakout's 8-step pause before a
+    lost life is counted, which 4 frames cannot time."""
     ar_frames: int = 0
     """Autoregressive training: the last K context frames of a sample are dreamed by the EMA
     model (3 Euler steps, as in play) from the real frames before them, so the denoiser learns
@@ -141,6 +148,8 @@ def parse_args(argv: list[str] | None = None) -> Args:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     a = Args(**vars(p.parse_args(argv)))
+    if a.context_frames < 0:
+        p.error(f"--context-frames must be >= 0 (0 = the model's own), got {a.context_frames}")
     if a.ar_frames < 0 or not 0 <= a.ar_fraction <= 1:
         p.error(f"--ar-frames must be >= 0 and --ar-fraction in [0, 1], got {a.ar_frames}, {a.ar_fraction}")
     for name in LOSS_OVERRIDES:
@@ -304,6 +313,28 @@ def main(argv: list[str] | None = None) -> int:
         base = dict(init.meta.get("training") or {"steps": int(init.meta.get("train_steps", 0)), "wall_hours": 0.0})
         if main_proc:
             print(f"starting from {a.init_from} ({cfg.preset} preset, {base['steps']} steps behind it)")
+    if a.context_frames and a.context_frames != cfg.context_frames:
+        if resume_tree is not None:
+            print(
+                f"error: a resumed run keeps its context; {run_dir} sees {cfg.context_frames} frames",
+                file=sys.stderr,
+            )
+            return 2
+        if a.context_frames < cfg.context_frames:
+            print(
+                f"error: --context-frames {a.context_frames} is below the model's {cfg.context_frames}",
+                file=sys.stderr,
+            )
+            return 2
+        if init_state is None:  # a fresh model: the preset with a longer context, every action embedded
+            unet, grown = replace(cfg.denoiser.unet, context_frames=a.context_frames), None
+        else:
+            unet, grown = grow_context(cfg.denoiser.unet, init_state, a.context_frames, "denoiser.net.")
+        d = cfg.to_dict()
+        d["denoiser"]["unet"] = asdict(unet)
+        cfg, init_state = WorldModelConfig(**d), grown
+        if main_proc:
+            print(f"context grown to {a.context_frames} frames (the last {unet.embedded_actions} actions embedded)")
     overrides = {k: getattr(a, k) for k in LOSS_OVERRIDES if getattr(a, k) is not None}
     if resume_tree is not None:
         changed = {k: v for k, v in overrides.items() if getattr(cfg.denoiser, k) != v}

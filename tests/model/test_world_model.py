@@ -318,3 +318,42 @@ def test_config_rejects_action_count_mismatch() -> None:
 def test_config_round_trips_through_dict() -> None:
     cfg = preset_config("tiny", "Breakout", ACTIONS)
     assert WorldModelConfig(**cfg.to_dict()) == cfg
+
+
+def test_grown_context_computes_the_same_function_until_trained() -> None:
+    """grow_context: a 4-frame U-Net grown to 7 frames gives the same output whatever the 3 older
+    frames and their actions hold; once its new input channels are trained, the older frames
+    count; the older actions never do (the grown model embeds the last 4)."""
+    from model.unet import grow_context
+
+    torch.manual_seed(0)
+    cfg = UNetConfig(channels=[8, 8], blocks_per_level=1, cond_channels=16, attn_middle=False)
+    net = UNet(cfg)
+    for p in net.parameters():  # conv_out starts at zero: give every weight a value
+        p.data.normal_(0, 0.1)
+    new_cfg, state = grow_context(cfg, net.state_dict(), 7)
+    assert (new_cfg.context_frames, new_cfg.action_frames) == (7, 4)
+    grown = UNet(new_cfg)
+    grown.load_state_dict(state)
+    x, ctx, act = torch.randn(2, 3, 64, 64), torch.rand(2, 4, 3, 64, 64) * 2 - 1, torch.randint(0, 4, (2, 4))
+    old_ctx, old_act = torch.rand(2, 3, 3, 64, 64) * 2 - 1, torch.randint(0, 4, (2, 3))
+    level = torch.zeros(2, dtype=torch.long)
+    with torch.no_grad():
+        before = net(x, torch.zeros(2), ctx.flatten(1, 2), act, level)
+        after = grown(
+            x, torch.zeros(2), torch.cat([old_ctx, ctx], 1).flatten(1, 2), torch.cat([old_act, act], 1), level
+        )
+        torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
+        grown.conv_in.weight[:, 3:12].normal_(0, 0.1)  # as if trained: the older frames now count
+        moved = grown(
+            x, torch.zeros(2), torch.cat([old_ctx, ctx], 1).flatten(1, 2), torch.cat([old_act, act], 1), level
+        )
+        other_actions = grown(
+            x, torch.zeros(2), torch.cat([old_ctx, ctx], 1).flatten(1, 2), torch.cat([(old_act + 1) % 4, act], 1), level
+        )
+    assert not torch.allclose(moved, before, atol=1e-3)
+    torch.testing.assert_close(other_actions, moved)
+    with pytest.raises(ValueError, match="shrink"):
+        grow_context(cfg, net.state_dict(), 3)
+    with pytest.raises(ValueError, match="action_frames"):
+        UNetConfig(context_frames=4, action_frames=5)

@@ -94,7 +94,8 @@ def test_served_starts_show_the_ball_in_flight(starts):
     served = P.served_starts(g, starts["waiting"], np.random.default_rng(0))
     assert len(served) == len(starts["waiting"])
     for s in served:
-        assert all(ball_position(f, GAME) is not None for f in s.frames)
+        assert len(s.frames) == P.HISTORY and len(s.actions) == P.HISTORY - 1
+        assert all(ball_position(f, GAME) is not None for f in s.frames[-P.CONTEXT :])
         g.restore(s)
         assert int(g.env.unwrapped.ale.getRAM()[101]) != 0
 

@@ -255,11 +255,37 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
     assert json.loads(play_json.read_text()) != perfect  # the forced model's own figures
 
 
+def test_fine_tune_grows_the_context(work: Path, resumed, run_script) -> None:
+    """--context-frames grows an --init-from snapshot's context (the older frames through new
+    zero-initialised input channels, the last 4 actions embedded); the grown model trains, dreams
+    from the playability suite's starts, and a resumed run keeps its context."""
+    assert resumed.returncode == 0
+    run = work / "grown"
+    common = [*TINY, "--steps", "2", "--eval-every", "0", "--run-dir", run, "--data", work / "data"]
+    proc = run_script("training/train.py", *common, "--init-from", work / "run" / "snapshot", "--context-frames", "6")
+    assert proc.returncode == 0, proc.stderr
+    assert "context grown to 6 frames (the last 4 actions embedded)" in proc.stdout
+    model = WorldModel.from_snapshot(run / "snapshot", precision="fp32")
+    assert (model.cfg.context_frames, model.cfg.denoiser.unet.action_frames) == (6, 4)
+    starts = playability.make_starts("Breakout", 2, progress=False)
+    d = playability.ModelDreamer(model, steps=1)
+    frames, _, _ = playability.dream_batch(d, starts["in_play"], torch.zeros(2, 3, dtype=torch.long).numpy())
+    assert frames.shape == (2, 3, 64, 64, 3)
+    again = run_script("training/train.py", *common, "--resume", "--steps", "3", "--context-frames", "8")
+    assert "keeps its context" in one_error(again)
+    fewer = run_script(
+        "training/train.py", *TINY, "--eval-every", "0", "--run-dir", work / "fewer", "--data", work / "data",
+        "--init-from", run / "snapshot", "--context-frames", "5",
+    )  # fmt: skip
+    assert "below the model's 6" in one_error(fewer) and not (work / "fewer").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [
         (["--init-from", "MISSING"], "cannot start from"),
         (["--ar-frames", "-1"], "--ar-frames"),
+        (["--context-frames", "-1"], "--context-frames"),
         (["--ar-fraction", "1.5"], "--ar-fraction"),
         (["--motion-weight", "-1"], "--motion-weight"),
         (["--context-noise-clean-prob", "2"], "--context-noise-clean-prob"),
