@@ -16,6 +16,12 @@ A context source is either
 
 `WorldModelVectorEnv` runs N dreams as ONE `Dreams` batch (one network call per denoising step for
 all of them) and autoresets in gymnasium's default next-step mode.
+
+Who it is for: whoever wants the dream behind gymnasium's interface, e.g. to train an off-the-shelf
+RL agent in it. Nothing in this repository drives it: the agent's imagination (training/agent.py)
+and training/dream_check.py step a `Dreams` batch directly (they keep the frames in [-1, 1] on the
+model's device, share one generator across batches, and mask a dream that has ended instead of
+restarting it), and the server batches its sessions' dreams itself (server/worker.py).
 """
 
 from __future__ import annotations
