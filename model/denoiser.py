@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -129,6 +130,12 @@ class Denoiser(nn.Module):
                     return False
         object.__setattr__(self, "_frozen", frozen)
         return True
+
+    def use_inference_net(self, net: Callable[..., torch.Tensor] | None) -> None:
+        """Run `net` in place of the U-Net at inference, as the frozen graph is run: a callable with
+        `UNet.forward`'s signature (e.g. an ONNX Runtime session, model/onnx_backend.py); None goes
+        back to the eager U-Net. Used only outside autograd and autocast; `train()` drops it."""
+        object.__setattr__(self, "_frozen", net)
 
     def train(self, mode: bool = True) -> Denoiser:
         if mode:

@@ -161,6 +161,7 @@ class WorldModel(nn.Module):
         self.denoiser = Denoiser(cfg.denoiser)
         self.reward_end = RewardEndModel(cfg.reward_end)
         self.bf16 = False
+        self.backend = "torch"
 
     @property
     def device(self) -> torch.device:
@@ -170,14 +171,30 @@ class WorldModel(nn.Module):
     def num_actions(self) -> int:
         return len(self.cfg.action_meanings)
 
-    def configure(self, device: torch.device, precision: str = "auto", freeze: bool = True) -> WorldModel:
+    def configure(
+        self,
+        device: torch.device,
+        precision: str = "auto",
+        freeze: bool = True,
+        backend: str = "torch",
+        calibration: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> WorldModel:
         """Move to device, channels_last, and pick bf16 autocast where it is fast; in fp32 on the
-        CPU, also trace and freeze the U-Net for inference (Denoiser.freeze; `train()` undoes it)."""
+        CPU, also trace and freeze the U-Net for inference (Denoiser.freeze; `train()` undoes it).
+
+        backend: 'torch', 'onnx-fp32', 'onnx-int8' (needs `calibration`: real frames uint8
+        (N, L, H, W, C) and actions (N, L)) or 'auto' (the faster of torch and onnx-fp32 here; torch on
+        CUDA): model/onnx_backend.py. What runs is in `self.backend`."""
         prepare(self, device)
         self.bf16 = use_bf16(device, precision)
         self.eval()
         if freeze and not self.bf16:
             self.denoiser.freeze()
+        self.backend = "torch"
+        if backend != "torch":
+            from model.onnx_backend import use_backend
+
+            self.backend = use_backend(self, backend, calibration)
         return self
 
     def check_actions(self, actions: torch.Tensor) -> None:
@@ -232,7 +249,13 @@ class WorldModel(nn.Module):
 
     @classmethod
     def from_snapshot(
-        cls, path: str | Path, device: torch.device | None = None, precision: str = "auto", freeze: bool = True
+        cls,
+        path: str | Path,
+        device: torch.device | None = None,
+        precision: str = "auto",
+        freeze: bool = True,
+        backend: str = "torch",
+        calibration: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> WorldModel:
         """Load a snapshot for inference (see configure); freeze=False when only its weights are wanted."""
         tree, meta, cfg = checkpoint.load_snapshot(path, "world_model", "a world-model", WorldModelConfig)
@@ -240,7 +263,7 @@ class WorldModel(nn.Module):
         state = {k: v.float() if v.is_floating_point() else v for k, v in tree["model"].items()}
         checkpoint.load_state_dict_strict(model, state, str(path))
         model.meta = meta
-        return model.configure(device or torch.device("cpu"), precision, freeze)
+        return model.configure(device or torch.device("cpu"), precision, freeze, backend, calibration)
 
 
 class Dreams:

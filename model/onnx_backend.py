@@ -1,0 +1,358 @@
+"""ONNX Runtime backends for the denoiser's U-Net: cheaper calls per dreamed frame on a CPU.
+
+Only the network F runs in ONNX Runtime; the EDM preconditioning (`Denoiser.conditioners`), the
+sampler and the reward/end model stay in torch, so the maths has one definition. The backend plugs
+into the denoiser as its inference network (`Denoiser.use_inference_net`, the slot of the frozen
+TorchScript graph), so `WorldModel.dream_step`, `Dreams` and the server's worker use it unchanged.
+
+Backends (`use_backend`):
+- `torch`: what `WorldModel.configure` chose (bf16 autocast, or the frozen fp32 graph);
+- `onnx-fp32`: the U-Net exported with torch's ONNX exporter (`dynamo=True`, which needs
+  `onnxscript`), run by ONNX Runtime in fp32; matches torch to float tolerance;
+- `onnx-int8`: the same graph after static int8 quantisation (QDQ, per-channel weights), calibrated
+  on the U-Net's own inputs while the torch sampler dreams from real context frames; opt-in only;
+- `auto`: times torch and onnx-fp32 at batch 1 and 8 on the machine at hand and keeps the faster
+  (the lower sum of per-frame times). int8 is never an automatic choice: it changes the dreamed pixels
+  (tests/model/test_onnx_backend.py measures by how much).
+
+Exported files are built at run time from the weights into a cache folder (`DREAM_ONNX_CACHE`, else
+`$XDG_CACHE_HOME/dream-arcade/onnx`, else `~/.cache/dream-arcade/onnx`), named by a hash of the
+weights, the config and the exporter's versions (int8 also by its calibration), written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.denoiser import Denoiser
+from model.device import autocast
+from model.sampler import SamplerConfig, sample_next_frame
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnx-fp32", "onnx-int8", "auto")
+AUTO_CANDIDATES = ("torch", "onnx-fp32")
+"""What `auto` may pick. Not int8: it is opt-in by name."""
+EXPORT_VERSION = 1
+"""Bump when the export or quantisation recipe changes: old cache entries are then not reused."""
+INPUT_NAMES = ("x", "c_noise", "obs_ctx", "act_ctx", "ctx_noise_level")
+
+
+class BackendError(RuntimeError):
+    """An ONNX backend was asked for where it cannot run (no onnxruntime, a CUDA model, ...)."""
+
+
+def onnx_available() -> bool:
+    """True when onnx, onnxruntime and onnxscript import (pip install -e '.[onnx]')."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _require_onnx() -> None:
+    if not onnx_available():
+        raise BackendError("the ONNX backends need onnx, onnxruntime and onnxscript: pip install -e '.[onnx]'")
+
+
+def cache_dir() -> Path:
+    """Where exported graphs are kept (never committed, never downloaded)."""
+    if os.environ.get("DREAM_ONNX_CACHE"):
+        return Path(os.environ["DREAM_ONNX_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "dream-arcade" / "onnx"
+
+
+def weights_key(denoiser: Denoiser) -> str:
+    """sha256 of the U-Net's weights and config and of the tools that turn them into a graph."""
+    import onnx
+    import onnxruntime
+
+    h = hashlib.sha256()
+    versions = [EXPORT_VERSION, torch.__version__, onnx.__version__, onnxruntime.__version__]
+    h.update(json.dumps([asdict(denoiser.cfg.unet), versions], sort_keys=True).encode())
+    for name, t in sorted(denoiser.net.state_dict().items()):
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.detach().cpu().flatten().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+def _atomic_build(path: Path, build: Callable[[Path], None]) -> Path:
+    """Build `path` through a temporary file beside it, renamed over it when complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.onnx")
+    os.close(fd)
+    try:
+        build(Path(tmp))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def _example(denoiser: Denoiser, b: int) -> tuple[torch.Tensor, ...]:
+    u = denoiser.cfg.unet
+    g = torch.Generator().manual_seed(b)
+    return (
+        torch.randn(b, u.image_channels, 64, 64, generator=g),
+        torch.randn(b, generator=g),
+        torch.randn(b, u.context_frames * u.image_channels, 64, 64, generator=g),
+        torch.randint(0, u.num_actions, (b, u.context_frames), generator=g),
+        torch.zeros(b, dtype=torch.long),
+    )
+
+
+def export_fp32(denoiser: Denoiser, path: Path) -> None:
+    """Export the U-Net F (not the preconditioning) with a free batch size, fp32, to `path`."""
+    net = denoiser.net.cpu().eval()
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    dynamic = {name: {0: batch} for name in INPUT_NAMES}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        torch.onnx.export(
+            net,
+            _example(denoiser, 2),
+            str(path),
+            input_names=list(INPUT_NAMES),
+            output_names=["f"],
+            dynamic_shapes=dynamic,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+
+
+def unet_inputs(
+    denoiser: Denoiser, frames: torch.Tensor, actions: torch.Tensor, steps: int = 3, seed: int = 0
+) -> list[dict[str, np.ndarray]]:
+    """The U-Net's inputs at every network call of the torch sampler dreaming one frame from each
+    real context (frames uint8 (N, L, H, W, C), actions (N, L) with the next action last): what
+    int8 calibration must see (c_in x at each sigma of the schedule, real contexts, real actions).
+    One dict per call, batch N."""
+    captured: list[dict[str, np.ndarray]] = []
+
+    def capture(*args: torch.Tensor) -> torch.Tensor:
+        captured.append({n: a.detach().cpu().contiguous().numpy() for n, a in zip(INPUT_NAMES, args)})
+        return denoiser.net(*args)
+
+    previous = denoiser._frozen
+    denoiser.use_inference_net(capture)
+    try:
+        obs = torch.as_tensor(frames).movedim(-1, -3).float() / 127.5 - 1  # uint8 -> [-1, 1], as the dream
+        g = torch.Generator().manual_seed(seed)
+        sample_next_frame(denoiser, obs, torch.as_tensor(actions).long(), SamplerConfig(num_steps=steps), g)
+    finally:
+        denoiser.use_inference_net(previous)
+    return captured
+
+
+def quantize_int8(fp32_path: Path, path: Path, calibration: list[dict[str, np.ndarray]]) -> None:
+    """Static int8 quantisation in QDQ format (per-channel int8 weights, int8 activations with
+    MinMax ranges), calibrated on the U-Net's real inputs (`unet_inputs`)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            # one batch-1 feed per sample and call: the exported graph's batch is free
+            self.feeds: Iterator[dict[str, np.ndarray]] = (
+                {k: v[i : i + 1] for k, v in call.items()} for call in calibration for i in range(len(call["x"]))
+            )
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.feeds, None)
+
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(path),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["Conv", "Gemm", "MatMul"],
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        )
+
+
+class OnnxUNet:
+    """An ONNX Runtime session with `UNet.forward`'s signature (torch in, torch out)."""
+
+    def __init__(self, path: Path, denoiser: Denoiser, threads: int | None = None, name: str = "onnx") -> None:
+        import onnxruntime as ort
+
+        u = denoiser.cfg.unet
+        self.name, self.path = name, path
+        self.frame_shape = (u.image_channels, 64, 64)
+        self.ctx_shape = (u.context_frames * u.image_channels, 64, 64)
+        self.context_frames = u.context_frames
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or torch.get_num_threads()
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]  # an unused input may be dropped
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        c_noise: torch.Tensor,
+        obs_ctx: torch.Tensor,
+        act_ctx: torch.Tensor,
+        ctx_noise_level: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """x: (B, C, H, W); c_noise: (B,); obs_ctx: (B, L*C, H, W); act_ctx: (B, L) -> (B, C, H, W)."""
+        b = x.shape[0]
+        if ctx_noise_level is None:
+            ctx_noise_level = torch.zeros(b, dtype=torch.long)
+        expected = {
+            "x": (b, *self.frame_shape),
+            "c_noise": (b,),
+            "obs_ctx": (b, *self.ctx_shape),
+            "act_ctx": (b, self.context_frames),
+            "ctx_noise_level": (b,),
+        }
+        given = dict(zip(INPUT_NAMES, (x, c_noise, obs_ctx, act_ctx, ctx_noise_level)))
+        for name, shape in expected.items():
+            if tuple(given[name].shape) != shape:
+                raise ValueError(
+                    f"{self.name} U-Net: {name} must have shape {shape} for a batch of {b}, "
+                    f"got {tuple(given[name].shape)}"
+                )
+        if x.device.type != "cpu":
+            raise BackendError(f"{self.name} runs on the CPU, got tensors on {x.device}")
+        dtypes = {"act_ctx": np.int64, "ctx_noise_level": np.int64}
+        feed = {
+            n: np.ascontiguousarray(given[n].detach().numpy(), dtype=dtypes.get(n, np.float32)) for n in self.inputs
+        }
+        return torch.from_numpy(self.session.run(None, feed)[0])
+
+
+def load_onnx_unet(
+    denoiser: Denoiser,
+    kind: str = "fp32",
+    calibration: tuple[torch.Tensor, torch.Tensor] | None = None,
+    cache: Path | None = None,
+    threads: int | None = None,
+) -> OnnxUNet:
+    """The U-Net as an ONNX Runtime session, exported (and for int8 quantised) on first use.
+
+    calibration: real contexts for int8, frames uint8 (N, L, H, W, C) and actions (N, L), e.g. from
+    `games.contexts.play_contexts`; the cache entry is keyed by them too.
+    """
+    _require_onnx()
+    if kind not in ("fp32", "int8"):
+        raise ValueError(f"kind must be 'fp32' or 'int8', got {kind!r}")
+    cache = Path(cache) if cache is not None else cache_dir()
+    key = weights_key(denoiser)
+    fp32 = cache / f"unet-{key}-fp32.onnx"
+    if not fp32.exists():
+        t = time.perf_counter()
+        _atomic_build(fp32, lambda tmp: export_fp32(denoiser, tmp))
+        log.info("exported the U-Net to %s in %.1f s", fp32, time.perf_counter() - t)
+    if kind == "fp32":
+        return OnnxUNet(fp32, denoiser, threads, "onnx-fp32")
+    if calibration is None:
+        raise ValueError("onnx-int8 needs calibration contexts (real frames and actions)")
+    frames, actions = (torch.as_tensor(np.asarray(a)) for a in calibration)
+    h = hashlib.sha256(frames.numpy().tobytes() + actions.long().numpy().tobytes()).hexdigest()[:16]
+    int8 = cache / f"unet-{key}-int8-{h}.onnx"
+    if not int8.exists():
+        t = time.perf_counter()
+        inputs = unet_inputs(denoiser, frames, actions)
+        _atomic_build(int8, lambda tmp: quantize_int8(fp32, tmp, inputs))
+        log.info("quantised the U-Net to %s in %.1f s", int8, time.perf_counter() - t)
+    return OnnxUNet(int8, denoiser, threads, "onnx-int8")
+
+
+class TorchUNet:
+    """The torch path as chosen by `WorldModel.configure` (bf16 autocast, else the frozen graph or
+    the eager U-Net), as a callable for `Denoiser.use_inference_net`."""
+
+    def __init__(self, denoiser: Denoiser, bf16: bool) -> None:
+        self.net = denoiser._frozen if denoiser._frozen is not None else denoiser.net
+        self.bf16 = bf16
+        self.name = "torch"
+
+    def __call__(self, *args: torch.Tensor) -> torch.Tensor:
+        with autocast(torch.device("cpu"), self.bf16):
+            return self.net(*args).float()
+
+
+def time_unet(net: Callable[..., torch.Tensor], denoiser: Denoiser, batch: int, calls: int = 5) -> float:
+    """Median seconds of one U-Net call at `batch` (after one warm-up call)."""
+    args = _example(denoiser, batch)
+    times = []
+    with torch.no_grad():
+        for i in range(calls + 1):
+            t = time.perf_counter()
+            net(*args)
+            if i:
+                times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def use_backend(
+    model: Any,
+    backend: str = "auto",
+    calibration: tuple[torch.Tensor, torch.Tensor] | None = None,
+    cache: Path | None = None,
+    threads: int | None = None,
+) -> str:
+    """Make a configured `WorldModel` (after `configure`) dream with `backend`; returns what runs.
+
+    On CUDA, or for `auto` without onnxruntime installed, the model stays with torch. With an ONNX
+    backend the denoiser runs its graph (`Denoiser.use_inference_net`) and the model leaves bf16
+    autocast off (the reward/end model then runs in fp32; a bf16 torch path keeps its autocast
+    inside `TorchUNet`). `auto` times torch and onnx-fp32 at batch 1 and 8 and keeps the faster (one
+    backend for all batch sizes); never int8.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    den = model.denoiser
+    on_cuda = next(den.parameters()).device.type != "cpu"
+    if backend == "torch" or (backend == "auto" and (on_cuda or not onnx_available())):
+        return "torch"
+    if on_cuda:
+        raise BackendError(f"{backend} runs on the CPU; on CUDA use the torch backend")
+    kind = backend.removeprefix("onnx-")
+    onnx_net = load_onnx_unet(den, "fp32" if backend == "auto" else kind, calibration, cache, threads)
+    if backend != "auto":
+        den.use_inference_net(onnx_net)
+        model.bf16 = False
+        return backend
+    # One backend for every batch size, so a seeded dream replays the same whatever batch it lands
+    # in: the score is the per-frame time at batch 1 plus the per-frame time at batch 8.
+    torch_net = TorchUNet(den, model.bf16)
+    score = {}
+    for net in (torch_net, onnx_net):
+        per_frame = [time_unet(net, den, b) / b for b in (1, 8)]
+        score[net.name] = sum(per_frame)
+        log.info("backend auto: %s %.1f / %.1f ms per frame at batch 1 / 8", net.name, *(1000 * t for t in per_frame))
+    if score["torch"] <= score["onnx-fp32"]:
+        return "torch"
+    den.use_inference_net(onnx_net)
+    model.bf16 = False
+    return "onnx-fp32"
