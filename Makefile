@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test,dbc]"
+	$(PY) -m pip install -q -e ".[test,dbc,onnx]"
 	touch $@
 
 # Debian's chromium for the browser tests (Playwright cannot download browsers here).

@@ -3,6 +3,7 @@
     python benchmarks/bench.py --out benchmarks/results.json           # paper + cpu presets, all modes
     python benchmarks/bench.py --presets cpu --repeats 3                # one preset, fewer repeats
     python benchmarks/bench.py --quick                                   # seconds: checks the script works
+    python benchmarks/bench.py --backends                                # torch / ONNX fp32 / ONNX int8, shipped model
 
 Measures, per preset and precision mode:
 - dreamed frames/s through `Dreams.step` (denoiser sampling + reward/end model, uint8 frames out) at
@@ -14,6 +15,12 @@ Modes: `fp32` (contiguous tensors, no autocast), `bf16+cl` (bf16 autocast + chan
 default on CPUs where `model.device.cpu_has_fast_bf16()`) and `fp32+cl+frozen` (channels_last and
 the traced, frozen U-Net of `Denoiser.freeze`: the default on other CPUs). Each measurement runs warm-up iterations
 first and reports the median of the timed repeats. Run it on an otherwise idle machine.
+
+`--backends` compares the denoiser backends of model/onnx_backend.py side by side in one process:
+torch (what `WorldModel.configure` picks here), ONNX Runtime fp32 and ONNX Runtime int8 (static QDQ,
+calibrated on real emulator contexts), dreamed frames/s through `Dreams.step` from real contexts of
+the shipped snapshot (`--checkpoint`), at batch 1 and 8 with 1, 2 and 3 Euler steps; the timed
+repeats of all backends are interleaved, so a load that comes and goes hits them alike.
 """
 
 from __future__ import annotations
@@ -32,12 +39,16 @@ if __package__ in (None, ""):
 
 import torch
 
+from games.contexts import play_contexts
 from model.device import autocast, cpu_has_fast_bf16
+from model.onnx_backend import use_backend
 from model.sampler import SamplerConfig
 from model.world_model import PRESETS, Dreams, WorldModel, preset_config
 
 ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT"]  # Breakout's minimal action set
 MODES = ("fp32", "bf16+cl", "fp32+cl+frozen")
+BACKENDS = ("torch", "onnx-fp32", "onnx-int8")
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8")
 
 
 def timed(fn: Callable[[], object], warmup: int, repeats: int) -> float:
@@ -120,16 +131,18 @@ def bench_train_step(model: WorldModel, batch: int, warmup: int, repeats: int) -
 
 
 def machine() -> dict:
-    cpu = platform.processor()
+    cpu, flags = platform.processor(), set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and cpu == platform.processor():
                 cpu = line.split(":", 1)[1].strip()
-                break
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
     return {
         "cpu": cpu,
+        "cpu_flags": " ".join(f for f in SIMD_FLAGS if f in flags) or "none of " + ",".join(SIMD_FLAGS),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
@@ -167,6 +180,40 @@ def run(
     return rows
 
 
+def run_backends(
+    checkpoint: Path, batches: list[int], steps: list[int], warmup: int, repeats: int, calibration_contexts: int
+) -> list[dict]:
+    """Dreamed frames/s per backend, batch and Euler steps, from real contexts, repeats interleaved."""
+    game = WorldModel.from_snapshot(checkpoint, freeze=False).cfg.game
+    calibration = play_contexts(game, calibration_contexts, seed=0)
+    frames, actions = (torch.from_numpy(a) for a in play_contexts(game, max(batches), seed=1))
+    runs = {}
+    for name in BACKENDS:
+        model = WorldModel.from_snapshot(checkpoint)  # torch as configure picks it here
+        model.backend = use_backend(model, name, calibration if name == "onnx-int8" else None)
+        for b in batches:
+            for n in steps:
+                dreams = Dreams(model, SamplerConfig(num_steps=n), seed=0)
+                dreams.reset(frames[:b], actions[:b, :-1])
+                runs[name, b, n] = (dreams, actions[:b, -1])
+        print(f"  ready: {name} ({model.backend}{', bf16' if model.bf16 else ''})", file=sys.stderr)
+    times: dict[tuple, list[float]] = {k: [] for k in runs}
+    for i in range(warmup + repeats):  # interleaved: every backend in every round
+        for key, (dreams, action) in runs.items():
+            t = time.perf_counter()
+            dreams.step(action)
+            if i >= warmup:
+                times[key].append(time.perf_counter() - t)
+    rows = []
+    for name in BACKENDS:
+        row: dict = {"preset": checkpoint.name, "mode": name}
+        for b in batches:
+            for n in steps:
+                row[f"dream_b{b}_n{n}_fps"] = b / statistics.median(times[name, b, n])
+        rows.append(row)
+    return rows
+
+
 def table(rows: list[dict]) -> str:
     keys = [k for k in rows[0] if k not in ("preset", "mode")]
     lines = ["| preset | mode | " + " | ".join(keys) + " |", "| --- | --- |" + " --- |" * len(keys)]
@@ -195,6 +242,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="check the script works in seconds: tiny preset, batch-4 training, 1 repeat",
     )
+    p.add_argument(
+        "--backends",
+        action="store_true",
+        help="compare torch / ONNX fp32 / ONNX int8 on --checkpoint at batch 1 and 8, 1-3 Euler steps",
+    )
+    p.add_argument("--checkpoint", type=Path, default=Path("checkpoints/Breakout"), help="snapshot for --backends")
+    p.add_argument("--calibration", type=int, default=64, help="real contexts that calibrate int8 (--backends)")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     a = p.parse_args(argv)
     presets = a.presets.split(",")
@@ -211,10 +265,15 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     print(
         f"{info['cpu']} | torch {info['torch']} | {info['threads']} threads | {info['cpu_capability']} | "
-        f"fast bf16: {info['fast_bf16']}",
+        f"fast bf16: {info['fast_bf16']} | flags: {info['cpu_flags']}",
         file=sys.stderr,
     )
-    rows = run(presets, modes, [1, 8], [1, 3], a.train_batch, a.warmup, a.repeats, a.train_repeats)
+    if a.backends:
+        calibration = 8 if a.quick else a.calibration
+        rows = run_backends(a.checkpoint, [1, 8], [1, 2, 3], a.warmup, a.repeats, calibration)
+    else:
+        rows = run(presets, modes, [1, 8], [1, 3], a.train_batch, a.warmup, a.repeats, a.train_repeats)
+    print(f"CPU flags: {info['cpu_flags']}; {info['threads']} threads")
     print(table(rows))
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=None, help="port (default 8000)")
     p.add_argument("--device", default=None, help="auto, cpu or cuda[:N]")
     p.add_argument("--precision", default=None, choices=["auto", "bf16", "fp32"])
+    p.add_argument(
+        "--backend",
+        default=None,
+        choices=["auto", "torch", "onnx-fp32", "onnx-int8"],
+        help="denoiser backend (default auto: the faster of torch and onnx-fp32 here; int8 only when named)",
+    )
     p.add_argument("--max-sessions", type=int, default=None, help="concurrent players (default 8)")
     p.add_argument("--allow-origin", action="append", default=None, help="extra browser origin ('*' = any)")
     p.add_argument("--idle-timeout", type=float, default=None, help="seconds without a message before closing")
@@ -51,6 +57,7 @@ def settings_from_args(a: argparse.Namespace) -> Settings:
         "port": a.port,
         "device": a.device,
         "precision": a.precision,
+        "backend": a.backend,
         "max_sessions": a.max_sessions,
         "allowed_origins": a.allow_origin,
         "idle_timeout_s": a.idle_timeout,

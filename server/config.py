@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     """auto, cpu or cuda[:N]."""
     precision: str = "auto"
     """auto (bf16 where fast), bf16 or fp32."""
+    backend: str = "auto"
+    """Denoiser backend: auto (the faster of torch and onnx-fp32, timed at start-up; torch on CUDA or
+    without onnxruntime), torch, onnx-fp32 or onnx-int8 (opt-in: calibrated on real emulator
+    frames, dreams a little differently; docs/serving.md)."""
     policies: dict[str, str] = Field(default_factory=dict)
     """Extra agent policies: name -> 'module:factory', factory(game, action_meanings) -> Policy."""
 
@@ -66,6 +70,13 @@ class Settings(BaseSettings):
     def _device(cls, v: str) -> str:
         if v != "auto" and not (v == "cpu" or v.startswith("cuda")):
             raise ValueError(f"device must be auto, cpu or cuda[:N], got {v!r}")
+        return v
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, v: str) -> str:
+        if v not in ("auto", "torch", "onnx-fp32", "onnx-int8"):
+            raise ValueError(f"backend must be auto, torch, onnx-fp32 or onnx-int8, got {v!r}")
         return v
 
     @field_validator("precision")

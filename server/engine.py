@@ -12,9 +12,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from games.contexts import play_contexts
 from games.envs import UnknownGameError, action_meanings
 from model.checkpoint import CheckpointError, read_meta
 from model.device import pick_device
+from model.onnx_backend import use_backend
 from model.world_model import WorldModel
 from server import controls
 from server.config import Settings
@@ -24,6 +26,7 @@ from server.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
 
+INT8_CALIBRATION_CONTEXTS = 64  # real contexts whose U-Net inputs set the int8 ranges
 KEEP_SAVED_EPISODES = 1000  # download ids remembered (the oldest are forgotten first)
 
 
@@ -103,10 +106,15 @@ class Engine:
         env_meanings = list(emulator_actions(game))
         if meanings != env_meanings:
             raise ValueError(f"model actions {meanings} differ from the emulator's {env_meanings}")
+        if self.settings.backend != "torch":  # model/onnx_backend.py; an ONNX graph is cached per weights
+            calibration = None
+            if self.settings.backend == "onnx-int8":  # int8 ranges from real play of the game
+                calibration = play_contexts(game, INT8_CALIBRATION_CONTEXTS, context_frames=model.cfg.context_frames)
+            model.backend = use_backend(model, self.settings.backend, calibration)
         worker = InferenceWorker(model, self.settings.max_batch, name=game)
         worker.start()
         self.games[game] = GameRuntime(game, model, worker, meanings, keymap(meanings), path)
-        log.info("serving %s from %s (%s preset)", game, path, model.cfg.preset)
+        log.info("serving %s from %s (%s preset, %s backend)", game, path, model.cfg.preset, model.backend)
 
     def _try(self, load: Any, path: Path, *args: Any) -> None:
         try:
