@@ -130,7 +130,7 @@ def test_bad_inputs_give_clear_errors(shipped, fp32) -> None:
     with pytest.raises(ValueError, match="unknown backend"):
         use_backend(shipped, "onnx-fp16")
     with pytest.raises(ValueError, match="calibration"):
-        load_onnx_unet(shipped.denoiser, "int8", None, cache=Path("/nonexistent-never-written"))
+        load_onnx_unet(shipped.denoiser, "int8", None)
 
 
 def test_cache_is_keyed_by_the_weights_and_reused(shipped, fp32, cache) -> None:
