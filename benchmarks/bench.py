@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         help="compare torch / ONNX fp32 / ONNX int8 on --checkpoint at batch 1 and 8, 1-3 Euler steps",
     )
     p.add_argument("--checkpoint", type=Path, default=Path("checkpoints/Breakout"), help="snapshot for --backends")
-    p.add_argument("--calibration", type=int, default=64, help="real contexts that calibrate int8 (--backends)")
+    p.add_argument("--calibration", type=int, default=32, help="real contexts that calibrate int8 (--backends)")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     a = p.parse_args(argv)
     presets = a.presets.split(",")

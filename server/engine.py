@@ -26,7 +26,7 @@ from server.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
 
-INT8_CALIBRATION_CONTEXTS = 64  # real contexts whose U-Net inputs set the int8 ranges
+INT8_CALIBRATION_CONTEXTS = 32  # real contexts whose U-Net inputs set the int8 ranges
 KEEP_SAVED_EPISODES = 1000  # download ids remembered (the oldest are forgotten first)
 
 
