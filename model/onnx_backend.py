@@ -342,7 +342,13 @@ def use_backend(
     if on_cuda:
         raise BackendError(f"{backend} runs on the CPU; on CUDA use the torch backend")
     kind = backend.removeprefix("onnx-")
-    onnx_net = load_onnx_unet(den, "fp32" if backend == "auto" else kind, calibration, cache, threads)
+    try:
+        onnx_net = load_onnx_unet(den, "fp32" if backend == "auto" else kind, calibration, cache, threads)
+    except Exception:
+        if backend != "auto":
+            raise
+        log.warning("backend auto: the ONNX export failed, staying with torch", exc_info=True)
+        return "torch"  # auto never makes a model unservable
     if backend != "auto":
         den.use_inference_net(onnx_net)
         model.bf16 = False
