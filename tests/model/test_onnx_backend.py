@@ -29,10 +29,11 @@ from model.world_model import Dreams, WorldModel, frames_to_tensor  # noqa: E402
 log = logging.getLogger(__name__)
 SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints" / "Breakout"
 
-INT8_MIN_PSNR = 30.0
+INT8_MIN_PSNR = 35.0
 """Lowest PSNR (dB, frames in [0, 255]) of one int8 dream against torch's from the same noise and
-real context, 1-3 Euler steps. Measured on the shipped model, 32 held-out contexts (seed 1),
-calibrated on 32 others (seed 0): see docs/benchmarks.md; the threshold leaves a margin below it."""
+real context, 1-3 Euler steps. Measured (2026-12-01) on the shipped model, 32 held-out contexts
+(seed 1), calibrated on 32 others (seed 0): worst frame 48.7 / 41.3 / 41.5 dB at 1 / 2 / 3 steps
+(docs/benchmarks.md); the threshold leaves about 6 dB of margin below the worst."""
 
 
 @pytest.fixture(scope="module")
