@@ -517,26 +517,24 @@ def make_router(settings: ViewerSettings | None = None) -> APIRouter:
     def tasks() -> dict:
         return {"tasks": cat.scan()}
 
+    def task_file(task: str, name: str, what: str) -> Path:
+        """A task's file in the policy folder, or 404 naming what is missing."""
+        path = settings.policy_dir / check(task) / name
+        if not path.is_file():
+            raise HTTPException(404, f"no {what} for {task} ({path} missing)")
+        return path
+
     @r.get("/api/viewer/results/{task}")
     def results(task: str) -> JSONResponse:
-        path = settings.policy_dir / check(task) / "eval.json"
-        if not path.is_file():
-            raise HTTPException(404, f"no evaluation results for {task} ({path} missing)")
-        return JSONResponse(json.loads(path.read_text()))
+        return JSONResponse(json.loads(task_file(task, "eval.json", "evaluation results").read_text()))
 
     @r.get("/api/viewer/plot/{task}.png")
     def plot(task: str) -> FileResponse:
-        path = settings.policy_dir / check(task) / "eval.png"
-        if not path.is_file():
-            raise HTTPException(404, f"no plot for {task} ({path} missing)")
-        return FileResponse(path, media_type="image/png")
+        return FileResponse(task_file(task, "eval.png", "plot"), media_type="image/png")
 
     @r.get("/api/viewer/generalisation/{task}")
     def generalisation(task: str) -> JSONResponse:
-        path = settings.policy_dir / check(task) / "generalisation.json"
-        if not path.is_file():
-            raise HTTPException(404, f"no generalisation results for {task} ({path} missing)")
-        return JSONResponse(json.loads(path.read_text()))
+        return JSONResponse(json.loads(task_file(task, "generalisation.json", "generalisation results").read_text()))
 
     @r.websocket("/ws/viewer")
     async def ws(websocket: WebSocket) -> None:
