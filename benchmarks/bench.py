@@ -42,7 +42,6 @@ import torch
 from games.contexts import play_contexts
 from model.device import autocast, cpu_has_fast_bf16
 from model.onnx_backend import use_backend
-from model.sampler import SamplerConfig
 from model.world_model import PRESETS, Dreams, WorldModel, preset_config
 
 ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT"]  # Breakout's minimal action set
@@ -78,7 +77,7 @@ def build(preset: str, mode: str, seed: int = 0) -> WorldModel:
 
 def bench_dreams(model: WorldModel, batch: int, steps: int, warmup: int, repeats: int) -> float:
     """Dreamed frames per second (all dreams of the batch together) through Dreams.step."""
-    dreams = Dreams(model, SamplerConfig(num_steps=steps), seed=0)
+    dreams = Dreams(model, model.sampler_config(num_steps=steps), seed=0)
     g = torch.Generator().manual_seed(0)
     dreams.reset(
         torch.randint(0, 256, (batch, 4, 64, 64, 3), dtype=torch.uint8, generator=g),
@@ -193,7 +192,7 @@ def run_backends(
         model.backend = use_backend(model, name, calibration if name == "onnx-int8" else None)
         for b in batches:
             for n in steps:
-                dreams = Dreams(model, SamplerConfig(num_steps=n), seed=0)
+                dreams = Dreams(model, model.sampler_config(num_steps=n), seed=0)
                 dreams.reset(frames[:b], actions[:b, :-1])
                 runs[name, b, n] = (dreams, actions[:b, -1])
         print(f"  ready: {name} ({model.backend}{', bf16' if model.bf16 else ''})", file=sys.stderr)

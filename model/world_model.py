@@ -9,7 +9,7 @@ so a dream with its own generator replays exactly whatever batch it is computed 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -83,8 +83,13 @@ class WorldModelConfig:
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     reward_end: RewardEndConfig = field(default_factory=RewardEndConfig)
     preset: str = "custom"
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    """How this model is meant to be sampled (DIAMOND's 3 Euler steps unless a model was measured
+    better otherwise, e.g. with action guidance); `WorldModel.sampler_config` applies overrides."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.sampler, dict):
+            self.sampler = SamplerConfig(**self.sampler)
         if isinstance(self.denoiser, dict):
             self.denoiser = DenoiserConfig(**self.denoiser)
         if isinstance(self.reward_end, dict):
@@ -197,6 +202,11 @@ class WorldModel(nn.Module):
             self.backend = use_backend(self, backend, calibration)
         return self
 
+    def sampler_config(self, **overrides: Any) -> SamplerConfig:
+        """The model's own sampler settings (`cfg.sampler`) with `overrides` (num_steps=...).
+        Unknown names or invalid values raise TypeError / ValueError."""
+        return replace(self.cfg.sampler, **overrides)
+
     def check_actions(self, actions: torch.Tensor) -> None:
         if actions.numel() and (actions.min() < 0 or actions.max() >= self.num_actions):
             raise ValueError(f"action out of range: expected 0..{self.num_actions - 1}, got {actions.tolist()}")
@@ -286,7 +296,7 @@ class Dreams:
         if seed is not None and generator is not None:
             raise ValueError("give a seed or a generator, not both")
         self.model = model
-        self.sampler = sampler or SamplerConfig()
+        self.sampler = sampler or model.sampler_config()
         self.generator = generator
         if seed is not None:
             self.generator = torch.Generator(device=model.device).manual_seed(seed)

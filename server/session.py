@@ -164,7 +164,7 @@ class Session:
 
     @property
     def sampler(self) -> SamplerConfig:
-        return SamplerConfig(num_steps=self.steps, order=SAMPLER_ORDER[self.sampler_name])
+        return self.rt.model.sampler_config(num_steps=self.steps, order=SAMPLER_ORDER[self.sampler_name])
 
     def settings(self) -> PlaySettings:
         return PlaySettings(

@@ -16,6 +16,7 @@ a seeded session dreams the same frames, rewards and ends whatever batch it land
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -152,7 +153,7 @@ class InferenceWorker:
         """
         if noise is None:
             noise = DreamNoise.draw(1, obs_ctx.shape[2:])
-        key = (sampler.num_steps, sampler.order, sampler.sigma_min, sampler.sigma_max, sampler.rho)
+        key = dataclasses.astuple(sampler)
         return await self._submit("dream", (obs_ctx, act_ctx, hidden, sampler, noise), key, owner)
 
     async def burn_in(self, obs_ctx: torch.Tensor, act_prev: torch.Tensor) -> Hidden:

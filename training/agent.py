@@ -410,7 +410,7 @@ def run_loop(argv: list[str] | None = None) -> int:
     opt_re = torch.optim.AdamW(model.reward_end.parameters(), lr=a.lr, weight_decay=a.weight_decay)
     opt_ac = torch.optim.AdamW(agent.parameters(), lr=a.agent_lr, weight_decay=0.0)
     loss_cfg = ActorCriticLossConfig(a.horizon, a.gamma, a.lam, a.entropy_weight, a.ppo_clip)
-    dream_sampler = SamplerConfig(num_steps=a.dream_steps)
+    dream_sampler = model.sampler_config(num_steps=a.dream_steps)
     epoch, wm_step, counters = 0, 0, {"agent_steps": 0, "real_steps": 0}
     if resume_tree is not None:
         try:

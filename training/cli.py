@@ -80,3 +80,30 @@ def dataclass_parser(
             kw["choices"] = choices[f.name]
         p.add_argument("--" + f.name.replace("_", "-"), **kw)
     return p
+
+
+def recorded_defaults(cls: type, record: Mapping[str, Any], skip: Sequence[str] = ()) -> dict[str, Any]:
+    """A run's recorded arguments (its `args.json`) as typed defaults for `dataclass_parser(cls)`:
+    `p.set_defaults(**recorded_defaults(Args, record))` then `p.parse_args(argv)` gives the recorded
+    value for every flag not given again. Values may be JSON-native or strings (older records
+    wrote `str(v)`: 'None', 'True', '8.0'); keys that are not fields of `cls`, and `skip`, are left out.
+    A value that does not parse as its field's type raises ValueError naming the field."""
+    hints, names = typing.get_type_hints(cls), {f.name for f in dataclasses.fields(cls)}
+    out: dict[str, Any] = {}
+    for name, raw in record.items():
+        if name not in names or name in skip:
+            continue
+        kind = flag_type(hints[name])
+        try:
+            if raw is None or raw == "None":
+                value = None
+            elif kind is bool:
+                if str(raw) not in ("True", "False", "true", "false"):
+                    raise ValueError(raw)
+                value = str(raw).lower() == "true"
+            else:
+                value = kind(raw)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"recorded argument {name}={raw!r} is not a {kind.__name__}") from e
+        out[name] = value
+    return out

@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = ["random", *(n for n in chosen if n != "random")]  # first: the paired comparisons need it
     L = model.cfg.context_frames
     ctx = WindowSampler(episodes, seed=[a.seed, 1]).sample(a.rollouts, L - 1, model.device)
-    sampler = SamplerConfig(num_steps=a.steps)
+    sampler = model.sampler_config(num_steps=a.steps)
     result: dict = {"game": game, "rollouts": a.rollouts, "horizon": a.horizon, "steps": a.steps, "policies": {}}
     kept: dict[str, np.ndarray] = {}
     keep = min(a.strip_dreams, a.rollouts) if a.strip else 0

@@ -234,7 +234,7 @@ def fidelity(
     progress: bool = False,
 ) -> dict:
     """Per-horizon PSNR / motion PSNR / SSIM of the dream and of repeat-last, averaged over starts."""
-    sampler = sampler or SamplerConfig()
+    sampler = sampler or model.sampler_config()
     H = max(horizons)
     st = pick_starts(episodes, starts, H, model.cfg.context_frames, seed)
     dream, real = rollout(model, episodes, st, H, sampler, seed, progress)
@@ -305,7 +305,7 @@ def stability(
     frozen: no pixel changes for 25 consecutive steps; sharpness: mean |Laplacian| relative to
     real frames (smearing drives it down).
     """
-    sampler = sampler or SamplerConfig()
+    sampler = sampler or model.sampler_config()
     rng = np.random.default_rng(seed)
     L = model.cfg.context_frames
     st = pick_starts(episodes, batch, 1, L, seed)
@@ -442,8 +442,8 @@ def main(argv: list[str] | None = None) -> int:
         horizons = tuple(int(h) for h in args.horizons.split(","))
         if not horizons or min(horizons) < 1:
             raise ValueError(f"bad --horizons {args.horizons!r}")
-        sampler = SamplerConfig(num_steps=args.steps, order=2 if args.heun else 1, sigma_max=args.sigma_max)
         model = WorldModel.from_snapshot(args.checkpoint, pick_device(args.device))
+        sampler = model.sampler_config(num_steps=args.steps, order=2 if args.heun else 1, sigma_max=args.sigma_max)
         store = EpisodeStore(args.data)
         episodes, errors = store.load_all(model.cfg.game)
         for e in errors:

@@ -50,7 +50,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -106,10 +106,10 @@ class ModelDreamer:
     """The world model through `Dreams`. Reward and end are the heads' most likely class (the
     probes ask what the model predicts, not what one sample of it says)."""
 
-    def __init__(self, model, steps: int = 3, seed: int = 0) -> None:
-        from model.sampler import SamplerConfig
-
-        self.model, self.sampler, self.seed = model, SamplerConfig(num_steps=steps), seed
+    def __init__(self, model, steps: int = 3, seed: int = 0, **sampler: float) -> None:
+        """The model's own sampler (`WorldModel.sampler_config`) with `steps` Euler steps and any
+        other `sampler` settings (action_guidance=...)."""
+        self.model, self.sampler, self.seed = model, model.sampler_config(num_steps=steps, **sampler), seed
 
     def reset(self, frames: np.ndarray, actions: np.ndarray, states: list) -> None:
         from model.world_model import Dreams
@@ -666,18 +666,24 @@ def cases_image(cases: dict, scale: int = 2) -> Image.Image:
     return out
 
 
-def evaluate_model(model, starts_n: int = 32, seed: int = SEED, steps: int = 3, progress: bool = True) -> dict:
-    """The whole suite for a world model (its game's probes) on `starts_n` starts from `seed`."""
+def evaluate_model(
+    model, starts_n: int = 32, seed: int = SEED, steps: int = 3, progress: bool = True, **sampler: float
+) -> dict:
+    """The whole suite for a world model (its game's probes) on `starts_n` starts from `seed`, dreamed
+    with the model's own sampler, `steps` Euler steps and the `sampler` overrides; the result
+    records the sampler settings used."""
     game = model.cfg.game
     if game not in WAITING:
         raise ValueError(f"no playability probes for {game!r} yet; they exist for {', '.join(WAITING)}")
     starts = make_starts(game, starts_n, seed, progress)
-    res = run(game, ModelDreamer(model, steps), starts, progress=progress)
+    dreamer = ModelDreamer(model, steps, **sampler)
+    res = run(game, dreamer, starts, progress=progress)
     res.update({"suite": SUITE, "seed": seed, "euler_steps": steps, "starts_requested": starts_n})
+    res["sampler"] = asdict(dreamer.sampler)
     return res
 
 
-def serve_belief(model, starts: list[Start], noises: int = 4, steps: int = 3) -> dict:
+def serve_belief(model, starts: list[Start], noises: int = 4, steps: int = 3, **sampler: float) -> dict:
     """What the model believes about the serve, beyond one sampler noise: from each waiting start,
     FIRE once, dreamed with `noises` different initial noises -> the share of dreams with a ball on
     the first step; and the brightest open-field pixel (of 255) of the denoiser's estimate at
@@ -691,7 +697,7 @@ def serve_belief(model, starts: list[Start], noises: int = 4, steps: int = 3) ->
     frames, actions = model_context(model, np.stack([s.frames for s in starts]), np.stack([s.actions for s in starts]))
     served = 0
     for k in range(noises):
-        dreamer = ModelDreamer(model, steps, seed=k)
+        dreamer = ModelDreamer(model, steps, seed=k, **sampler)
         dreamer.reset(frames, actions, [s.state for s in starts])
         f, _, _ = dreamer.step(np.full(len(starts), meanings.index("FIRE")))
         served += sum(ball_position(x, game) is not None for x in f)
@@ -732,6 +738,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image", type=Path, default=None, help="PNG of the worst case per probe")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument(
+        "--action-guidance",
+        type=float,
+        default=None,
+        metavar="G",
+        help="dream with action-contrast guidance G (default: the model's own sampler setting)",
+    )
+    p.add_argument("--guidance-sigma", type=float, default=None, metavar="S", help="guide the steps at noise >= S")
+    p.add_argument(
         "--serve-belief",
         type=int,
         default=0,
@@ -741,6 +755,11 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.starts < 2 or a.steps < 1:
         p.error(f"--starts must be >= 2 and --steps >= 1, got {a.starts}, {a.steps}")
+    if min(v for v in (a.action_guidance, a.guidance_sigma, 0.0) if v is not None) < 0:
+        p.error("--action-guidance and --guidance-sigma must be >= 0")
+    sampler = {
+        k: v for k, v in (("action_guidance", a.action_guidance), ("guidance_sigma", a.guidance_sigma)) if v is not None
+    }
     if a.threads:
         torch.set_num_threads(a.threads)
     from model.checkpoint import CheckpointError
@@ -752,7 +771,7 @@ def main(argv: list[str] | None = None) -> int:
             if model.cfg.game not in WAITING:
                 raise ValueError(f"no serve probe for {model.cfg.game!r}")
             starts = make_starts(model.cfg.game, a.serve_belief, a.seed)["waiting"][: a.serve_belief]
-            b = serve_belief(model, starts, steps=a.steps)
+            b = serve_belief(model, starts, steps=a.steps, **sampler)
         except (CheckpointError, ValueError, OSError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -767,7 +786,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = WorldModel.from_snapshot(a.checkpoint)
         ref = json.loads(a.compare.read_text()) if a.compare else None
-        res = evaluate_model(model, a.starts, a.seed, a.steps)
+        res = evaluate_model(model, a.starts, a.seed, a.steps, **sampler)
     except (CheckpointError, ValueError, OSError, json.JSONDecodeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

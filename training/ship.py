@@ -28,7 +28,6 @@ from PIL import Image
 
 from games.episode_store import EpisodeStore
 from model.checkpoint import CheckpointError
-from model.sampler import SamplerConfig
 from model.world_model import WorldModel
 from training import playability
 from training.evaluate import (
@@ -181,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             "last": train["last"],
         }
     data = data_summary(EpisodeStore(args.data))
-    sampler = SamplerConfig()
+    sampler = model.sampler_config()
     print(f"evaluating {game} on {len(heldout)} held-out episodes ...")
     fid = fidelity(model, heldout, starts=args.starts, sampler=sampler, seed=args.seed, progress=True)
     stab = stability(model, heldout, args.stability_steps, sampler=sampler, seed=args.seed, progress=True)

@@ -1,7 +1,7 @@
 """Train a DIAMOND world model (denoiser + reward/end model) on real Atari play.
 
     python training/train.py                         # CPU preset, Breakout, collects data if none
-    python training/train.py --resume                # continue the same run after a stop or a kill
+    python training/train.py --resume                # continue a stopped run with its recorded settings
     python training/train.py --preset paper         # the paper's U-Net (for a GPU)
     torchrun --nproc_per_node=2 training/train.py    # data-parallel (gloo on CPU, nccl on CUDA)
     python training/train.py --agent                 # full DIAMOND loop with an actor-critic (training/agent.py)
@@ -39,7 +39,7 @@ from model.device import autocast, pick_device, prepare, use_bf16
 from model.sampler import SamplerConfig, sample_next_frame
 from model.unet import grow_context
 from model.world_model import PRESETS, WorldModel, WorldModelConfig, preset_config
-from training.cli import dataclass_parser
+from training.cli import dataclass_parser, recorded_defaults
 from training.collect import collect
 from training.data import WindowSampler
 
@@ -114,6 +114,12 @@ class Args:
     """Multiply the weight of FIRE on an empty field in the pause before a lost life is counted
     (the game ignores it; 0 = never draw them): the dream then serves on FIRE from a waiting
     field instead of learning that FIRE there may do nothing (see training/evaluate.field_weights)."""
+    life_loss_weight: float = 1.0
+    """Draw windows whose target is the frame where a life is counted lost (the life counter drops)
+    this many times as often (any game). The drop is one frame per lost life, a fraction of a percent
+    of the data; a model with a context long enough to see the ball leave (--context-frames) learns
+    when to draw it faster when it sees it more often. Depends on which window is drawn, not on what
+    the model is asked to predict in it."""
     motion_weight: float | None = None
     """Override the denoiser's extra loss weight on moving pixels (default: the preset's or the
     --init-from snapshot's value). Training-only settings: they change no weight shapes."""
@@ -148,6 +154,14 @@ def parse_args(argv: list[str] | None = None) -> Args:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     a = Args(**vars(p.parse_args(argv)))
+    record = Path(a.run_dir or Path("runs") / a.game) / "args.json"
+    if a.resume and record.is_file():
+        # A resumed run keeps the settings it was started with; flags given now override them.
+        try:
+            p.set_defaults(**recorded_defaults(Args, json.loads(record.read_text()), skip=("resume",)))
+        except (ValueError, json.JSONDecodeError) as e:
+            p.error(f"cannot read {record}: {e}")
+        a = Args(**vars(p.parse_args(argv)))
     if a.context_frames < 0:
         p.error(f"--context-frames must be >= 0 (0 = the model's own), got {a.context_frames}")
     if a.ar_frames < 0 or not 0 <= a.ar_fraction <= 1:
@@ -253,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     meanings = action_meanings(a.game)
     weights = None
+    if a.life_loss_weight <= 0:
+        print("error: --life-loss-weight must be > 0", file=sys.stderr)
+        return 2
     if a.empty_field_weight != 1.0 or a.serve_weight != 1.0 or a.pause_fire_weight != 1.0:
         from training.evaluate import BALL_FIELD, field_weights
 
@@ -269,10 +286,14 @@ def main(argv: list[str] | None = None) -> int:
         weights = [
             field_weights(e, a.game, fire, a.empty_field_weight, a.serve_weight, a.pause_fire_weight) for e in episodes
         ]
-        if main_proc:
-            total = sum(len(e) for e in episodes)
-            emphasised = sum(float((w != 1.0).sum()) for w in weights)
-            print(f"sampling weights: {emphasised / total:.1%} of transitions reweighted")
+    if a.life_loss_weight != 1.0:
+        weights = [np.ones(len(e)) if weights is None else weights[i] for i, e in enumerate(episodes)]
+        for w, e in zip(weights, episodes):
+            w[e.life_lost.astype(bool)] *= a.life_loss_weight
+    if weights is not None and main_proc:
+        total = sum(len(e) for e in episodes)
+        emphasised = sum(float((w != 1.0).sum()) for w in weights)
+        print(f"sampling weights: {emphasised / total:.1%} of transitions reweighted")
     sampler = WindowSampler(episodes, seed=a.seed + 1000 * rank, weights=weights)
     heldout_eps = heldout.load_all(a.game)[0] if a.eval_every else []
 
@@ -378,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(run_dir / "tb"))
-        (run_dir / "args.json").write_text(json.dumps({k: str(v) for k, v in vars(a).items()}, indent=1))
+        record = {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()}
+        (run_dir / "args.json").write_text(json.dumps(record, indent=1))
     metrics_file = open(run_dir / "metrics.jsonl", "a") if main_proc else None
 
     def log(values: dict[str, float]) -> None:

@@ -103,3 +103,42 @@ def test_given_initial_noise_replaces_the_generator(tiny_model, order: int) -> N
 def test_bad_sampler_config_raises(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         SamplerConfig(**kwargs)
+
+
+def test_action_guidance_contrasts_the_action_with_noop(tiny_model, count_denoise_calls) -> None:
+    """One Euler step returns the guided estimate D(a) + g (D(a) - D(NOOP)) for the dream whose
+    action is not NOOP, and D(NOOP) unchanged for the one that is (no extra evaluation for it)."""
+    ctx, act = _inputs()
+    act[0, -1] = 1  # dream 0 acts (FIRE), dream 1 does nothing
+    cfg = SamplerConfig(num_steps=1, action_guidance=2.0)
+    calls = count_denoise_calls(tiny_model)
+    out = sample_next_frame(tiny_model.denoiser, ctx, act, cfg, torch.Generator().manual_seed(3))
+    assert calls[0] == 2
+    x0 = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3)) * 5.0
+    s, lvl = torch.full((2,), 5.0), torch.zeros(2, dtype=torch.long)
+    with torch.no_grad():
+        d_act = tiny_model.denoiser.denoise(x0, s, ctx, act, lvl)
+        d_noop = tiny_model.denoiser.denoise(x0, s, ctx, torch.zeros_like(act), lvl)
+    assert not torch.allclose(d_act[0], d_noop[0])  # the contrast is not trivially zero
+    torch.testing.assert_close(out[0], (d_act[0] + 2.0 * (d_act[0] - d_noop[0])).clamp(-1, 1))
+    torch.testing.assert_close(out[1], d_noop[1].clamp(-1, 1))
+
+
+def test_action_guidance_only_at_high_noise(tiny_model, count_denoise_calls) -> None:
+    """guidance_sigma 1.0 with 3 Euler steps (5, 0.28, 0.002): only the first step is guided."""
+    ctx, act = _inputs()
+    act[:, -1] = 2
+    calls = count_denoise_calls(tiny_model)
+    sample_next_frame(tiny_model.denoiser, ctx, act, SamplerConfig(action_guidance=1.0, guidance_sigma=1.0))
+    assert calls[0] == 4
+    off = sample_next_frame(tiny_model.denoiser, ctx, act, SamplerConfig(), torch.Generator().manual_seed(1))
+    zero = sample_next_frame(
+        tiny_model.denoiser, ctx, act, SamplerConfig(action_guidance=0.0), torch.Generator().manual_seed(1)
+    )
+    torch.testing.assert_close(off, zero)
+
+
+@pytest.mark.parametrize("bad", [{"action_guidance": -1.0}, {"guidance_sigma": -0.5}])
+def test_sampler_rejects_negative_guidance(bad: dict) -> None:
+    with pytest.raises(ValueError, match="must be >= 0"):
+        SamplerConfig(**bad)

@@ -357,3 +357,24 @@ def test_grown_context_computes_the_same_function_until_trained() -> None:
         grow_context(cfg, net.state_dict(), 3)
     with pytest.raises(ValueError, match="action_frames"):
         UNetConfig(context_frames=4, action_frames=5)
+
+
+def test_a_snapshot_carries_its_sampler_settings(tiny_model: WorldModel, tmp_path) -> None:
+    """cfg.sampler travels with the snapshot; Dreams and sampler_config start from it; a snapshot
+    written before the setting existed loads with DIAMOND's sampler."""
+    import dataclasses
+
+    from model.sampler import SamplerConfig
+
+    model = WorldModel(dataclasses.replace(tiny_model.cfg, sampler=SamplerConfig(action_guidance=2.0)))
+    model.load_state_dict(tiny_model.state_dict())
+    model.save_snapshot(tmp_path / "guided")
+    loaded = WorldModel.from_snapshot(tmp_path / "guided", precision="fp32")
+    assert loaded.sampler_config() == SamplerConfig(action_guidance=2.0)
+    assert loaded.sampler_config(num_steps=5) == SamplerConfig(num_steps=5, action_guidance=2.0)
+    assert Dreams(loaded).sampler.action_guidance == 2.0
+    with pytest.raises(ValueError, match="num_steps"):
+        loaded.sampler_config(num_steps=0)
+    old = tiny_model.cfg.to_dict()
+    del old["sampler"]
+    assert WorldModelConfig(**old).sampler == SamplerConfig()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from training.cli import dataclass_parser, field_docs
+from training.cli import dataclass_parser, field_docs, recorded_defaults
 
 
 @dataclass
@@ -75,3 +75,21 @@ def test_help_is_the_field_docstring() -> None:
 def test_choices_for_a_field_that_does_not_exist() -> None:
     with pytest.raises(ValueError, match="sources"):
         dataclass_parser(Toy, choices={"sources": ["target"]})
+
+
+def test_recorded_settings_are_the_defaults_flags_given_again_win() -> None:
+    """A run's args.json (old runs wrote every value as a string) fills in what is not given again."""
+    old_style = {"name": "Pong", "steps": "40", "lr": "0.0001", "out": "runs/x", "weight": "None", "fast": "True"}
+    p = parser()
+    p.set_defaults(**recorded_defaults(Toy, {**old_style, "gone": "1"}, skip=("steps",)))
+    a = Toy(**vars(p.parse_args(["--lr", "0.5"])))
+    assert a == Toy(name="Pong", steps=10, lr=0.5, out=Path("runs/x"), weight=None, fast=True)
+    native = {"steps": 40, "lr": 1e-4, "weight": 2.0, "on_prediction": False, "source": None}
+    assert recorded_defaults(Toy, native) == native
+
+
+@pytest.mark.parametrize("record", [{"steps": "many"}, {"fast": "yes"}, {"lr": [1]}])
+def test_a_bad_recorded_setting_names_its_field(record: dict) -> None:
+    (name,) = record
+    with pytest.raises(ValueError, match=f"recorded argument {name}="):
+        recorded_defaults(Toy, record)

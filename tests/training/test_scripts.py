@@ -136,7 +136,7 @@ def test_train_cli(work: Path, trained) -> None:
     assert "of transitions reweighted" in trained.stdout
 
 
-@pytest.mark.parametrize("flag", ["--serve-weight", "--empty-field-weight"])
+@pytest.mark.parametrize("flag", ["--serve-weight", "--empty-field-weight", "--life-loss-weight"])
 def test_train_refuses_bad_sampling_weights(work: Path, trained, run_script, flag: str) -> None:
     proc = run_script("training/train.py", *TINY, flag, "0", "--run-dir", work / "bad-weights", "--data", work / "data")
     assert "must be > 0" in one_error(proc)
@@ -148,6 +148,16 @@ def test_train_resume_continues(work: Path, resumed) -> None:
     assert "resumed" in resumed.stdout and "at step 6" in resumed.stdout
     assert step_of(work / "run") == 8
     assert WorldModel.from_snapshot(work / "run" / "snapshot", precision="fp32").meta["step"] == 8
+
+
+def test_resume_keeps_the_recorded_settings(work: Path, resumed) -> None:
+    """The resume above gave --steps and --eval-every again but not the sampling weights nor the
+    collection policy: those come from the run's args.json, not from the flags' defaults."""
+    assert resumed.returncode == 0, resumed.stderr
+    assert "of transitions reweighted" in resumed.stdout  # the recorded --empty-field-weight 2 is in force
+    record = json.loads((work / "run" / "args.json").read_text())
+    assert record["empty_field_weight"] == 2.0 and record["serve_weight"] == 4.0 and record["policy"] == "expert"
+    assert record["steps"] == 8 and record["eval_every"] == 0 and record["resume"] is True
 
 
 def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run_script, tmp_path: Path) -> None:
