@@ -43,6 +43,13 @@ from training.evaluate import (
 MAX_FILE_BYTES = 25 * 1024 * 1024
 
 
+def _sampler_text(s) -> str:
+    text = f"{s.num_steps} {'Euler' if s.order == 1 else 'Heun'} steps"
+    if s.action_guidance:
+        text += f" and action guidance {s.action_guidance:g} at noise >= {s.guidance_sigma:g} (docs/design.md)"
+    return text
+
+
 def training_summary(run_dir: Path) -> dict:
     """Steps, wall time and last losses from metrics.jsonl."""
     steps, wall, last = 0, 0.0, {}
@@ -129,6 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--playability-starts", type=int, default=32, help="start states per kind for the suite")
     p.add_argument("--force", action="store_true", help="ship even if a playability probe got worse")
+    p.add_argument(
+        "--action-guidance",
+        type=float,
+        default=None,
+        metavar="G",
+        help="ship the model with action-contrast guidance G in its sampler settings (default: the run's)",
+    )
+    p.add_argument("--guidance-sigma", type=float, default=None, metavar="S", help="guide the steps at noise >= S")
     args = p.parse_args(argv)
     if args.threads < 0:
         p.error(f"--threads must be >= 0, got {args.threads}")
@@ -137,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     try:
         model = WorldModel.from_snapshot(args.run_dir / "snapshot")
+        given = {"action_guidance": args.action_guidance, "guidance_sigma": args.guidance_sigma}
+        model.cfg.sampler = model.sampler_config(**{k: v for k, v in given.items() if v is not None})
         heldout, errors = EpisodeStore(args.heldout).load_all(model.cfg.game)
         if not heldout:
             raise ValueError(f"no held-out episodes in {args.heldout}")
@@ -241,7 +258,8 @@ Reproduce: `python training/playability.py --checkpoint checkpoints/{game} --sta
 `checkpoints/{game}.safetensors` + `checkpoints/{game}.json`, preset `{cfg.preset}`: U-Net channels
 {cfg.denoiser.unet.channels}, {cfg.denoiser.unet.blocks_per_level} blocks per level, {n_params / 1e6:.2f} M denoiser
 parameters; context-noise augmentation scale {cfg.denoiser.context_noise_scale} (clean with probability
-{cfg.denoiser.context_noise_clean_prob}); motion-weighted loss {cfg.denoiser.motion_weight}.
+{cfg.denoiser.context_noise_clean_prob}); motion-weighted loss {cfg.denoiser.motion_weight}. Dreamed with
+{_sampler_text(model.cfg.sampler)}; {cfg.context_frames} context frames.
 
 ## Data
 

@@ -260,9 +260,17 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
     again = run_script("training/ship.py", *ship.args[2:])
     assert "worse than the shipped model" in one_error(again)
     assert {**file_bytes(tmp_path / "ckpt"), **file_bytes(tmp_path / "docs")} == before
-    forced = run_script("training/ship.py", *ship.args[2:], "--force")
+    bad = run_script("training/ship.py", *ship.args[2:], "--force", "--action-guidance", "-1")
+    assert "must be >= 0" in one_error(bad)
+    assert {**file_bytes(tmp_path / "ckpt"), **file_bytes(tmp_path / "docs")} == before
+    # --force ships it, here with action guidance written into the shipped model's sampler settings
+    forced = run_script("training/ship.py", *ship.args[2:], "--force", "--action-guidance", "1.5")
     assert forced.returncode == 0, forced.stderr
     assert json.loads(play_json.read_text()) != perfect  # the forced model's own figures
+    assert json.loads(play_json.read_text())["sampler"]["action_guidance"] == 1.5  # measured as shipped
+    guided = WorldModel.from_snapshot(tmp_path / "ckpt" / "Breakout", precision="fp32")
+    assert guided.sampler_config().action_guidance == 1.5
+    assert "action guidance 1.5 at noise >= 1" in (tmp_path / "docs" / "Breakout.md").read_text()
 
 
 def test_fine_tune_grows_the_context(work: Path, resumed, run_script) -> None:
