@@ -180,9 +180,17 @@ def run(
 
 
 def run_backends(
-    checkpoint: Path, batches: list[int], steps: list[int], warmup: int, repeats: int, calibration_contexts: int
+    checkpoint: Path,
+    batches: list[int],
+    steps: list[int],
+    warmup: int,
+    repeats: int,
+    calibration_contexts: int,
+    guidance: float = 0.0,
 ) -> list[dict]:
-    """Dreamed frames/s per backend, batch and Euler steps, from real contexts, repeats interleaved."""
+    """Dreamed frames/s per backend, batch and Euler steps, from real contexts, repeats interleaved.
+    With `guidance` > 0 each backend also gets a row '<backend>+guided' where every dream acts (NOOP
+    replaced by action 1), the worst case of action guidance: one more evaluation per guided step."""
     game = WorldModel.from_snapshot(checkpoint, freeze=False).cfg.game
     calibration = play_contexts(game, calibration_contexts, seed=0)
     frames, actions = (torch.from_numpy(a) for a in play_contexts(game, max(batches), seed=1))
@@ -190,11 +198,15 @@ def run_backends(
     for name in BACKENDS:
         model = WorldModel.from_snapshot(checkpoint)  # torch as configure picks it here
         model.backend = use_backend(model, name, calibration if name == "onnx-int8" else None)
-        for b in batches:
-            for n in steps:
-                dreams = Dreams(model, model.sampler_config(num_steps=n), seed=0)
-                dreams.reset(frames[:b], actions[:b, :-1])
-                runs[name, b, n] = (dreams, actions[:b, -1])
+        variants = [(name, {}, actions[:, -1])]
+        if guidance > 0:
+            variants.append((f"{name}+guided", {"action_guidance": guidance}, actions[:, -1].clamp(min=1)))
+        for label, sampler, act in variants:
+            for b in batches:
+                for n in steps:
+                    dreams = Dreams(model, model.sampler_config(num_steps=n, **sampler), seed=0)
+                    dreams.reset(frames[:b], actions[:b, :-1])
+                    runs[label, b, n] = (dreams, act[:b])
         print(f"  ready: {name} ({model.backend}{', bf16' if model.bf16 else ''})", file=sys.stderr)
     times: dict[tuple, list[float]] = {k: [] for k in runs}
     for i in range(warmup + repeats):  # interleaved: every backend in every round
@@ -204,7 +216,7 @@ def run_backends(
             if i >= warmup:
                 times[key].append(time.perf_counter() - t)
     rows = []
-    for name in BACKENDS:
+    for name in dict.fromkeys(k[0] for k in runs):
         row: dict = {"preset": checkpoint.name, "mode": name}
         for b in batches:
             for n in steps:
@@ -247,6 +259,13 @@ def main(argv: list[str] | None = None) -> int:
         help="compare torch / ONNX fp32 / ONNX int8 on --checkpoint at batch 1 and 8, 1-3 Euler steps",
     )
     p.add_argument("--checkpoint", type=Path, default=Path("checkpoints/Breakout"), help="snapshot for --backends")
+    p.add_argument(
+        "--action-guidance",
+        type=float,
+        default=0.0,
+        metavar="G",
+        help="with --backends: also time every backend with action guidance G, every dream acting",
+    )
     p.add_argument("--calibration", type=int, default=32, help="real contexts that calibrate int8 (--backends)")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     a = p.parse_args(argv)
@@ -256,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     auto = ["fp32", "bf16+cl" if cpu_has_fast_bf16() else "fp32+cl+frozen"]
     modes = auto if a.modes == "auto" else a.modes.split(",")
     bad = [x for x in presets if x not in PRESETS] + [m for m in modes if m not in MODES]
-    if bad or min(a.repeats, a.train_repeats, a.train_batch) < 1 or a.warmup < 0:
+    if bad or min(a.repeats, a.train_repeats, a.train_batch) < 1 or min(a.warmup, a.action_guidance) < 0:
         p.error(f"bad --presets/--modes {bad} or non-positive counts")
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -269,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if a.backends:
         calibration = 8 if a.quick else a.calibration
-        rows = run_backends(a.checkpoint, [1, 8], [1, 2, 3], a.warmup, a.repeats, calibration)
+        rows = run_backends(a.checkpoint, [1, 8], [1, 2, 3], a.warmup, a.repeats, calibration, a.action_guidance)
     else:
         rows = run(presets, modes, [1, 8], [1, 3], a.train_batch, a.warmup, a.repeats, a.train_repeats)
     print(f"CPU flags: {info['cpu_flags']}; {info['threads']} threads")
