@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from dbc_helpers import maze_train_flags
 
 torch.set_num_threads(1)
 
@@ -17,20 +18,7 @@ def maze_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("policies")
     out, data = root / "maze", root / "data"
-    common = [
-        "--task",
-        "maze",
-        "--demos",
-        "3",
-        "--data-dir",
-        str(data),
-        "--hidden",
-        "32",
-        "--layers",
-        "2",
-        "--out",
-        str(out),
-    ]
+    common = maze_train_flags(data, out)
     assert train_dbc.main([*common, "--algo", "diffusion", "--steps", "20"]) == 0
     assert train_dbc.main([*common, "--algo", "bc,dbc", "--seeds", "0", "--steps", "20"]) == 0
     assert (

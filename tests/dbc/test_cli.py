@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from dbc_helpers import maze_train_flags
 
 from model.dbc import act, load_dbc_policy
 from training import evaluate_dbc, train_dbc
@@ -32,31 +33,7 @@ def test_train_save_load_identical_actions(maze_run: Path) -> None:
     # Retraining with the same seed gives the same policy (fixed-seed regression).
     again = maze_run / "again"
     data = maze_run / "data"
-    assert (
-        train_dbc.main(
-            [
-                "--task",
-                "maze",
-                "--algo",
-                "bc",
-                "--seeds",
-                "0",
-                "--steps",
-                "20",
-                "--demos",
-                "3",
-                "--data-dir",
-                str(data),
-                "--hidden",
-                "32",
-                "--layers",
-                "2",
-                "--out",
-                str(again),
-            ]
-        )
-        == 0
-    )
+    assert train_dbc.main([*maze_train_flags(data, again), "--algo", "bc", "--seeds", "0", "--steps", "20"]) == 0
     b1, _ = act(load_dbc_policy(out / "bc_s0")[0], obs)
     b2, _ = act(load_dbc_policy(again / "bc_s0")[0], obs)
     assert torch.allclose(b1, b2, atol=1e-6)
