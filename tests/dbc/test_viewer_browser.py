@@ -13,21 +13,12 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from browser_helpers import CHROMIUM, CHROMIUM_ARGS
 
 from server.app import create_app
 from server.config import Settings
 from server.viewer import ViewerSettings
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SLOW = 300_000  # ms: generous, a shared 2-core machine; every wait is on a condition, never a sleep
 
 
@@ -85,7 +76,7 @@ def viewer_page(url: str):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))

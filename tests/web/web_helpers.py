@@ -7,22 +7,14 @@ import time
 from pathlib import Path
 
 import uvicorn
+from browser_helpers import CHROMIUM as CHROMIUM  # re-exported: the web tests import it from here
+from browser_helpers import CHROMIUM_ARGS as CHROMIUM_ARGS
 from playwright.sync_api import Page
 
 from server.app import create_app
 from server.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 # Installed before the page's scripts: every message the page sends, as parsed JSON.
 RECORD_SENT = """
