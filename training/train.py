@@ -295,6 +295,11 @@ def main(argv: list[str] | None = None) -> int:
         emphasised = sum(float((w != 1.0).sum()) for w in weights)
         print(f"sampling weights: {emphasised / total:.1%} of transitions reweighted")
     sampler = WindowSampler(episodes, seed=a.seed + 1000 * rank, weights=weights)
+    # The reward/end model draws its windows uniformly: the sampling weights above choose what the
+    # denoiser sees more often; given to the reward/end model they would raise its prior for the
+    # events they favour (a --life-loss-weight of 16 made its end head fire in 98 % of dreams that
+    # lost no life).
+    re_sampler = WindowSampler(episodes, seed=a.seed + 1000 * rank + 500) if weights is not None else sampler
     heldout_eps = heldout.load_all(a.game)[0] if a.eval_every else []
 
     # -- model, EMA, optimiser -------------------------------------------------------------
@@ -386,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
         step = int(resume_tree["step"])
         torch.set_rng_state(resume_tree["rng"]["torch"])
         sampler.rng = np.random.default_rng([a.seed + 1000 * rank, step])
+        if re_sampler is not sampler:
+            re_sampler.rng = np.random.default_rng([a.seed + 1000 * rank + 500, step])
         print(f"resumed {run_dir} at step {step}")
     den, rem = LossOf(model.denoiser), LossOf(model.reward_end)
     if ddp:  # gradients are all-reduced inside backward()
@@ -512,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # Reward / termination model on sequences of re_seq transitions.
         if step % a.re_every == 0:
-            rb = sampler.sample(max(4, a.batch_size // 4), a.re_seq, device)
+            rb = re_sampler.sample(max(4, a.batch_size // 4), a.re_seq, device)
             with autocast(device, bf16):
                 re_loss, rm = rem(rb.obs[:, :-1], rb.obs[:, 1:], rb.actions, rb.rewards, rb.ends)
             opt_re.zero_grad(set_to_none=True)
