@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -126,27 +127,30 @@ class ModelDreamer:
 
 class OracleDreamer:
     """The real emulator restored to each start's state: the dream a perfect world model would
-    give. `action_map` permutes the actions it is given (a dream that plays the wrong branch)."""
+    give. `action_map` permutes the actions it is given (a dream that plays the wrong branch).
+    One emulator plays every dream in turn (restore its state, step, clone it again): an agent step
+    keeps no state outside ALE's, and loading a ROM costs more than a thousand steps."""
 
     def __init__(self, game: str, action_map: dict[int, int] | None = None) -> None:
         self.game, self.action_map = game, action_map or {}
-        self.envs: list = []
+        self.env = None
 
     def reset(self, frames: np.ndarray, actions: np.ndarray, states: list) -> None:
-        while len(self.envs) < len(states):
-            env = make_env(self.game)
-            env.reset(seed=0)
-            self.envs.append(env)
-        self.lives = []
-        for env, s in zip(self.envs, states):
-            env.unwrapped.ale.restoreState(s)
-            self.lives.append(env.unwrapped.ale.lives())
-        self.n = len(states)
+        if self.env is None:
+            self.env = make_env(self.game)
+            self.env.reset()  # the wrappers want one reset before restoreState + step
+        ale = self.env.unwrapped.ale
+        self.states, self.lives = list(states), []
+        for s in states:
+            ale.restoreState(s)
+            self.lives.append(ale.lives())
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        out, rew, end = [], [], []
-        for i in range(self.n):
-            o, r, term, _, info = self.envs[i].step(self.action_map.get(int(actions[i]), int(actions[i])))
+        ale, out, rew, end = self.env.unwrapped.ale, [], [], []
+        for i, s in enumerate(self.states):
+            ale.restoreState(s)
+            o, r, term, _, info = self.env.step(self.action_map.get(int(actions[i]), int(actions[i])))
+            self.states[i] = ale.cloneState()
             out.append(o)
             rew.append(np.sign(r))
             end.append(term or info["lives"] < self.lives[i])
@@ -296,14 +300,21 @@ def ball_blobs(frame: np.ndarray, game: str) -> int:
     """Separate bright blobs in the game's open field (8-connected after a 1-pixel dilation, so
     a ball drawn in two touching halves counts once)."""
     rows, cols = BALL_FIELD[game]
-    lit = frame[rows, cols].max(-1) > 50
+    return count_blobs(frame[rows, cols].max(-1) > 50)
+
+
+def count_blobs(lit: np.ndarray, grow: int = 1) -> int:
+    """Separate blobs of a boolean mask (H, W): 8-connected after a `grow`-pixel dilation."""
     if not lit.any():
         return 0
     grown = lit.copy()
-    grown[1:] |= lit[:-1]
-    grown[:-1] |= lit[1:]
-    grown[:, 1:] |= lit[:, :-1]
-    grown[:, :-1] |= lit[:, 1:]
+    for _ in range(grow):
+        g = grown.copy()
+        g[1:] |= grown[:-1]
+        g[:-1] |= grown[1:]
+        g[:, 1:] |= grown[:, :-1]
+        g[:, :-1] |= grown[:, 1:]
+        grown = g
     seen = np.zeros_like(grown)
     count = 0
     for y, x in zip(*np.nonzero(grown)):
@@ -344,6 +355,30 @@ def dream_batch(
 
 def share(hits: int, n: int) -> float | None:
     return hits / n if n else None
+
+
+def match_events(real: list[np.ndarray], dream: list[np.ndarray], window: int = 1) -> dict:
+    """Events (bool per step) of each rollout, real and dreamed, matched within `window` steps:
+    precision (dreamed events with a real one near), recall (real events with a dreamed one near),
+    phantom (share of the rollouts without a real event that have a dreamed one), and the counts."""
+    tp_p = n_dream = tp_r = n_real = ph = n_noreal = 0
+    for r, d in zip(real, dream):
+        real_ev, dream_ev = np.nonzero(r)[0], np.nonzero(d)[0]
+        n_dream += len(dream_ev)
+        tp_p += sum(bool(np.any(np.abs(real_ev - t) <= window)) for t in dream_ev)
+        n_real += len(real_ev)
+        tp_r += sum(bool(np.any(np.abs(dream_ev - t) <= window)) for t in real_ev)
+        if not len(real_ev):
+            n_noreal += 1
+            ph += bool(len(dream_ev))
+    return {
+        "precision": share(tp_p, n_dream),
+        "dream_events": n_dream,
+        "recall": share(tp_r, n_real),
+        "real_events": n_real,
+        "phantom": share(ph, n_noreal),
+        "rollouts_without": n_noreal,
+    }
 
 
 @dataclass
@@ -508,19 +543,10 @@ def run(
     res["phantom_life_loss"], res["phantom_life_loss_n"] = share(phantom, n_clean), n_clean
 
     # score: reward events +-1 step
-    tp_p = n_dream = tp_r = n_real = ph = n_noreal = 0
-    for j, r in enumerate(play_real):
-        real_ev, dream_ev = np.nonzero(r.rewards != 0)[0], np.nonzero(d_rew[j] != 0)[0]
-        n_dream += len(dream_ev)
-        tp_p += sum(bool(np.any(np.abs(real_ev - t) <= 1)) for t in dream_ev)
-        n_real += len(real_ev)
-        tp_r += sum(bool(np.any(np.abs(dream_ev - t) <= 1)) for t in real_ev)
-        if not len(real_ev):
-            n_noreal += 1
-            ph += bool(len(dream_ev))
-    res["score_precision"], res["score_dream_events"] = share(tp_p, n_dream), n_dream
-    res["score_recall"], res["score_real_events"] = share(tp_r, n_real), n_real
-    res["phantom_score"], res["phantom_score_n"] = share(ph, n_noreal), n_noreal
+    m = match_events([r.rewards != 0 for r in play_real], list(d_rew != 0))
+    res["score_precision"], res["score_dream_events"] = m["precision"], m["dream_events"]
+    res["score_recall"], res["score_real_events"] = m["recall"], m["real_events"]
+    res["phantom_score"], res["phantom_score_n"] = m["phantom"], m["rollouts_without"]
 
     # fidelity over the played rollouts: ball recall per step, PSNR / motion PSNR vs repeat-last
     from training.evaluate import ball_recall
@@ -583,11 +609,482 @@ def run(
     return res
 
 
+# -- Pong and Boxing: objects read from the 64x64 frames ---------------------------------------------
+# Regions and colours measured on real frames of `games.envs.make_env` (210x160 -> 64x64 RGB, area
+# resampling); tests/training/test_playability_pong_boxing.py checks each detector against the RAM.
+PONG_FIELD = slice(11, 59)
+"""Rows of Pong's field between its white bars (rows 7-10 and 59-63); the scores are above, rows 0-6."""
+PONG_SCORE = (slice(0, 7), slice(0, 64))
+PONG_PLAYER_COLS = slice(54, 59)
+"""Columns around the player's green paddle (92, 186, 92), drawn at column 56 (57 half-covered)."""
+PONG_OPPONENT_COLS = slice(4, 10)
+"""Columns around the computer's orange paddle (213, 130, 74), drawn at columns 6-7."""
+PONG_SERVE_PAUSE = 16
+"""Steps between a point (the ball leaving the field) and the next ball in the field (the game
+serves by itself, FIRE or not): longer than a 4-frame context, so a 4-frame model cannot time it."""
+BOXING_RING = (slice(8, 57), slice(8, 56))
+"""Rows and columns of Boxing's ring, ropes included (the boxers never leave it)."""
+BOXING_SCORE = (slice(0, 4), slice(4, 64))
+"""The two scores (player left, computer right); columns 0-3 are the emulator's black border."""
+BOXING_CLOCK = (slice(4, 8), slice(16, 44))
+"""The round clock (2:00 counting down; one second is 15 agent steps, RAM 17/18 = seconds/minutes)."""
+CONTROL_RADIUS = 1
+"""Pixels (of 64) between the dream's and the real player position for a controlled branch."""
+OPPONENT_RADIUS = 2
+"""Pixels between the dream's and the real opponent paddle (Pong) for a tracked frame."""
+
+
+def mean_position(lit: np.ndarray) -> tuple[float, float] | None:
+    """Centroid (row, col) of a boolean mask, None when nothing is lit."""
+    if not lit.any():
+        return None
+    y, x = np.nonzero(lit)
+    return float(y.mean()), float(x.mean())
+
+
+def pong_player(frame: np.ndarray) -> float | None:
+    """Row (in the field) of the player's green paddle's centre, None when not drawn."""
+    f = frame[PONG_FIELD, PONG_PLAYER_COLS].astype(np.int16)
+    p = mean_position(f[..., 1] - f[..., 0] > 30)
+    return None if p is None else p[0]
+
+
+def pong_opponent(frame: np.ndarray) -> float | None:
+    """Row (in the field) of the computer's orange paddle's centre, None when not drawn. Orange
+    is told from a faint ball by its blue: the ball is white, so it raises blue with red."""
+    f = frame[PONG_FIELD, PONG_OPPONENT_COLS].astype(np.int16)
+    r, b = f[..., 0], f[..., 2]
+    p = mean_position((r > 165) & (b < 110) & (b < 17 + 1.5 * (r - 144)))
+    return None if p is None else p[0]
+
+
+def pong_ball_mask(frame: np.ndarray) -> np.ndarray:
+    """The field's ball pixels: the white ball (236, 236, 236) covers under one pixel, so its pixels
+    are a mix with the brown field (144, 72, 17); red and blue both high is neither paddle."""
+    f = frame[PONG_FIELD].astype(np.int16)
+    return (f[..., 2] > 90) & (f[..., 0] > 150)
+
+
+def pong_ball(frame: np.ndarray) -> tuple[float, float] | None:
+    return mean_position(pong_ball_mask(frame))
+
+
+def boxing_player(frame: np.ndarray) -> tuple[float, float] | None:
+    """Centroid (row, col in the ring) of the white boxer (214, 214, 214), the player."""
+    return mean_position(frame[BOXING_RING].min(-1) > 150)
+
+
+def boxing_opponent_mask(frame: np.ndarray) -> np.ndarray:
+    """The black boxer's pixels in the ring (the ring is green, its ropes orange)."""
+    return frame[BOXING_RING].astype(np.int16).sum(-1) < 200
+
+
+def region_changes(frames: np.ndarray, before: np.ndarray, region: tuple[slice, slice]) -> np.ndarray:
+    """(T,) bool: whether `region` (a score) visibly changes from the frame before each of frames
+    (T, H, W, C); `before` is the frame the rollout starts from."""
+    seq = np.concatenate([before[None], frames])[:, region[0], region[1]]
+    return np.array([frames_differ(a, b, min_pixels=2) for a, b in zip(seq[:-1], seq[1:])])
+
+
+def clock_agreement(real: np.ndarray, dream: np.ndarray, before: np.ndarray, every: int = 5) -> tuple[int, int]:
+    """Does the dream's clock read what the real one does? Each distinct real clock picture of the
+    rollout (the start's, then one per tick) is a reading; at every `every`-th step the dream's clock
+    reads the nearest of them, which must be the real reading one step before, at, or after.
+    -> (matched, checked) steps. A frozen clock stays on the first reading; a fast one runs ahead."""
+    rows, cols = BOXING_CLOCK
+    seq = np.concatenate([before[None], real])[:, rows, cols].astype(np.float32)
+    tick = np.concatenate([[0], np.cumsum([(a != b).any() for a, b in zip(seq[:-1], seq[1:])])])
+    pictures = np.stack([seq[np.argmax(tick == k)] for k in range(tick[-1] + 1)])
+    ok = n = 0
+    for t in range(every, len(real) + 1, every):
+        d = dream[t - 1, rows, cols].astype(np.float32)
+        reading = int(np.argmin(((pictures - d) ** 2).mean((1, 2, 3))))
+        ok += reading in tick[max(0, t - 1) : t + 2]
+        n += 1
+    return ok, n
+
+
+# -- Pong and Boxing: start states and the probes --------------------------------------------------
+def pad_rollout(r: Rollout, steps: int) -> np.ndarray:
+    """The rollout's frames, a finished game's last frame repeated up to `steps`."""
+    return np.concatenate([r.frames, np.repeat(r.frames[-1:], steps - len(r.frames), 0)])
+
+
+def held(a: int, steps: int) -> Callable[[RealGame, int], int]:
+    return lambda game_, t: a if t < steps else -1
+
+
+def branch_rollouts(
+    g: RealGame, dreamer: Dreamer, starts: list[Start], actions: list[int], steps: int, progress: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each action held `steps` steps from each start, real and dreamed -> frames (S, A, T, H, W, C)."""
+    b_starts = [s for s in starts for _ in actions]
+    acts = np.repeat(np.tile(actions, len(starts))[:, None], steps, 1)
+    real = np.stack([pad_rollout(g.rollout(s, held(int(a), steps)), steps) for s, a in zip(b_starts, acts[:, 0])])
+    dream, _, _ = dream_batch(dreamer, b_starts, acts, "branches", progress)
+    shape = (len(starts), len(actions), steps, *real.shape[2:])
+    return real.reshape(shape), dream.reshape(shape)
+
+
+def mirrored(game: str, g: RealGame, rng: np.random.Generator, fire: bool = True) -> int:
+    """The expert's move with every direction reversed (the player runs from the ball or the
+    opponent); FIRE dropped unless `fire`."""
+    name = g.meanings[EXPERTS[game](g.env, rng)]
+    flip = {"UP": "DOWN", "DOWN": "UP", "LEFT": "RIGHT", "RIGHT": "LEFT"}
+    parts = [flip.get(p, p) for p in re.findall("UP|DOWN|LEFT|RIGHT|FIRE", name) if fire or p != "FIRE"]
+    name = "".join(parts) or "NOOP"
+    return g.idx(name if name in g.meanings else "NOOP")
+
+
+def played(game: str, dreamer: Dreamer, g: RealGame, starts: list[Start], steps: int, rng, progress: bool):
+    """From each start, `steps` steps of the expert (even starts) or of its mirror (odd: miss the
+    ball, run from the opponent), real and dreamed -> (real rollouts, the starts they came from,
+    dreamed frames, rewards)."""
+
+    def policy(i: int):
+        return lambda game_, t: (
+            -1
+            if t >= steps
+            else (EXPERTS[game](game_.env, rng) if i % 2 == 0 else mirrored(game, game_, rng, fire=False))
+        )
+
+    real = [g.rollout(s, policy(i)) for i, s in enumerate(starts)]
+    keep = [i for i, r in enumerate(real) if len(r.actions) == steps]
+    real, starts = [real[i] for i in keep], [starts[i] for i in keep]
+    acts = np.stack([r.actions for r in real]) if real else np.zeros((0, steps), np.int64)
+    d_frames, d_rew, _ = dream_batch(dreamer, starts, acts, "play", progress) if real else (None, None, None)
+    return real, starts, d_frames, d_rew
+
+
+def score_probes(res: dict, real: list[Rollout], starts: list[Start], d_frames, d_rew, region) -> None:
+    """Points, from the reward head and from the score digits, against the real points (+-1 step)."""
+    real_ev = [r.rewards != 0 for r in real]
+    m = match_events(real_ev, [r != 0 for r in d_rew])
+    res["score_precision"], res["score_dream_events"] = m["precision"], m["dream_events"]
+    res["score_recall"], res["score_real_events"] = m["recall"], m["real_events"]
+    res["phantom_score"], res["phantom_score_n"] = m["phantom"], m["rollouts_without"]
+    digits = [region_changes(d, s.frames[-1], region) for d, s in zip(d_frames, starts)]
+    m = match_events(real_ev, digits)
+    res["digit_recall"], res["digit_phantom"], res["digit_n"] = m["recall"], m["phantom"], m["rollouts_without"]
+
+
+def pong_starts(game: str, n: int, seed: int = SEED, progress: bool = True) -> dict[str, list[Start]]:
+    """Per episode seed seed, seed+1, ...: an in-play start (the expert plays 20-150 steps, then on
+    until the ball has been in the field for 4 frames), and from there an after-point start (the
+    player runs from the ball until a point is scored; the start is 2 steps after the point, the
+    ball gone and the new score drawn, the serve about `PONG_SERVE_PAUSE` - 2 steps away)."""
+    g, expert, rng = RealGame(game), EXPERTS[game], np.random.default_rng(seed)
+    out: dict[str, list[Start]] = {"in_play": [], "after_point": []}
+    for k in tqdm(range(n), desc="start states", disable=not progress, leave=False):
+        g.reset(seed + k)
+        done, warmup = False, int(rng.integers(20, 151))
+        for t in range(warmup + 60):
+            done = g.step(expert(g.env, rng))[2]
+            if done or (t >= warmup and all(pong_ball(f) is not None for f in g.frames[-CONTEXT:])):
+                break
+        if done:
+            continue
+        if all(pong_ball(f) is not None for f in g.frames[-CONTEXT:]):
+            out["in_play"].append(g.start("in_play", seed + k))
+        for _ in range(300):
+            r, _, done = g.step(mirrored(game, g, rng, fire=False))
+            if r or done:
+                break
+        for _ in range(2):  # the computer's new score is drawn a step after its point
+            done = done or g.step(g.idx("NOOP"))[2]
+        if r and not done:
+            out["after_point"].append(g.start("after_point", seed + k))
+    return out
+
+
+def boxing_starts(game: str, n: int, seed: int = SEED, progress: bool = True) -> dict[str, list[Start]]:
+    """Per episode seed: an in-play start after 10-200 steps of the expert (a round lasts 1,800)."""
+    g, expert, rng = RealGame(game), EXPERTS[game], np.random.default_rng(seed)
+    out: dict[str, list[Start]] = {"in_play": []}
+    for k in tqdm(range(n), desc="start states", disable=not progress, leave=False):
+        g.reset(seed + k)
+        if not any(g.step(expert(g.env, rng))[2] for _ in range(int(rng.integers(10, 201)))):
+            out["in_play"].append(g.start("in_play", seed + k))
+    return out
+
+
+def control_probe(res: dict, cases: dict, real_b, d_b, names: list[str], where: Callable) -> None:
+    """player_control: branches whose dreamed player ends within CONTROL_RADIUS of the real one.
+    real_b, d_b: (S, A, T, ...) held-action branches; where(frame) -> position tuple or None."""
+    hits = n = 0
+    by_action = {name: [0, 0] for name in names}
+    worst = (2.0, None)
+    for i in range(real_b.shape[0]):
+        hi = ni = 0
+        for a, name in enumerate(names):
+            r, d = where(real_b[i, a, -1]), where(d_b[i, a, -1])
+            if r is None:
+                continue
+            ok = d is not None and max(abs(x - y) for x, y in zip(r, d)) <= CONTROL_RADIUS
+            hi, ni = hi + ok, ni + 1
+            by_action[name][0] += ok
+            by_action[name][1] += 1
+        hits, n = hits + hi, n + ni
+        if ni and hi / ni < worst[0]:
+            worst = (hi / ni, i)
+    res["player_control"], res["player_control_n"] = share(hits, n), n
+    res["player_control_by_action"] = {k: share(h, m) for k, (h, m) in by_action.items()}
+    if worst[1] is not None:
+        cases["player_control"] = (real_b[worst[1], :, -1][None], d_b[worst[1], :, -1][None])
+
+
+def run_pong(
+    game: str,
+    dreamer: Dreamer,
+    starts: dict[str, list[Start]],
+    play_steps: int = 50,
+    branch_steps: int = 8,
+    serve_steps: int = 30,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Pong's probes (`PONG_PROBES`) for one dreamer on `pong_starts`; JSON-able, with '_cases'."""
+    g, rng = RealGame(game), np.random.default_rng(seed)
+    in_play, after = starts["in_play"], starts["after_point"]
+    res: dict = {"game": game, "starts": {"in_play": len(in_play), "after_point": len(after)}}
+    cases: dict = {}
+    bar = tqdm(total=3, desc="playability", disable=not progress, leave=False)
+
+    # 1. control: every action held; the paddle follows RIGHT (up) and LEFT (down) and nothing else
+    if in_play:
+        real_b, d_b = branch_rollouts(g, dreamer, in_play, list(range(len(g.meanings))), branch_steps, progress)
+        control_probe(
+            res, cases, real_b, d_b, g.meanings, lambda f: (lambda p: None if p is None else (p,))(pong_player(f))
+        )
+    bar.update(1)
+
+    # 2. serve: from the step of a point, idle play; the dream's ball comes back with the real one
+    idle = np.stack([idle_actions(g.meanings, serve_steps, rng) for _ in after]) if after else None
+    real_s = [
+        g.rollout(s, lambda game_, t, row=row: int(row[t]) if t < len(row) else -1)
+        for s, row in zip(after, idle if after else [])
+    ]
+    keep = [i for i, r in enumerate(real_s) if len(r.actions) == serve_steps]
+    ok = n = 0
+    delays: list[int | None] = []
+    serve_real, serve_starts, d_serve, d_serve_rew = [real_s[i] for i in keep], [after[i] for i in keep], None, None
+    if keep:
+        d_serve, d_serve_rew, _ = dream_batch(dreamer, serve_starts, idle[keep], "serve", progress)
+        for j, r in enumerate(serve_real):
+            r_first = next((t for t, f in enumerate(r.frames) if pong_ball(f) is not None), None)
+            if r_first is None:
+                continue
+            d_first = next((t for t, f in enumerate(d_serve[j]) if pong_ball(f) is not None), None)
+            n += 1
+            ok += d_first is not None and abs(d_first - r_first) <= 2
+            delays.append(None if d_first is None else d_first - r_first)
+    res["serve"], res["serve_n"], res["serve_delays"] = share(ok, n), n, delays
+    bar.update(1)
+
+    # 3. play: the expert, or missing on purpose; points, one ball, the opponent paddle
+    real, p_starts, d_play, d_rew = played(game, dreamer, g, in_play, play_steps, rng, progress)
+    all_real, all_starts = real + serve_real, p_starts + serve_starts
+    all_frames = [*(d_play if real else []), *(d_serve if keep else [])]
+    all_rew = [*(d_rew if real else []), *(d_serve_rew if keep else [])]
+    if all_real:
+        score_probes(res, all_real, all_starts, all_frames, all_rew, PONG_SCORE)
+    one = multi = near = seen = 0
+    worst = (0, None)
+    for r, d in zip(all_real, all_frames):
+        for t, (rf, df) in enumerate(zip(r.frames, d)):
+            if count_blobs(pong_ball_mask(rf)) == 1:
+                one += 1
+                nb = count_blobs(pong_ball_mask(df))
+                multi += nb >= 2
+                if nb > worst[0]:
+                    worst = (nb, (r.frames, d, t))
+            ro = pong_opponent(rf)
+            if t < 15 and ro is not None:
+                do = pong_opponent(df)
+                seen += 1
+                near += do is not None and abs(do - ro) <= OPPONENT_RADIUS
+    res["multi_ball"], res["multi_ball_frames"] = share(multi, one), one
+    res["opponent_tracking"], res["opponent_tracking_frames"] = share(near, seen), seen
+    if worst[1] is not None:
+        rs, ds, t = worst[1]
+        lo = max(0, min(t - 4, len(rs) - 10))
+        cases["multi_ball"] = (rs[None, lo : lo + 10], ds[None, lo : lo + 10])
+    if real:
+        cases["play"] = (real[0].frames[None, :10], d_play[:1, :10])
+    res["starts"]["played"] = len(real)
+    bar.update(1)
+    bar.close()
+    res["_cases"] = cases
+    return res
+
+
+BOXING_MOVES = ("NOOP", "UP", "RIGHT", "LEFT", "DOWN", "UPRIGHT", "UPLEFT", "DOWNRIGHT", "DOWNLEFT")
+
+
+def run_boxing(
+    game: str,
+    dreamer: Dreamer,
+    starts: dict[str, list[Start]],
+    play_steps: int = 50,
+    branch_steps: int = 8,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Boxing's probes (`BOXING_PROBES`) for one dreamer on `boxing_starts`; JSON-able, with '_cases'."""
+    g, rng = RealGame(game), np.random.default_rng(seed)
+    in_play = starts["in_play"]
+    res: dict = {"game": game, "starts": {"in_play": len(in_play)}}
+    cases: dict = {}
+    bar = tqdm(total=2, desc="playability", disable=not progress, leave=False)
+
+    # 1. control: NOOP and the 8 directions held; punch: FIRE against NOOP over the first 3 steps
+    if in_play:
+        acts = [g.idx(m) for m in (*BOXING_MOVES, "FIRE")]
+        real_b, d_b = branch_rollouts(g, dreamer, in_play, acts, branch_steps, progress)
+        control_probe(res, cases, real_b[:, :-1], d_b[:, :-1], list(BOXING_MOVES), boxing_player)
+        agree = punches = 0
+        for i in range(len(in_play)):
+            r = any(frames_differ(real_b[i, -1, t], real_b[i, 0, t]) for t in range(3))
+            d = any(frames_differ(d_b[i, -1, t], d_b[i, 0, t]) for t in range(3))
+            agree, punches = agree + (r == d), punches + r
+        res["punch"], res["punch_n"], res["punch_real"] = share(agree, len(in_play)), len(in_play), punches
+    bar.update(1)
+
+    # 2. play: the expert, or running from the opponent; points, the clock, one opponent
+    real, p_starts, d_play, d_rew = played(game, dreamer, g, in_play, play_steps, rng, progress)
+    if real:
+        score_probes(res, real, p_starts, d_play, d_rew, BOXING_SCORE)
+        ok = n = one = split = 0
+        for r, s, d in zip(real, p_starts, d_play):
+            o, c = clock_agreement(r.frames, d, s.frames[-1])
+            ok, n = ok + o, n + c
+            for rf, df in zip(r.frames, d):
+                if count_blobs(boxing_opponent_mask(rf), grow=2) == 1:
+                    one += 1
+                    split += count_blobs(boxing_opponent_mask(df), grow=2) != 1
+        res["clock"], res["clock_n"] = share(ok, n), n
+        res["opponent_split"], res["opponent_split_frames"] = share(split, one), one
+        cases["play"] = (real[0].frames[None, :10], d_play[:1, :10])
+    res["starts"]["played"] = len(real)
+    bar.update(1)
+    bar.close()
+    res["_cases"] = cases
+    return res
+
+
+PONG_PROBES = [
+    Probe(
+        "player_control",
+        "branches (each action held 8 steps) whose dreamed paddle ends within 1 px of the real one",
+        True,
+        0.90,
+    ),
+    Probe("serve", "after a point: dream's ball back within 2 steps of the real serve", True, None),
+    Probe("multi_ball", "frames with 2+ ball blobs where the real game has one", False, 0.03),
+    Probe("score_precision", "dreamed points (reward head) with a real point within 1 step", True, None),
+    Probe("score_recall", "real points the dream scores (reward head) within 1 step", True, 0.80),
+    Probe("phantom_score", "rollouts with a dreamed point (reward head) and no real one", False, 0.05),
+    Probe("digit_recall", "real points whose dreamed score digits change within 1 step", True, 0.80),
+    Probe("digit_phantom", "rollouts whose dreamed score digits change and no real point", False, 0.05),
+    Probe(
+        "opponent_tracking", "frames (steps 1-15) with the dream's opponent paddle within 2 px of the real", True, None
+    ),
+]
+BOXING_PROBES = [
+    Probe(
+        "player_control", "branches (NOOP, 8 directions held 8 steps) whose dreamed boxer ends within 1 px", True, 0.90
+    ),
+    Probe(
+        "punch",
+        "starts where FIRE changes the dream (vs NOOP, 3 steps) exactly when it changes the real game",
+        True,
+        None,
+    ),
+    Probe("score_precision", "dreamed points (reward head) with a real point within 1 step", True, None),
+    Probe("score_recall", "real points the dream scores (reward head) within 1 step", True, 0.80),
+    Probe("phantom_score", "rollouts with a dreamed point (reward head) and no real one", False, 0.05),
+    Probe("digit_recall", "real points whose dreamed score digits change within 1 step", True, 0.80),
+    Probe("digit_phantom", "rollouts whose dreamed score digits change and no real point", False, 0.05),
+    Probe("clock", "every 5th step: the dreamed clock reads the real one (+-1 step)", True, None),
+    Probe("opponent_split", "frames with other than one black boxer where the real game has one", False, None),
+]
+SCORE_COUNTS = {
+    "score_precision": "score_dream_events",
+    "score_recall": "score_real_events",
+    "phantom_score": "phantom_score_n",
+    "digit_recall": "score_real_events",
+    "digit_phantom": "digit_n",
+}
+
+
+@dataclass
+class Suite:
+    """One game's probes: how its start states are made, how its probes run, what they report."""
+
+    version: int
+    probes: list[Probe]
+    make_starts: Callable[..., dict[str, list[Start]]]
+    run: Callable[..., dict]
+    counts: dict[str, str]
+    """probe key -> the result key holding how many cases its figure counts (the table's n)."""
+
+
+BREAKOUT_COUNTS = {
+    "phantom_serve": "phantom_serve_n",
+    "serve": "serve_n",
+    "multi_ball": "multi_ball_frames",
+    "ball_where_none_1_15": "ball_where_none_1_15_frames",
+    "ball_where_none_16_50": "ball_where_none_16_50_frames",
+    "life_loss_recall": "life_loss_n",
+    "phantom_life_loss": "phantom_life_loss_n",
+    "score_precision": "score_dream_events",
+    "score_recall": "score_real_events",
+    "phantom_score": "phantom_score_n",
+    "branch_agreement": "branch_pairs",
+}
+SUITES: dict[str, Suite] = {
+    "Breakout": Suite(SUITE, PROBES, make_starts, run, BREAKOUT_COUNTS),
+    "Pong": Suite(
+        1,
+        PONG_PROBES,
+        pong_starts,
+        run_pong,
+        {
+            "player_control": "player_control_n",
+            "serve": "serve_n",
+            "multi_ball": "multi_ball_frames",
+            "opponent_tracking": "opponent_tracking_frames",
+            **SCORE_COUNTS,
+        },
+    ),
+    "Boxing": Suite(
+        1,
+        BOXING_PROBES,
+        boxing_starts,
+        run_boxing,
+        {
+            "player_control": "player_control_n",
+            "punch": "punch_n",
+            "clock": "clock_n",
+            "opponent_split": "opponent_split_frames",
+            **SCORE_COUNTS,
+        },
+    ),
+}
+"""Per game, its playability suite. `game in SUITES` says whether a game can be gated (Breakout's
+suite keeps `SUITE`, `PROBES`, `make_starts` and `run` as they were)."""
+
+
+def suite_of(res: dict) -> Suite:
+    """The suite a result came from (results without a game are Breakout's, the first suite)."""
+    return SUITES[res.get("game", "Breakout")]
+
+
 # -- comparing, reporting ------------------------------------------------------------------------
 def worse_than(new: dict, ref: dict, tolerance: float = TOLERANCE) -> list[str]:
     """Probes on which `new` is more than `tolerance` worse than `ref` (both suite results)."""
     out = []
-    for p in PROBES:
+    for p in suite_of(new).probes:
         a, b = new.get(p.key), ref.get(p.key)
         if a is None or b is None:
             continue
@@ -597,8 +1094,9 @@ def worse_than(new: dict, ref: dict, tolerance: float = TOLERANCE) -> list[str]:
 
 
 def goals_missed(res: dict) -> list[str]:
+    """The probes of the result's game whose figure misses its goal."""
     out = []
-    for p in PROBES:
+    for p in suite_of(res).probes:
         v = res.get(p.key)
         if p.goal is None or v is None:
             continue
@@ -608,24 +1106,13 @@ def goals_missed(res: dict) -> list[str]:
 
 
 def table(res: dict, ref: dict | None = None, ref_name: str = "reference") -> str:
-    """Markdown table of the probes (with a reference column when given)."""
+    """Markdown table of the probes of the result's game (with a reference column when given)."""
     head = "| probe | dream | " + (f"{ref_name} | " if ref else "") + "goal | n |"
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
-    counts = {
-        "phantom_serve": "phantom_serve_n",
-        "serve": "serve_n",
-        "multi_ball": "multi_ball_frames",
-        "ball_where_none_1_15": "ball_where_none_1_15_frames",
-        "ball_where_none_16_50": "ball_where_none_16_50_frames",
-        "life_loss_recall": "life_loss_n",
-        "phantom_life_loss": "phantom_life_loss_n",
-        "score_precision": "score_dream_events",
-        "score_recall": "score_real_events",
-        "phantom_score": "phantom_score_n",
-        "branch_agreement": "branch_pairs",
-    }
+    suite = suite_of(res)
+    counts = suite.counts
     fmt = lambda v: "–" if v is None else f"{100 * v:.1f} %"  # noqa: E731
-    for p in PROBES:
+    for p in suite.probes:
         goal = "" if p.goal is None else f"{'≥' if p.higher_is_better else '≤'} {100 * p.goal:.0f} %"
         row = f"| {p.label} | {fmt(res.get(p.key))} | "
         if ref:
@@ -673,12 +1160,13 @@ def evaluate_model(
     with the model's own sampler, `steps` Euler steps and the `sampler` overrides; the result
     records the sampler settings used."""
     game = model.cfg.game
-    if game not in WAITING:
-        raise ValueError(f"no playability probes for {game!r} yet; they exist for {', '.join(WAITING)}")
-    starts = make_starts(game, starts_n, seed, progress)
+    if game not in SUITES:
+        raise ValueError(f"no playability probes for {game!r} yet; they exist for {', '.join(SUITES)}")
+    suite = SUITES[game]
+    starts = suite.make_starts(game, starts_n, seed, progress)
     dreamer = ModelDreamer(model, steps, **sampler)
-    res = run(game, dreamer, starts, progress=progress)
-    res.update({"suite": SUITE, "seed": seed, "euler_steps": steps, "starts_requested": starts_n})
+    res = suite.run(game, dreamer, starts, progress=progress)
+    res.update({"suite": suite.version, "seed": seed, "euler_steps": steps, "starts_requested": starts_n})
     res["sampler"] = asdict(dreamer.sampler)
     return res
 

@@ -1,0 +1,233 @@
+"""Pong's and Boxing's playability probes on the real emulator: the detectors agree with the RAM,
+the real game itself (restored from the same cloned states) passes every probe, and each probe
+fails for a dream built to break its rule."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from training import playability as P
+
+KW = {"play_steps": 40, "branch_steps": 8, "progress": False}
+
+
+class Broken:
+    """Wraps a dreamer and breaks one rule on purpose."""
+
+    def __init__(self, inner, ignore_keys=False, paint=None, freeze=None, reward_every=0):
+        self.inner, self.ignore_keys, self.paint = inner, ignore_keys, paint
+        self.freeze, self.reward_every = freeze, reward_every
+
+    def reset(self, frames, actions, states):
+        self.inner.reset(frames, actions, states)
+        self.first, self.t = frames[:, -1].copy(), 0
+
+    def step(self, actions):
+        f, r, e = self.inner.step(np.zeros_like(actions) if self.ignore_keys else actions)
+        f, self.t = f.copy(), self.t + 1
+        for rows, cols in self.freeze or ():  # regions held as they were before the dream began
+            f[:, rows, cols] = self.first[:, rows, cols]
+        if self.paint is not None:  # paint(frames, t) draws on the frames in place
+            self.paint(f, self.t)
+        if self.reward_every:
+            r = np.full_like(r, float(self.t % self.reward_every == 0))
+        return f, r, e
+
+
+def probe_keys(game):
+    return {p.key for p in P.SUITES[game].probes}
+
+
+# -- Pong ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pong_starts():
+    return P.pong_starts("Pong", 3, progress=False)
+
+
+@pytest.fixture(scope="module")
+def pong_dreamer():
+    return P.OracleDreamer("Pong")  # one set of emulators for every run of this module
+
+
+@pytest.fixture(scope="module")
+def pong_oracle(pong_starts, pong_dreamer):
+    res = P.run_pong("Pong", pong_dreamer, pong_starts, **KW)
+    res.pop("_cases")
+    return res
+
+
+def test_pong_detectors_follow_the_ram():
+    """Paddles and ball read from the 64x64 frames move with the RAM's positions (51: player y,
+    50: computer y, 54/49: ball y/x, 0 = no ball); the score digits change exactly on a point."""
+    g, rng = P.RealGame("Pong"), np.random.default_rng(0)
+    g.reset(P.SEED)
+    rows, changes, points = [], [], []
+    for t in range(200):
+        a = P.EXPERTS["Pong"](g.env, rng) if t % 20 < 12 else P.mirrored("Pong", g, rng)
+        r = g.step(a)[0]
+        ram, f = g.env.unwrapped.ale.getRAM(), g.frames[-1]
+        changes.append(P.region_changes(f[None], g.frames[-2], P.PONG_SCORE)[0])
+        points.append(r != 0)
+        rows.append((int(ram[51]), P.pong_player(f), int(ram[50]), P.pong_opponent(f), int(ram[54]), P.pong_ball(f)))
+    # the player's new score is drawn on its point's step, the computer's one step later
+    changed, scored = np.nonzero(changes)[0], np.nonzero(points)[0]
+    scored = scored[scored < len(points) - 1]  # a point on the last step is drawn after it
+    assert len(scored) >= 2 and len(changed) == len(scored) and set(changed - scored) <= {0, 1}
+    for ram_i, det_i in ((0, 1), (2, 3)):  # paddle row = a * RAM y + b (a = 64/210)
+        pts = np.array([(x[ram_i], x[det_i]) for x in rows if x[det_i] is not None and 40 < x[ram_i] < 190])
+        fit = np.polyfit(pts[:, 0], pts[:, 1], 1)
+        off = np.abs(np.polyval(fit, pts[:, 0]) - pts[:, 1])
+        # a pixel or so: the paddle moves up to ~4 px a step, and RAM and picture are not read at one instant
+        assert 0.25 < fit[0] < 0.35 and np.median(off) <= 1.5 and off.max() <= 2.5
+    balls = [x for x in rows if x[5] is not None]
+    assert len(balls) > 50 and all(x[4] != 0 for x in balls)
+    assert sum(x[4] == 0 for x in rows) > 10 and all(x[5] is None for x in rows if x[4] == 0)
+
+
+def test_pong_the_real_game_passes_every_probe(pong_oracle):
+    res = pong_oracle
+    assert probe_keys("Pong") <= set(res)
+    assert "phantom_serve" not in res and "life_loss_recall" not in res  # Breakout's probes only in Breakout's
+    assert res["player_control"] == 1 and res["player_control_n"] == 3 * 6
+    assert res["serve"] == 1 and res["serve_n"] >= 2 and res["serve_delays"] == [0] * res["serve_n"]
+    assert res["multi_ball"] == 0 and res["multi_ball_frames"] > 50
+    assert res["score_recall"] == 1 and res["score_precision"] == 1 and res["score_real_events"] >= 1
+    assert res["digit_recall"] == 1 and res["digit_phantom"] == 0 and res["phantom_score"] == 0
+    assert res["phantom_score_n"] >= 2
+    assert res["opponent_tracking"] == 1
+    assert P.goals_missed(res) == [] and P.worse_than(res, res) == []
+
+
+def test_pong_the_serve_comes_by_itself_after_a_pause(pong_starts):
+    """No FIRE needed: PONG_SERVE_PAUSE steps after the ball leaves, the next ball is in the field."""
+    g = P.RealGame("Pong")
+    for s in pong_starts["after_point"]:
+        r = g.rollout(s, lambda game_, t: g.idx("NOOP") if t < 30 else -1)
+        first = next(t for t, f in enumerate(r.frames) if P.pong_ball(f) is not None)
+        assert abs(first + 1 + 2 - P.PONG_SERVE_PAUSE) <= 2  # the start is 2 steps after the point
+
+
+def test_pong_a_dream_that_ignores_the_keys_fails_control(pong_starts, pong_dreamer, pong_oracle):
+    res = P.run_pong("Pong", Broken(pong_dreamer, ignore_keys=True), pong_starts, **KW)
+    assert res["player_control"] < 0.7
+    assert any(m.startswith("player_control") for m in P.goals_missed(res))
+    assert any(w.startswith("player_control") for w in P.worse_than(res, pong_oracle))
+
+
+def test_pong_an_extra_ball_fails_one_ball(pong_starts, pong_dreamer):
+    def ball(f, t):
+        f[:, P.PONG_FIELD.start + 20, 30] = 230
+
+    res = P.run_pong("Pong", Broken(pong_dreamer, paint=ball), pong_starts, **KW)
+    assert res["multi_ball"] > 0.8
+
+
+def test_pong_invented_points_are_caught(pong_starts, pong_dreamer):
+    def digits(f, t):  # a digit that flips every 7 steps
+        f[:, 1:6, 20:23] = 230 if (t // 7) % 2 else f[:, 1:6, 20:23]
+
+    res = P.run_pong("Pong", Broken(pong_dreamer, reward_every=7, paint=digits), pong_starts, **KW)
+    assert res["phantom_score"] == 1 and res["digit_phantom"] == 1 and res["score_precision"] < 0.5
+
+
+def test_pong_missed_points_and_a_frozen_opponent_are_caught(pong_starts, pong_dreamer):
+    frozen = [P.PONG_SCORE, (slice(0, 64), P.PONG_OPPONENT_COLS)]  # the scores and the computer's paddle
+    res = P.run_pong("Pong", Broken(pong_dreamer, freeze=frozen, reward_every=10**6), pong_starts, **KW)
+    assert res["score_recall"] == 0 and res["digit_recall"] == 0
+    assert res["opponent_tracking"] < 0.8
+
+
+def test_pong_a_dream_that_never_serves_fails_serve(pong_starts, pong_dreamer):
+    def no_ball(f, t):
+        for x in f:
+            x[P.PONG_FIELD][P.pong_ball_mask(x)] = (144, 72, 17)  # the field's brown
+
+    res = P.run_pong("Pong", Broken(pong_dreamer, paint=no_ball), pong_starts, **KW)
+    assert res["serve"] == 0
+
+
+# -- Boxing ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def boxing_starts():
+    return P.boxing_starts("Boxing", 3, progress=False)
+
+
+@pytest.fixture(scope="module")
+def boxing_dreamer():
+    return P.OracleDreamer("Boxing")
+
+
+@pytest.fixture(scope="module")
+def boxing_oracle(boxing_starts, boxing_dreamer):
+    res = P.run_boxing("Boxing", boxing_dreamer, boxing_starts, **KW)
+    res.pop("_cases")
+    return res
+
+
+def test_boxing_detectors_follow_the_ram():
+    """The white boxer's centroid moves with RAM 32/34 (player x/y); the clock changes exactly when
+    RAM 17 (seconds) does, every 15 steps; the score digits exactly on a point."""
+    g, rng = P.RealGame("Boxing"), np.random.default_rng(0)
+    g.reset(P.SEED)
+    rows, ticks = [], []
+    for t in range(120):
+        before = int(g.env.unwrapped.ale.getRAM()[17])
+        r = g.step(P.EXPERTS["Boxing"](g.env, rng) if t % 30 < 20 else int(rng.integers(18)))[0]
+        ram, f = g.env.unwrapped.ale.getRAM(), g.frames[-1]
+        assert P.region_changes(f[None], g.frames[-2], P.BOXING_SCORE)[0] == (r != 0)
+        clock = (
+            P.region_changes(f[None], g.frames[-2], P.BOXING_CLOCK)[0]
+            or (f[P.BOXING_CLOCK] != g.frames[-2][P.BOXING_CLOCK]).any()
+        )
+        assert bool(clock) == (int(ram[17]) != before)
+        ticks += [t] if clock else []
+        rows.append((int(ram[32]), int(ram[34]), P.boxing_player(f)))
+    assert len(ticks) >= 7 and set(np.diff(ticks)) == {15}
+    pts = np.array([(x, y, p[1], p[0]) for x, y, p in rows])
+    for ram_i, det_i, scale in ((0, 2, 0.4), (1, 3, 0.305)):
+        fit = np.polyfit(pts[:, ram_i], pts[:, det_i], 1)
+        assert abs(fit[0] - scale) < 0.1 and np.abs(np.polyval(fit, pts[:, ram_i]) - pts[:, det_i]).max() <= 2.0
+
+
+def test_boxing_the_real_game_passes_every_probe(boxing_oracle):
+    res = boxing_oracle
+    assert probe_keys("Boxing") <= set(res) and "multi_ball" not in res and "serve" not in res
+    assert res["player_control"] == 1 and res["player_control_n"] == 3 * 9
+    assert res["punch"] == 1 and res["punch_real"] >= 1
+    assert res["score_recall"] == 1 and res["score_precision"] == 1 and res["score_real_events"] >= 1
+    assert res["digit_recall"] == 1 and res["digit_phantom"] == 0 and res["phantom_score"] == 0
+    assert res["clock"] == 1 and res["clock_n"] == 3 * 8
+    assert res["opponent_split"] == 0 and res["opponent_split_frames"] > 50
+    assert P.goals_missed(res) == []
+
+
+def test_boxing_a_dream_that_ignores_the_keys_fails_control_and_punch(boxing_starts, boxing_dreamer, boxing_oracle):
+    res = P.run_boxing("Boxing", Broken(boxing_dreamer, ignore_keys=True), boxing_starts, **KW)
+    assert res["player_control"] < 0.5 and res["punch"] < 1
+    worse = P.worse_than(res, boxing_oracle)
+    assert any(w.startswith("player_control") for w in worse) and any(w.startswith("punch") for w in worse)
+
+
+def test_boxing_invented_points_a_frozen_clock_and_a_second_opponent_are_caught(boxing_starts, boxing_dreamer):
+    def opponent(f, t):  # a black boxer's worth of pixels in the ring's lower-left corner
+        f[:, 47:53, 14:17] = 0
+
+    broken = Broken(boxing_dreamer, freeze=[P.BOXING_CLOCK], reward_every=7, paint=opponent)
+    res = P.run_boxing("Boxing", broken, boxing_starts, **KW)
+    assert res["phantom_score"] == 1 and res["score_precision"] < 0.5
+    assert res["clock"] < 0.6
+    assert res["opponent_split"] > 0.5
+
+
+# -- per game --------------------------------------------------------------------------------------
+def test_each_game_reports_only_its_own_probes(pong_oracle, boxing_oracle):
+    assert set(P.SUITES) == {"Breakout", "Pong", "Boxing"}
+    assert P.SUITES["Breakout"].probes is P.PROBES and P.SUITES["Breakout"].version == P.SUITE
+    pong, boxing = P.table(pong_oracle), P.table(boxing_oracle)
+    assert "without FIRE" not in pong and "clock" not in pong and "2+ ball" in pong
+    assert "clock" in boxing and "ball" not in boxing
+    with pytest.raises(ValueError, match="Breakout, Pong, Boxing"):
+        P.evaluate_model(SimpleNamespace(cfg=SimpleNamespace(game="Seaquest")), 2)
