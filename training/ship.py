@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # -- the gate: playability against the model this one replaces --------------------------
     play, play_ref, play_cases = None, None, None
-    if game in playability.WAITING:
+    if game in playability.SUITES:
         print(f"playability suite on {args.playability_starts} starts ...")
         play = playability.evaluate_model(model, args.playability_starts)
         play_cases = play.pop("_cases")
