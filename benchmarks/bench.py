@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
-        settings = {k: v for k, v in vars(a).items() if k != "out"}
+        settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items() if k != "out"}
         a.out.write_text(json.dumps({"machine": info, "settings": settings, "results": rows}, indent=1))
         print(f"wrote {a.out}", file=sys.stderr)
     return 0
