@@ -397,6 +397,12 @@ PROBES = [
     Probe("ball_where_none_16_50", "frames with a ball where the real field has none, steps 16-50", False, 0.10),
     Probe("life_loss_recall", "real lost lives the dream's end head sees within 3 steps", True, 0.80),
     Probe("phantom_life_loss", "rollouts where the dream loses a life and the real game does not", False, 0.05),
+    Probe(
+        "phantom_life_loss_ball_in_play",
+        "of those, rollouts where the dream loses it with its own ball in play (a broken rule)",
+        False,
+        0.05,
+    ),
     Probe("score_precision", "dreamed points with a real point within 1 step", True, None),
     Probe("score_recall", "real points the dream scores within 1 step", True, 0.80),
     Probe("phantom_score", "rollouts with a dreamed point and no real one", False, 0.05),
@@ -530,7 +536,10 @@ def run(
         cases["multi_ball"] = (rs[None, lo : lo + 10], ds[None, lo : lo + 10])
 
     # life loss: the real game loses a life at step t -> the dream's end head within 3 steps
-    rec = n_lost = phantom = n_clean = 0
+    # A phantom loss comes after the dream's own ball left the field (its trajectory left the real
+    # one, the paddle the real actions steer missed it: the dream keeps its rules) or with its ball
+    # still in the field in one of the 4 frames up to the loss (a rule broken).
+    rec = n_lost = phantom = ball_kept = n_clean = 0
     for j, r in enumerate(play_real):
         lost_at = np.nonzero(r.lost)[0]
         for t in lost_at:
@@ -538,9 +547,13 @@ def run(
             rec += bool(d_end[j, max(0, t - 3) : t + 4].any())
         if not len(lost_at):
             n_clean += 1
-            phantom += bool(d_end[j].any())
+            if d_end[j].any():
+                phantom += 1
+                t_end = int(np.argmax(d_end[j]))
+                ball_kept += any(ball_position(f, game) is not None for f in d_play[j, max(0, t_end - 3) : t_end + 1])
     res["life_loss_recall"], res["life_loss_n"] = share(rec, n_lost), n_lost
     res["phantom_life_loss"], res["phantom_life_loss_n"] = share(phantom, n_clean), n_clean
+    res["phantom_life_loss_ball_in_play"] = share(ball_kept, n_clean)
 
     # score: reward events +-1 step
     m = match_events([r.rewards != 0 for r in play_real], list(d_rew != 0))
@@ -1037,6 +1050,7 @@ BREAKOUT_COUNTS = {
     "ball_where_none_16_50": "ball_where_none_16_50_frames",
     "life_loss_recall": "life_loss_n",
     "phantom_life_loss": "phantom_life_loss_n",
+    "phantom_life_loss_ball_in_play": "phantom_life_loss_n",
     "score_precision": "score_dream_events",
     "score_recall": "score_real_events",
     "phantom_score": "phantom_score_n",
@@ -1078,6 +1092,11 @@ suite keeps `SUITE`, `PROBES`, `make_starts` and `run` as they were)."""
 def suite_of(res: dict) -> Suite:
     """The suite a result came from (results without a game are Breakout's, the first suite)."""
     return SUITES[res.get("game", "Breakout")]
+
+
+def probe_keys(res: dict) -> list[str]:
+    """The keys of the probes of the result's game."""
+    return [p.key for p in suite_of(res).probes]
 
 
 # -- comparing, reporting ------------------------------------------------------------------------

@@ -174,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             play_ref = json.loads(ref_json.read_text())
             if any(play_ref.get(k) != play.get(k) for k in same):
                 play_ref = None  # measured on other starts: measure the shipped model again
+            elif any(k in play and k not in play_ref for k in playability.probe_keys(play)):
+                play_ref = None  # measured before a probe existed: measure the shipped model again
         if play_ref is None and (args.out_dir / f"{game}.safetensors").is_file():
             print("playability suite on the shipped model ...")
             shipped = WorldModel.from_snapshot(args.out_dir / game)

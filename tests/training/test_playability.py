@@ -106,7 +106,7 @@ def test_the_real_game_obeys_every_rule(oracle):
     assert oracle["multi_ball"] == 0 and oracle["multi_ball_frames"] > 50
     assert oracle["ball_where_none_1_15"] == 0 and oracle["ball_where_none_16_50"] == 0
     assert oracle["life_loss_recall"] == 1 and oracle["life_loss_n"] >= 1
-    assert oracle["phantom_life_loss"] == 0
+    assert oracle["phantom_life_loss"] == 0 and oracle["phantom_life_loss_ball_in_play"] == 0
     assert oracle["score_recall"] == 1 and oracle["score_precision"] == 1 and oracle["score_real_events"] >= 1
     assert oracle["branch_agreement"] == 1
     assert oracle["ball_recall_16_50"] == 1
@@ -142,6 +142,7 @@ def test_a_dream_that_replays_the_wrong_branch_fails_branching(starts, oracle):
 def test_invented_life_losses_and_points_are_caught(starts):
     res = P.run(GAME, Tamper(P.OracleDreamer(GAME), end_every=10, reward_every=7), starts, **KW)
     assert res["phantom_life_loss"] == 1
+    assert res["phantom_life_loss_ball_in_play"] == 1  # the real ball is in play at every invented loss
     assert res["phantom_score"] == 1
     assert res["score_precision"] < 0.5
 
