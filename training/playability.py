@@ -22,7 +22,9 @@ Breakout probes (each row of `PROBES` says what its figure is and which way is b
 - ball_where_none: over frames where the real field has no ball, share of dreamed frames that
   draw one (steps 1-15 and 16-50 reported apart);
 - life_loss recall: real lost lives whose dream fires its end head within 3 steps; phantom life
-  loss: share of rollouts where the dream's end head fires and the real game loses no life;
+  loss: share of rollouts where the dream's end head fires and the real game loses no life; of
+  those, with the dream's own ball in the field in the 4 frames up to the loss (a broken rule,
+  `phantom_life_loss_ball_in_play`) rather than after its ball left the field;
 - score: reward events of the dream (reward head) vs the real game, +-1 step: precision, recall;
   phantom score: share of rollouts with a dreamed point and no real one;
 - branching: from mid-game states each action held for `branch_steps` steps, real and dream:
