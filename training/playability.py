@@ -1236,6 +1236,21 @@ def serve_belief(model, starts: list[Start], noises: int = 4, steps: int = 3, **
     }
 
 
+def add_guidance_flags(p: argparse.ArgumentParser, help_g: str) -> None:
+    """--action-guidance G and --guidance-sigma S (model.sampler.SamplerConfig), both optional."""
+    p.add_argument("--action-guidance", type=float, default=None, metavar="G", help=help_g)
+    p.add_argument("--guidance-sigma", type=float, default=None, metavar="S", help="guide the steps at noise >= S")
+
+
+def guidance_overrides(p: argparse.ArgumentParser, a: argparse.Namespace) -> dict[str, float]:
+    """The guidance flags that were given, as `WorldModel.sampler_config` overrides (p.error if < 0)."""
+    flags = {"action_guidance": a.action_guidance, "guidance_sigma": a.guidance_sigma}
+    given = {k: v for k, v in flags.items() if v is not None}
+    if any(v < 0 for v in given.values()):
+        p.error("--action-guidance and --guidance-sigma must be >= 0")
+    return given
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, required=True, help="world-model snapshot (.safetensors or stem)")
@@ -1246,14 +1261,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="JSON output")
     p.add_argument("--image", type=Path, default=None, help="PNG of the worst case per probe")
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument(
-        "--action-guidance",
-        type=float,
-        default=None,
-        metavar="G",
-        help="dream with action-contrast guidance G (default: the model's own sampler setting)",
-    )
-    p.add_argument("--guidance-sigma", type=float, default=None, metavar="S", help="guide the steps at noise >= S")
+    add_guidance_flags(p, "dream with action-contrast guidance G (default: the model's own sampler setting)")
     p.add_argument(
         "--serve-belief",
         type=int,
@@ -1264,11 +1272,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.starts < 2 or a.steps < 1:
         p.error(f"--starts must be >= 2 and --steps >= 1, got {a.starts}, {a.steps}")
-    if min(v for v in (a.action_guidance, a.guidance_sigma, 0.0) if v is not None) < 0:
-        p.error("--action-guidance and --guidance-sigma must be >= 0")
-    sampler = {
-        k: v for k, v in (("action_guidance", a.action_guidance), ("guidance_sigma", a.guidance_sigma)) if v is not None
-    }
+    sampler = guidance_overrides(p, a)
     if a.threads:
         torch.set_num_threads(a.threads)
     from model.checkpoint import CheckpointError

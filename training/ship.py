@@ -136,15 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--playability-starts", type=int, default=32, help="start states per kind for the suite")
     p.add_argument("--force", action="store_true", help="ship even if a playability probe got worse")
-    p.add_argument(
-        "--action-guidance",
-        type=float,
-        default=None,
-        metavar="G",
-        help="ship the model with action-contrast guidance G in its sampler settings (default: the run's)",
-    )
-    p.add_argument("--guidance-sigma", type=float, default=None, metavar="S", help="guide the steps at noise >= S")
+    playability.add_guidance_flags(p, "ship the model with action-contrast guidance G in its sampler settings")
     args = p.parse_args(argv)
+    guidance = playability.guidance_overrides(p, args)
     if args.threads < 0:
         p.error(f"--threads must be >= 0, got {args.threads}")
     if args.threads:
@@ -152,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     try:
         model = WorldModel.from_snapshot(args.run_dir / "snapshot")
-        given = {"action_guidance": args.action_guidance, "guidance_sigma": args.guidance_sigma}
-        model.cfg.sampler = model.sampler_config(**{k: v for k, v in given.items() if v is not None})
+        model.cfg.sampler = model.sampler_config(**guidance)
         heldout, errors = EpisodeStore(args.heldout).load_all(model.cfg.game)
         if not heldout:
             raise ValueError(f"no held-out episodes in {args.heldout}")
