@@ -27,7 +27,7 @@ class SamplerConfig:
     same context with NOOP as the last action. Classifier-free guidance (Ho & Salimans, 2022) with
     NOOP as the reference, so no retraining: it strengthens what the action changes where the model
     is still unsure of it (the serve on FIRE), and costs one more network evaluation per guided step
-    for those dreams only."""
+    for those dreams only. With Heun (order 2) the correction's second evaluation is not guided."""
     guidance_sigma: float = 1.0
     """Guide only the steps that start at sigma >= this (1.0: the first of 3 Euler steps)."""
 
