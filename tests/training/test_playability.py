@@ -34,8 +34,8 @@ def oracle(starts):
 class Tamper:
     """Wraps a dreamer and breaks one rule on purpose."""
 
-    def __init__(self, inner, ball=False, hold=False, end_every=0, reward_every=0):
-        self.inner, self.ball, self.hold = inner, ball, hold
+    def __init__(self, inner, ball=False, hold=False, end_every=0, reward_every=0, no_reward=False):
+        self.inner, self.ball, self.hold, self.no_reward = inner, ball, hold, no_reward
         self.end_every, self.reward_every = end_every, reward_every
 
     def reset(self, frames, actions, states):
@@ -55,6 +55,8 @@ class Tamper:
             e = np.full_like(e, self.t % self.end_every == 0)
         if self.reward_every:
             r = np.full_like(r, float(self.t % self.reward_every == 0))
+        if self.no_reward:  # breaks the bricks, never scores
+            r = np.zeros_like(r)
         return f, r, e
 
 
@@ -106,8 +108,9 @@ def test_the_real_game_obeys_every_rule(oracle):
     assert oracle["multi_ball"] == 0 and oracle["multi_ball_frames"] > 50
     assert oracle["ball_where_none_1_15"] == 0 and oracle["ball_where_none_16_50"] == 0
     assert oracle["life_loss_recall"] == 1 and oracle["life_loss_n"] >= 1
-    assert oracle["phantom_life_loss"] == 0 and oracle["phantom_life_loss_ball_in_play"] == 0
+    assert oracle["phantom_life_loss"] == 0 and oracle["life_loss_without_real"] == 0
     assert oracle["score_recall"] == 1 and oracle["score_precision"] == 1 and oracle["score_real_events"] >= 1
+    assert oracle["score_recall_ball_with_real"] == 1 and oracle["score_ball_with_real_events"] >= 1
     assert oracle["branch_agreement"] == 1
     assert oracle["ball_recall_16_50"] == 1
     assert P.goals_missed(oracle) == []
@@ -141,10 +144,36 @@ def test_a_dream_that_replays_the_wrong_branch_fails_branching(starts, oracle):
 
 def test_invented_life_losses_and_points_are_caught(starts):
     res = P.run(GAME, Tamper(P.OracleDreamer(GAME), end_every=10, reward_every=7), starts, **KW)
-    assert res["phantom_life_loss"] == 1
-    assert res["phantom_life_loss_ball_in_play"] == 1  # the real ball is in play at every invented loss
+    assert res["phantom_life_loss"] == 1  # no rollout's ball leaves through the bottom before step 10
+    assert res["life_loss_without_real"] == 1
     assert res["phantom_score"] == 1
     assert res["score_precision"] < 0.5
+
+
+def test_a_dream_that_never_scores_fails_score_recall(starts, oracle):
+    res = P.run(GAME, Tamper(P.OracleDreamer(GAME), no_reward=True), starts, **KW)
+    assert res["score_recall"] == 0 and res["score_recall_ball_with_real"] == 0
+    assert res["score_ball_with_real_events"] == oracle["score_ball_with_real_events"] >= 1
+    assert any(w.startswith("score_recall_ball_with_real") for w in P.worse_than(res, oracle))
+
+
+def test_a_paddle_that_misses_loses_lives_by_the_rules(starts):
+    """A dream whose paddle ignores the keys (the real game, every action played as NOOP) lets balls
+    fall that the real paddle catches: it loses lives the real game keeps, and every one of them
+    after its own ball left through the bottom. The rule probe passes; the reported open-loop
+    figure, which cannot tell this from an invented loss, does not."""
+    n = len(P.RealGame(GAME).meanings)
+    res = P.run(GAME, P.OracleDreamer(GAME, {a: 0 for a in range(n)}), starts, **KW)
+    assert res["life_loss_without_real"] > 0
+    assert res["phantom_life_loss"] == 0
+
+
+def test_a_lost_life_is_paid_for_by_one_exit_of_the_ball():
+    assert P.unexplained_losses([20], [11]) == []
+    assert P.unexplained_losses([20, 22], [11]) == [22]  # a second drop for one ball
+    assert P.unexplained_losses([20], [5]) == [20]  # too long after the ball left
+    assert P.unexplained_losses([11], [11]) == [11]  # the same step: the ball had not left yet
+    assert P.end_events(np.array([0, 1, 1, 0, 1], bool)) == [1, 4]
 
 
 def run_on_the_shipped_model(*args: str) -> subprocess.CompletedProcess:
