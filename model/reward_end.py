@@ -16,11 +16,18 @@ class RewardEndConfig:
     """Conv encoder channels; each stage halves the resolution (64 -> 4)."""
     lstm_dim: int = 256
     action_dim: int = 32
+    blank_rows: int = 0
+    """Top rows of every frame the model does not see (set to black). Breakout's score and lives
+    counter sit in rows 1-4 of the 64x64 frame: with them blanked, points are read from the bricks
+    and a lost life from the ball leaving the field, which a dream can draw even where it cannot
+    draw the counter (a 4-frame model cannot time the 9-step pause before the drop; the LSTM can)."""
 
     def __post_init__(self) -> None:
         self.channels = tuple(self.channels)
         if self.num_actions < 1 or self.lstm_dim < 1 or not self.channels:
             raise ValueError("num_actions, lstm_dim and channels must be positive / non-empty")
+        if not 0 <= self.blank_rows < 64:
+            raise ValueError(f"blank_rows must be in [0, 64), got {self.blank_rows}")
 
 
 REWARD_CLASSES = 3  # sign of the clipped reward: -1, 0, +1 -> 0, 1, 2
@@ -63,6 +70,9 @@ class RewardEndModel(nn.Module):
         b, t = act.shape
         # (B, T, C, H, W) x 2 -> (B*T, 2C, H, W)
         x = torch.cat([obs, next_obs], dim=2).flatten(0, 1)
+        if self.cfg.blank_rows:
+            n = self.cfg.blank_rows
+            x = torch.cat([torch.full_like(x[..., :n, :], -1.0), x[..., n:, :]], -2)
         h = self.encoder(x).flatten(1)  # (B*T, feat)
         h = torch.cat([h.float(), self.act_emb(act).flatten(0, 1).float()], dim=1)
         h = F.silu(self.proj(h)).view(b, t, -1)

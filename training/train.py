@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from games.envs import UnknownGameError, action_meanings, check_game
 from games.episode_store import EpisodeStore, remove_stale_temp_files
-from games.experts import POLICY_KINDS
+from games.experts import POLICY_KINDS, make_policy
 from model import checkpoint
 from model.checkpoint import CheckpointError
 from model.device import autocast, pick_device, prepare, use_bf16
@@ -60,7 +60,9 @@ class Args:
     """Agent steps to collect when the training store is empty."""
     heldout_steps: int = 6_000
     policy: str = "mixed"
-    """Collection policy: random, expert or mixed (epsilon-mixed scripted expert)."""
+    """Collection policy: random, expert, mixed (epsilon-mixed scripted expert) or rules
+    (games/experts.rule_showing). A game without a scripted expert (games/experts.EXPERTS)
+    collects with random."""
     epsilon: float = 0.25
     steps: int = 20_000
     """Total denoiser optimisation steps (the run stops there; --resume continues up to it)."""
@@ -134,6 +136,12 @@ class Args:
     motion_on_prediction: bool | None = None
     """Override whether the motion weight also covers pixels where the model's own estimate
     moves (--motion-on-prediction: a phantom ball costs as much as a missed one)."""
+    reward_end_only: bool = False
+    """Train the reward/end model alone: the denoiser is frozen and its steps are skipped (e.g. a
+    snapshot's end head retrained on longer --re-seq windows or with --re-blank-rows)."""
+    re_blank_rows: int | None = None
+    """Override the reward/end model's blanked top rows (model/reward_end.RewardEndConfig.blank_rows;
+    a fresh or --init-from model only: the weights stay, what they see changes)."""
     progress: bool = True
 
 
@@ -162,6 +170,8 @@ def parse_args(argv: list[str] | None = None) -> Args:
         except (ValueError, json.JSONDecodeError) as e:
             p.error(f"cannot read {record}: {e}")
         a = Args(**vars(p.parse_args(argv)))
+    if a.re_blank_rows is not None and not 0 <= a.re_blank_rows < 64:
+        p.error(f"--re-blank-rows must be in [0, 64), got {a.re_blank_rows}")
     if a.context_frames < 0:
         p.error(f"--context-frames must be >= 0 (0 = the model's own), got {a.context_frames}")
     if a.ar_frames < 0 or not 0 <= a.ar_fraction <= 1:
@@ -252,6 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         for d in (data_dir, heldout_dir, run_dir):
             if d.is_dir():
                 remove_stale_temp_files(d)
+        if store.num_steps(a.game) == 0 or (a.eval_every and heldout.num_steps(a.game) == 0):
+            try:  # collection needs the policy; a game without a scripted expert has only 'random'
+                make_policy(a.game, a.policy, a.epsilon)
+            except ValueError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
         if store.num_steps(a.game) == 0:
             print(f"no {a.game} data in {data_dir}: collecting {a.collect_steps} steps ({a.policy})")
             collect(a.game, store, a.collect_steps, a.policy, a.epsilon, seed=a.seed, progress=a.progress)
@@ -372,7 +388,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
     else:
-        cfg = WorldModelConfig(**{**cfg.to_dict(), "denoiser": {**cfg.to_dict()["denoiser"], **overrides}})
+        d = cfg.to_dict()
+        d["denoiser"] = {**d["denoiser"], **overrides}
+        if a.re_blank_rows is not None:
+            d["reward_end"] = {**d["reward_end"], "blank_rows": a.re_blank_rows}
+        cfg = WorldModelConfig(**d)
     model = prepare(WorldModel(cfg), device)
     if init_state is not None:
         model.load_state_dict(init_state)
@@ -481,45 +501,43 @@ def main(argv: list[str] | None = None) -> int:
         for g in opt_den.param_groups + opt_re.param_groups:
             g["lr"] = lr_at(step, a)
 
-        # Denoiser: predict obs[t+1] from obs[t-L+1..t] and actions[t-L+1..t].
-        # With --ar-frames K, the window is K longer and the first n_ar samples see the last K
-        # context frames as the EMA model dreamed them.
-        K = a.ar_frames
-        b = sampler.sample(a.batch_size, L + K, device)
-        obs, dreamed = b.obs, None
-        if K:
-            n_ar = round(a.ar_fraction * a.batch_size)
-            dreamed = torch.arange(a.batch_size, device=device) < n_ar
-            if n_ar:
-                ema.eval()
-                with autocast(device, bf16):
-                    obs = torch.cat([dream_context(ema, obs[:n_ar], b.actions[:n_ar], K, ar_sampler), obs[n_ar:]])
-        obs_ctx, act_ctx, target = obs[:, K:-1], b.actions[:, K:], obs[:, -1]
-        target = target.contiguous(memory_format=torch.channels_last)
-        with autocast(device, bf16):
-            loss, m = den(obs_ctx, act_ctx, target, dreamed)
-        opt_den.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.denoiser.parameters(), a.grad_clip)
-        opt_den.step()
-        with torch.no_grad():  # EMA of the denoiser and reward/end weights
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - a.ema_decay)
+        logs: dict = {"lr": lr_at(step, a)}
+        if not a.reward_end_only:
+            # Denoiser: predict obs[t+1] from obs[t-L+1..t] and actions[t-L+1..t].
+            # With --ar-frames K, the window is K longer and the first n_ar samples see the last K
+            # context frames as the EMA model dreamed them.
+            K = a.ar_frames
+            b = sampler.sample(a.batch_size, L + K, device)
+            obs, dreamed = b.obs, None
+            if K:
+                n_ar = round(a.ar_fraction * a.batch_size)
+                dreamed = torch.arange(a.batch_size, device=device) < n_ar
+                if n_ar:
+                    ema.eval()
+                    with autocast(device, bf16):
+                        obs = torch.cat([dream_context(ema, obs[:n_ar], b.actions[:n_ar], K, ar_sampler), obs[n_ar:]])
+            obs_ctx, act_ctx, target = obs[:, K:-1], b.actions[:, K:], obs[:, -1]
+            target = target.contiguous(memory_format=torch.channels_last)
+            with autocast(device, bf16):
+                loss, m = den(obs_ctx, act_ctx, target, dreamed)
+            opt_den.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(model.denoiser.parameters(), a.grad_clip)
+            opt_den.step()
 
-        logs = {
-            "denoiser/train/loss": loss.item(),
-            "denoiser/train/mse": m["mse"],
-            "denoiser/train/grad_norm": float(gnorm),
-            "denoiser/train/dreamed_samples": 0 if dreamed is None else int(dreamed.sum()),  # on dreamed contexts
-            "lr": lr_at(step, a),
-        }
-        for k in ("motion_fraction", "motion_predicted_only"):
-            if k in m:
-                logs[f"denoiser/train/{k}"] = m[k]
+            logs |= {
+                "denoiser/train/loss": loss.item(),
+                "denoiser/train/mse": m["mse"],
+                "denoiser/train/grad_norm": float(gnorm),
+                "denoiser/train/dreamed_samples": 0 if dreamed is None else int(dreamed.sum()),  # on dreamed contexts
+            }
+            for k in ("motion_fraction", "motion_predicted_only"):
+                if k in m:
+                    logs[f"denoiser/train/{k}"] = m[k]
 
         # Reward / termination model on sequences of re_seq transitions.
-        if step % a.re_every == 0:
-            rb = re_sampler.sample(max(4, a.batch_size // 4), a.re_seq, device)
+        if step % a.re_every == 0 or a.reward_end_only:
+            rb = re_sampler.sample(a.batch_size if a.reward_end_only else max(4, a.batch_size // 4), a.re_seq, device)
             with autocast(device, bf16):
                 re_loss, rm = rem(rb.obs[:, :-1], rb.obs[:, 1:], rb.actions, rb.rewards, rb.ends)
             opt_re.zero_grad(set_to_none=True)
@@ -527,6 +545,9 @@ def main(argv: list[str] | None = None) -> int:
             torch.nn.utils.clip_grad_norm_(model.reward_end.parameters(), a.grad_clip)
             opt_re.step()
             logs.update({f"reward_end/train/{k}": v for k, v in rm.items()})
+        with torch.no_grad():  # EMA of the denoiser and reward/end weights
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.lerp_(pm, 1 - a.ema_decay)
 
         step += 1
         bar.update(1)
@@ -535,7 +556,8 @@ def main(argv: list[str] | None = None) -> int:
             logs["perf/sec_per_step"] = (now - t_last) / a.log_every
             t_last = now
             log(logs)
-            bar.set_postfix(loss=f"{logs['denoiser/train/loss']:.4f}", s_step=f"{logs['perf/sec_per_step']:.2f}")
+            shown = logs.get("denoiser/train/loss", logs.get("reward_end/train/loss_end", 0.0))
+            bar.set_postfix(loss=f"{shown:.4f}", s_step=f"{logs['perf/sec_per_step']:.2f}")
         if step % a.ckpt_every == 0 or step == a.steps:
             save_all()
         if a.eval_every and step % a.eval_every == 0:
