@@ -16,18 +16,21 @@ class RewardEndConfig:
     """Conv encoder channels; each stage halves the resolution (64 -> 4)."""
     lstm_dim: int = 256
     action_dim: int = 32
-    blank_rows: int = 0
-    """Top rows of every frame the model does not see (set to black). Breakout's score and lives
-    counter sit in rows 1-4 of the 64x64 frame: with them blanked, points are read from the bricks
-    and a lost life from the ball leaving the field, which a dream can draw even where it cannot
-    draw the counter (a 4-frame model cannot time the 9-step pause before the drop; the LSTM can)."""
+    blank: tuple[int, int, int, int] = (0, 0, 0, 0)
+    """A box of every frame the model does not see (set to black): rows [top, bottom), columns
+    [left, right) of the 64x64 frame. Breakout's lives counter is (0, 5, 36, 50): with it blanked a
+    lost life is read from the ball leaving the field, which a dream can draw even where it cannot
+    draw the counter (a 4-frame model cannot time the 9-step pause before the drop; the LSTM can),
+    while points are still read from the score."""
 
     def __post_init__(self) -> None:
         self.channels = tuple(self.channels)
+        self.blank = tuple(int(v) for v in self.blank)
         if self.num_actions < 1 or self.lstm_dim < 1 or not self.channels:
             raise ValueError("num_actions, lstm_dim and channels must be positive / non-empty")
-        if not 0 <= self.blank_rows < 64:
-            raise ValueError(f"blank_rows must be in [0, 64), got {self.blank_rows}")
+        t, b, left, right = self.blank if len(self.blank) == 4 else (0, -1, 0, 0)
+        if not (0 <= t <= b <= 64 and 0 <= left <= right <= 64):
+            raise ValueError(f"blank must be (top, bottom, left, right) within the 64x64 frame, got {self.blank}")
 
 
 REWARD_CLASSES = 3  # sign of the clipped reward: -1, 0, +1 -> 0, 1, 2
@@ -70,9 +73,11 @@ class RewardEndModel(nn.Module):
         b, t = act.shape
         # (B, T, C, H, W) x 2 -> (B*T, 2C, H, W)
         x = torch.cat([obs, next_obs], dim=2).flatten(0, 1)
-        if self.cfg.blank_rows:
-            n = self.cfg.blank_rows
-            x = torch.cat([torch.full_like(x[..., :n, :], -1.0), x[..., n:, :]], -2)
+        top, bottom, left, right = self.cfg.blank
+        if bottom > top and right > left:
+            keep = torch.ones_like(x[:1, :1])
+            keep[..., top:bottom, left:right] = 0
+            x = x * keep + (keep - 1)  # -1 (black) inside the box
         h = self.encoder(x).flatten(1)  # (B*T, feat)
         h = torch.cat([h.float(), self.act_emb(act).flatten(0, 1).float()], dim=1)
         h = F.silu(self.proj(h)).view(b, t, -1)

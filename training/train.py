@@ -36,6 +36,7 @@ from games.experts import POLICY_KINDS, make_policy
 from model import checkpoint
 from model.checkpoint import CheckpointError
 from model.device import autocast, pick_device, prepare, use_bf16
+from model.reward_end import RewardEndConfig
 from model.sampler import SamplerConfig, sample_next_frame
 from model.unet import grow_context
 from model.world_model import PRESETS, WorldModel, WorldModelConfig, preset_config
@@ -139,9 +140,10 @@ class Args:
     reward_end_only: bool = False
     """Train the reward/end model alone: the denoiser is frozen and its steps are skipped (e.g. a
     snapshot's end head retrained on longer --re-seq windows or with --re-blank-rows)."""
-    re_blank_rows: int | None = None
-    """Override the reward/end model's blanked top rows (model/reward_end.RewardEndConfig.blank_rows;
-    a fresh or --init-from model only: the weights stay, what they see changes)."""
+    re_blank: str | None = None
+    """Override the box of the frame the reward/end model does not see, "top,bottom,left,right"
+    (model/reward_end.RewardEndConfig.blank; Breakout's lives counter: 0,5,36,50); a fresh or
+    --init-from model only: the weights stay, what they see changes."""
     progress: bool = True
 
 
@@ -170,8 +172,11 @@ def parse_args(argv: list[str] | None = None) -> Args:
         except (ValueError, json.JSONDecodeError) as e:
             p.error(f"cannot read {record}: {e}")
         a = Args(**vars(p.parse_args(argv)))
-    if a.re_blank_rows is not None and not 0 <= a.re_blank_rows < 64:
-        p.error(f"--re-blank-rows must be in [0, 64), got {a.re_blank_rows}")
+    if a.re_blank is not None:
+        try:
+            RewardEndConfig(blank=tuple(int(v) for v in a.re_blank.split(",")))
+        except ValueError as e:
+            p.error(f"--re-blank: {e}")
     if a.context_frames < 0:
         p.error(f"--context-frames must be >= 0 (0 = the model's own), got {a.context_frames}")
     if a.ar_frames < 0 or not 0 <= a.ar_fraction <= 1:
@@ -390,8 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         d = cfg.to_dict()
         d["denoiser"] = {**d["denoiser"], **overrides}
-        if a.re_blank_rows is not None:
-            d["reward_end"] = {**d["reward_end"], "blank_rows": a.re_blank_rows}
+        if a.re_blank is not None:
+            d["reward_end"] = {**d["reward_end"], "blank": [int(v) for v in a.re_blank.split(",")]}
         cfg = WorldModelConfig(**d)
     model = prepare(WorldModel(cfg), device)
     if init_state is not None:

@@ -59,28 +59,30 @@ def test_reward_end_shapes(b: int) -> None:
     assert loss.ndim == 0 and torch.isfinite(loss) and 0 <= metrics["acc_reward"] <= 1
 
 
-def test_reward_end_blank_rows_hide_the_counter() -> None:
-    """With blank_rows the top rows (Breakout's score and lives) do not reach the heads; below them
-    everything does."""
+def test_reward_end_blank_hides_the_lives_counter() -> None:
+    """With `blank` a box of the frame (Breakout's lives counter) does not reach the heads; the rest,
+    the score beside it included, does."""
     torch.manual_seed(0)
     cfg = RewardEndConfig(num_actions=4, channels=(8, 8, 8, 8), lstm_dim=32)
-    m = RewardEndModel(RewardEndConfig(**{**cfg.__dict__, "blank_rows": 5})).eval()
+    m = RewardEndModel(RewardEndConfig(**{**cfg.__dict__, "blank": (0, 5, 36, 50)})).eval()
     plain = RewardEndModel(cfg).eval()
     plain.load_state_dict(m.state_dict())
     obs, act = torch.rand(2, 3, 3, 64, 64) * 2 - 1, torch.zeros(2, 3, dtype=torch.long)
-    top, below = obs.clone(), obs.clone()
-    top[..., :5, :] = 1.0
-    below[..., 5:9, :] = 1.0
+    lives, score = obs.clone(), obs.clone()
+    lives[..., 1:5, 40:45] = 1.0
+    score[..., 1:5, 14:32] = 1.0
     with torch.no_grad():
         r0, e0, _ = m(obs, obs, act)
-        r_top, e_top, _ = m(top, top, act)
-        r_below, _, _ = m(below, below, act)
-        seen, _, _ = plain(top, top, act)
-    assert torch.equal(r0, r_top) and torch.equal(e0, e_top)
-    assert not torch.allclose(r0, r_below)
-    assert not torch.allclose(seen, plain(obs, obs, act)[0].detach())
-    with pytest.raises(ValueError, match="blank_rows"):
-        RewardEndConfig(blank_rows=64)
+        r_lives, e_lives, _ = m(lives, lives, act)
+        r_score, _, _ = m(score, score, act)
+        seen, _, _ = plain(lives, lives, act)
+        before, _, _ = plain(obs, obs, act)
+    assert torch.equal(r0, r_lives) and torch.equal(e0, e_lives)
+    assert not torch.allclose(r0, r_score)
+    assert not torch.allclose(seen, before)
+    for bad in [(0, 70, 0, 5), (5, 0, 0, 5), (0, 5, 0)]:
+        with pytest.raises(ValueError, match="blank"):
+            RewardEndConfig(blank=bad)
 
 
 def test_reward_classes_round_trip() -> None:

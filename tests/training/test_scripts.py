@@ -300,17 +300,17 @@ def test_fine_tune_grows_the_context(work: Path, resumed, run_script) -> None:
 
 def test_reward_end_only_retrains_the_heads_alone(work: Path, resumed, run_script) -> None:
     """--reward-end-only trains the reward/end model from a snapshot and leaves the denoiser as it
-    was; --re-blank-rows goes into the snapshot's config."""
+    was; --re-blank goes into the snapshot's config."""
     assert resumed.returncode == 0
     run = work / "heads"
     proc = run_script(
         "training/train.py", *TINY, "--steps", "3", "--eval-every", "0", "--run-dir", run, "--data", work / "data",
-        "--init-from", work / "run" / "snapshot", "--reward-end-only", "--re-blank-rows", "5", "--ema-decay", "0",
+        "--init-from", work / "run" / "snapshot", "--reward-end-only", "--re-blank", "0,5,36,50", "--ema-decay", "0",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     before = WorldModel.from_snapshot(work / "run" / "snapshot", precision="fp32")
     after = WorldModel.from_snapshot(run / "snapshot", precision="fp32")
-    assert after.cfg.reward_end.blank_rows == 5 and before.cfg.reward_end.blank_rows == 0
+    assert after.cfg.reward_end.blank == (0, 5, 36, 50) and before.cfg.reward_end.blank == (0, 0, 0, 0)
     den_a, den_b = before.denoiser.state_dict(), after.denoiser.state_dict()
     assert all(torch.equal(den_a[k], den_b[k]) for k in den_a)
     re_a, re_b = before.reward_end.state_dict(), after.reward_end.state_dict()
@@ -320,7 +320,8 @@ def test_reward_end_only_retrains_the_heads_alone(work: Path, resumed, run_scrip
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["--re-blank-rows", "64"], "--re-blank-rows"),
+        (["--re-blank", "0,70,0,5"], "--re-blank"),
+        (["--re-blank", "a,b"], "--re-blank"),
         (["--init-from", "MISSING"], "cannot start from"),
         (["--ar-frames", "-1"], "--ar-frames"),
         (["--context-frames", "-1"], "--context-frames"),
