@@ -166,7 +166,10 @@ def make_policy(game: str, kind: str, epsilon: float = 0.25) -> Policy:
     if kind == "random":
         return random_policy
     if game not in EXPERTS:
-        raise ValueError(f"no scripted expert for {game!r}; experts exist for {', '.join(EXPERTS)}")
+        raise ValueError(
+            f"no scripted expert for {game!r} (experts exist for {', '.join(EXPERTS)}): "
+            "collect with the 'random' policy"
+        )
     if kind == "expert":
         return EXPERTS[game]
     if kind == "mixed":
