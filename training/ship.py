@@ -89,6 +89,14 @@ def _stages_text(train: dict, run_args: dict) -> str:
     if "stages" not in train:
         return f"Trained at {how}."
     first, last = train["stages"]
+    if run_args.get("reward_end_only"):
+        blank = run_args.get("re_blank")
+        return (
+            f"First {first['steps']:,} steps ({first['wall_hours']:.1f} h) as the snapshot it started from; then "
+            f"{last['steps']:,} steps ({last['wall_hours']:.1f} h) of the reward/end model alone, the denoiser "
+            f"frozen (`--reward-end-only`), on windows of {run_args.get('re_seq', '?')} steps, batch {batch}"
+            + (f", the box {blank} (top,bottom,left,right) of each frame unseen by it." if blank else ".")
+        )
     return (
         f"First {first['steps']:,} steps ({first['wall_hours']:.1f} h) as the earlier shipped model; then "
         f"{last['steps']:,} steps ({last['wall_hours']:.1f} h) fine-tuned from it on the data below "
@@ -242,6 +250,7 @@ Reproduce: `python training/playability.py --checkpoint checkpoints/{game} --sta
 """
     ball_text = BALL_NOTE + f"\n![ball recall per dreamed step]({game}-ball.png)\n" if fid.get("ball") else ""
     cfg = model.cfg
+    den_steps = base["steps"] if run_args.get("reward_end_only") and base["steps"] else train["steps"]
     n_params = sum(p.numel() for p in model.denoiser.parameters())
     stab_rows = "\n".join(
         f"| {c['steps']} | {c['blank_frac']:.2f} | {c['saturated_frac']:.2f} | {c['frozen_frac']:.2f} | "
@@ -263,7 +272,7 @@ Held-out: {len(heldout)} episodes collected with other seeds, never trained on.
 
 ## Training
 
-{train["steps"]:,} denoiser steps (reward/end model alongside), about {train["wall_hours"]:.1f} h of wall
+{den_steps:,} denoiser steps (reward/end model alongside), about {train["wall_hours"]:.1f} h of wall
 time on 2-core CPUs, resumed across sessions. {_stages_text(train, run_args)} Last stage on {cpu_name()}
 ({"bf16 autocast" if model.bf16 else "fp32: no fast bf16 on this CPU"}, channels_last).
 
