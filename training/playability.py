@@ -1312,6 +1312,42 @@ def serve_belief(model, starts: list[Start], noises: int = 4, steps: int = 3, **
     }
 
 
+def long_dream_losses(model, n: int, steps: int = 200, seed: int = 3_000_000, **sampler: float) -> dict:
+    """Lost lives over long dreams: from n served and n mid-game starts (episode seeds from `seed`),
+    `steps` steps of the scripted expert's real actions, dreamed; the dream's lost lives (end head,
+    consecutive steps one loss) and how many its own ball did not lose (`unexplained_losses`), per
+    100 dreamed steps. The suite's rollouts are 50 steps; a browser session runs for thousands, and an
+    end head whose LSTM drifts past its training windows shows here."""
+    game = model.cfg.game
+    starts = make_starts(game, n, seed, progress=False)
+    g, rng, expert = RealGame(game), np.random.default_rng(seed), EXPERTS[game]
+    pool = served_starts(g, starts["waiting"], rng) + starts["in_play"]
+    real = [g.rollout(s, lambda game_, t: -1 if t >= steps else expert(game_.env, rng)) for s in pool]
+    keep = [i for i, r in enumerate(real) if len(r.actions) == steps]
+    if not keep:
+        raise ValueError(f"no start played {steps} steps without the game ending")
+    frames, _, ends = dream_batch(
+        ModelDreamer(model, **sampler), [pool[i] for i in keep], np.stack([real[i].actions for i in keep])
+    )
+    losses = unexplained = 0
+    for j, i in enumerate(keep):
+        events = end_events(ends[j])
+        exits = [k - len(pool[i].frames) for k in bottom_exits(np.concatenate([pool[i].frames, frames[j]]), game)]
+        losses += len(events)
+        unexplained += len(unexplained_losses(events, exits))
+    total = len(keep) * steps
+    return {
+        "dreams": len(keep),
+        "steps": steps,
+        "seed": seed,
+        "dream_losses": losses,
+        "unexplained": unexplained,
+        "real_losses": int(sum(real[i].lost.sum() for i in keep)),
+        "losses_per_100": 100 * losses / total,
+        "unexplained_per_100": 100 * unexplained / total,
+    }
+
+
 def add_guidance_flags(p: argparse.ArgumentParser, help_g: str) -> None:
     """--action-guidance G and --guidance-sigma S (model.sampler.SamplerConfig), both optional."""
     p.add_argument("--action-guidance", type=float, default=None, metavar="G", help=help_g)
@@ -1345,15 +1381,40 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="only measure the serve from the first N waiting starts with 4 sampler noises each (quick)",
     )
+    p.add_argument(
+        "--long-dreams",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only count lost lives over 200-step dreams from N served and N mid-game starts (seeds 3,000,000+)",
+    )
     a = p.parse_args(argv)
-    if a.starts < 2 or a.steps < 1:
-        p.error(f"--starts must be >= 2 and --steps >= 1, got {a.starts}, {a.steps}")
+    if a.starts < 2 or a.steps < 1 or a.long_dreams < 0:
+        p.error(f"--starts must be >= 2, --steps >= 1, --long-dreams >= 0, got {a.starts}, {a.steps}, {a.long_dreams}")
     sampler = guidance_overrides(p, a)
     if a.threads:
         torch.set_num_threads(a.threads)
     from model.checkpoint import CheckpointError
     from model.world_model import WorldModel
 
+    if a.long_dreams:
+        try:
+            model = WorldModel.from_snapshot(a.checkpoint)
+            if model.cfg.game != "Breakout":
+                raise ValueError(f"the long-dream count reads Breakout's ball, not {model.cfg.game!r}'s")
+            b = long_dream_losses(model, a.long_dreams, steps=200, **sampler)
+        except (CheckpointError, ValueError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(
+            f"{b['dreams']} dreams x {b['steps']} steps: {b['dream_losses']} lost lives in the dream "
+            f"({b['losses_per_100']:.2f} per 100 steps), {b['unexplained']} its own ball did not lose "
+            f"({b['unexplained_per_100']:.2f} per 100); the real game lost {b['real_losses']}"
+        )
+        if a.out:
+            a.out.parent.mkdir(parents=True, exist_ok=True)
+            a.out.write_text(json.dumps({"checkpoint": str(a.checkpoint), **b}, indent=1))
+        return 0
     if a.serve_belief:
         try:
             model = WorldModel.from_snapshot(a.checkpoint)

@@ -204,6 +204,19 @@ def test_serve_belief_of_the_shipped_model(tmp_path):
     assert "serve on the first step after FIRE: 8/8" in proc.stdout
 
 
+def test_long_dreams_count_lost_lives_and_which_the_ball_lost(tmp_path):
+    """The long-dream count: 200 dreamed steps of the expert's real actions from 1 served and 1
+    mid-game start; every lost life the dream's own ball did not lose is counted apart."""
+    out = tmp_path / "long.json"
+    proc = run_on_the_shipped_model("--long-dreams", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(out.read_text())
+    assert res["steps"] == 200 and 1 <= res["dreams"] <= 2 and res["seed"] == 3_000_000
+    assert 0 <= res["unexplained"] <= res["dream_losses"]
+    assert res["losses_per_100"] == pytest.approx(100 * res["dream_losses"] / (200 * res["dreams"]))
+    assert f"{res['dreams']} dreams x 200 steps" in proc.stdout
+
+
 def test_cli_rejects_bad_input(tmp_path):
     base = [sys.executable, str(REPO / "training/playability.py")]
     bad = subprocess.run(
@@ -218,3 +231,7 @@ def test_cli_rejects_bad_input(tmp_path):
         base + ["--checkpoint", "checkpoints/Breakout", "--starts", "1"], capture_output=True, text=True, cwd=REPO
     )
     assert few.returncode == 2 and "--starts" in few.stderr
+    neg = subprocess.run(
+        base + ["--checkpoint", "checkpoints/Breakout", "--long-dreams", "-1"], capture_output=True, text=True, cwd=REPO
+    )
+    assert neg.returncode == 2 and "--long-dreams" in neg.stderr
