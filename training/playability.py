@@ -1397,42 +1397,49 @@ def main(argv: list[str] | None = None) -> int:
     from model.checkpoint import CheckpointError
     from model.world_model import WorldModel
 
+    def quick(measure: Callable, line: Callable[[dict], str], **record) -> int:
+        """A one-figure mode: measure(model) -> dict, printed as one line and written to --out."""
+        try:
+            res = measure(WorldModel.from_snapshot(a.checkpoint))
+        except (CheckpointError, ValueError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(line(res))
+        if a.out:
+            a.out.parent.mkdir(parents=True, exist_ok=True)
+            a.out.write_text(json.dumps({"checkpoint": str(a.checkpoint), **record, **res}, indent=1))
+        return 0
+
+    def long_dreams(model) -> dict:
+        if model.cfg.game != "Breakout":
+            raise ValueError(f"the long-dream count reads Breakout's ball, not {model.cfg.game!r}'s")
+        return long_dream_losses(model, a.long_dreams, steps=200, **sampler)
+
+    def belief(model) -> dict:
+        if model.cfg.game not in WAITING:
+            raise ValueError(f"no serve probe for {model.cfg.game!r}")
+        starts = make_starts(model.cfg.game, a.serve_belief, a.seed)["waiting"][: a.serve_belief]
+        return serve_belief(model, starts, steps=a.steps, **sampler)
+
     if a.long_dreams:
-        try:
-            model = WorldModel.from_snapshot(a.checkpoint)
-            if model.cfg.game != "Breakout":
-                raise ValueError(f"the long-dream count reads Breakout's ball, not {model.cfg.game!r}'s")
-            b = long_dream_losses(model, a.long_dreams, steps=200, **sampler)
-        except (CheckpointError, ValueError, OSError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        print(
-            f"{b['dreams']} dreams x {b['steps']} steps: {b['dream_losses']} lost lives in the dream "
-            f"({b['losses_per_100']:.2f} per 100 steps), {b['unexplained']} its own ball did not lose "
-            f"({b['unexplained_per_100']:.2f} per 100); the real game lost {b['real_losses']}"
+        return quick(
+            long_dreams,
+            lambda b: (
+                f"{b['dreams']} dreams x {b['steps']} steps: {b['dream_losses']} lost lives in the dream "
+                f"({b['losses_per_100']:.2f} per 100 steps), {b['unexplained']} its own ball did not lose "
+                f"({b['unexplained_per_100']:.2f} per 100); the real game lost {b['real_losses']}"
+            ),
         )
-        if a.out:
-            a.out.parent.mkdir(parents=True, exist_ok=True)
-            a.out.write_text(json.dumps({"checkpoint": str(a.checkpoint), **b}, indent=1))
-        return 0
     if a.serve_belief:
-        try:
-            model = WorldModel.from_snapshot(a.checkpoint)
-            if model.cfg.game not in WAITING:
-                raise ValueError(f"no serve probe for {model.cfg.game!r}")
-            starts = make_starts(model.cfg.game, a.serve_belief, a.seed)["waiting"][: a.serve_belief]
-            b = serve_belief(model, starts, steps=a.steps, **sampler)
-        except (CheckpointError, ValueError, OSError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        print(
-            f"serve on the first step after FIRE: {b['served']}/{b['dreams']} dreams; brightest field pixel of "
-            f"the estimate at sigma_max: FIRE {b['estimate_fire']:.0f}, NOOP {b['estimate_noop']:.0f} (of 255)"
+        return quick(
+            belief,
+            lambda b: (
+                f"serve on the first step after FIRE: {b['served']}/{b['dreams']} dreams; brightest field "
+                f"pixel of the estimate at sigma_max: FIRE {b['estimate_fire']:.0f}, NOOP {b['estimate_noop']:.0f} "
+                "(of 255)"
+            ),
+            seed=a.seed,
         )
-        if a.out:
-            a.out.parent.mkdir(parents=True, exist_ok=True)
-            a.out.write_text(json.dumps({"checkpoint": str(a.checkpoint), "seed": a.seed, **b}, indent=1))
-        return 0
     try:
         model = WorldModel.from_snapshot(a.checkpoint)
         ref = json.loads(a.compare.read_text()) if a.compare else None

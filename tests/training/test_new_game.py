@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
+from script_helpers import TINY, one_error
 
 from games.envs import action_meanings
 from games.episode_store import EpisodeStore
@@ -23,16 +24,6 @@ from model.world_model import Dreams, WorldModel
 
 GAME = "MsPacman"
 STEPS = 300
-TINY = ["--preset", "tiny", "--batch-size", "4", "--re-seq", "4", "--threads", "1", "--no-progress"]
-
-
-def one_error(proc: subprocess.CompletedProcess) -> str:
-    """The run failed cleanly: non-zero exit, one error line on stderr, no traceback."""
-    assert proc.returncode != 0, proc.stdout
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if "error:" in line]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

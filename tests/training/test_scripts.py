@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from script_helpers import TINY, one_error
 
 from games.episode_store import EpisodeStore
 from model import checkpoint
@@ -21,16 +22,6 @@ from training import playability
 
 REPO = Path(__file__).resolve().parents[2]
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
-TINY = ["--preset", "tiny", "--batch-size", "4", "--re-seq", "4", "--threads", "1", "--no-progress"]
-
-
-def one_error(proc: subprocess.CompletedProcess) -> str:
-    """The run failed cleanly: non-zero exit, exactly one error line on stderr, no traceback."""
-    assert proc.returncode != 0, proc.stdout
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if "error:" in line]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
 
 
 def file_bytes(folder: Path) -> dict[str, bytes]:
