@@ -60,6 +60,9 @@ def test_side_by_side_in_chromium(live_server: str, artifacts: Path) -> None:
             )
             assert psnr_points > 0, "divergence chart is empty"
 
+            # the encoder hands over video every 500 ms once it has frames: stop after the first, not after a time
+            encoded = "Number(document.getElementById('rec-canvas').dataset.recordedBytes) > 0"
+            page.wait_for_function(encoded, timeout=60_000)
             page.click("#record")  # stop: downloads the webm and the actions JSON
             deadline = time.monotonic() + 30
             while len(downloads) < 2 and time.monotonic() < deadline:

@@ -37,7 +37,12 @@ export class Recorder {
     this.draw();
     const stream = this.canvas.captureStream(fps);
     this.recorder = new MediaRecorder(stream, mime ? { mimeType: mime } : undefined);
-    this.recorder.ondataavailable = (e) => e.data.size && this.chunks.push(e.data);
+    this.canvas.dataset.recordedBytes = "0"; // how much video is encoded so far (read by the page's tests)
+    this.recorder.ondataavailable = (e) => {
+      if (!e.data.size) return;
+      this.chunks.push(e.data);
+      this.canvas.dataset.recordedBytes = String(Number(this.canvas.dataset.recordedBytes) + e.data.size);
+    };
     this.recorder.onstart = () => (this.startedAt = performance.now());
     this.recorder.start(500);
   }
