@@ -133,6 +133,38 @@ def preset_config(preset: str, game: str, action_meanings: list[str]) -> WorldMo
     return WorldModelConfig(game, list(action_meanings), den, RewardEndConfig(num_actions=n), preset)
 
 
+def transfer_to_game(
+    cfg: WorldModelConfig, state: dict[str, torch.Tensor], game: str, action_meanings: list[str], seed: int = 0
+) -> tuple[WorldModelConfig, dict[str, torch.Tensor]]:
+    """Another game's world model as the start of `game`'s: the same architecture and every weight,
+    except the two action embeddings, whose rows follow the action names (ALE's NOOP, FIRE, UP,
+    RIGHT, ...: a row whose name both games have is kept, however the games use it) and whose other
+    rows start at random with the scale of the kept ones. What belongs to the old game goes: its
+    sampler settings (the preset's defaults instead) and the reward/end model's blanked box. A U-Net
+    that already draws Atari frames from their context learns a new game in far fewer steps than
+    one from scratch; the new game's data decides what it keeps."""
+    if list(action_meanings) == list(cfg.action_meanings) and game == cfg.game:
+        return cfg, dict(state)
+    n, old = len(action_meanings), list(cfg.action_meanings)
+    gen = torch.Generator().manual_seed(seed)
+    out = dict(state)
+    for key in ("denoiser.net.act_emb.weight", "reward_end.act_emb.weight"):
+        if key not in state:
+            raise ValueError(f"no {key} in the weights")
+        w = state[key]
+        rows = torch.randn(n, w.shape[1], generator=gen).to(w.dtype) * w.float().std().to(w.dtype)
+        for i, name in enumerate(action_meanings):
+            if name in old:
+                rows[i] = w[old.index(name)]
+        out[key] = rows
+    d = cfg.to_dict()
+    d["game"], d["action_meanings"] = game, list(action_meanings)
+    d["denoiser"]["unet"]["num_actions"] = n
+    d["reward_end"] = {**d["reward_end"], "num_actions": n, "blank": RewardEndConfig().blank}
+    d["sampler"] = asdict(SamplerConfig())
+    return WorldModelConfig(**d), out
+
+
 def frames_to_tensor(frames: torch.Tensor) -> torch.Tensor:
     """uint8 (..., H, W, C) -> float (..., C, H, W) in [-1, 1]."""
     return frames.movedim(-1, -3).float() / 127.5 - 1

@@ -97,6 +97,12 @@ def _stages_text(train: dict, run_args: dict) -> str:
             f"frozen (`--reward-end-only`), on windows of {run_args.get('re_seq', '?')} steps, batch {batch}"
             + (f", the box {blank} (top,bottom,left,right) of each frame unseen by it." if blank else ".")
         )
+    if first.get("game"):
+        return (
+            f"First {first['steps']:,} steps ({first['wall_hours']:.1f} h) as a {first['game']} model, whose "
+            "weights it started from (every weight but the action embeddings: `--init-from` another game's "
+            f"snapshot); then {last['steps']:,} steps ({last['wall_hours']:.1f} h) on this game's data below, {how}."
+        )
     return (
         f"First {first['steps']:,} steps ({first['wall_hours']:.1f} h) as the earlier shipped model; then "
         f"{last['steps']:,} steps ({last['wall_hours']:.1f} h) fine-tuned from it on the data below "

@@ -39,7 +39,7 @@ from model.device import autocast, pick_device, prepare, use_bf16
 from model.reward_end import RewardEndConfig
 from model.sampler import SamplerConfig, sample_next_frame
 from model.unet import grow_context
-from model.world_model import PRESETS, WorldModel, WorldModelConfig, preset_config
+from model.world_model import PRESETS, WorldModel, WorldModelConfig, preset_config, transfer_to_game
 from training.cli import dataclass_parser, recorded_defaults
 from training.collect import collect
 from training.data import WindowSampler
@@ -93,7 +93,9 @@ class Args:
     resume: bool = False
     init_from: Path | None = None
     """Start from a world-model snapshot (its config and EMA weights; fresh optimiser), e.g.
-    checkpoints/Breakout.safetensors to fine-tune the shipped model on new data."""
+    checkpoints/Breakout.safetensors to fine-tune the shipped model on new data. Another game's
+    snapshot starts a new game from its weights (all but the action embeddings, whose rows follow
+    the action names: model/world_model.transfer_to_game)."""
     context_frames: int = 0
     """Past frames the world model sees (0 = the preset's or the --init-from snapshot's, 4). More
     than the snapshot's grows it without changing what it computes (model/unet.grow_context: the
@@ -353,12 +355,19 @@ def main(argv: list[str] | None = None) -> int:
         except CheckpointError as e:
             print(f"error: cannot start from {a.init_from}: {e}", file=sys.stderr)
             return 2
-        if init.cfg.game != a.game:
-            print(f"error: {a.init_from} is a {init.cfg.game} model, not {a.game}", file=sys.stderr)
-            return 2
         cfg, init_state = init.cfg, init.state_dict()
         base = dict(init.meta.get("training") or {"steps": int(init.meta.get("train_steps", 0)), "wall_hours": 0.0})
-        if main_proc:
+        if init.cfg.game != a.game:  # another game's model: its weights, this game's actions
+            cfg, init_state = transfer_to_game(cfg, init_state, a.game, meanings, seed=a.seed)
+            base["game"] = init.cfg.game
+            kept = [m for m in meanings if m in init.cfg.action_meanings]
+            if main_proc:
+                print(
+                    f"starting from the {init.cfg.game} model {a.init_from} ({cfg.preset} preset, {base['steps']} "
+                    "steps behind it): every weight but the action embeddings; kept by name: "
+                    + (", ".join(kept) or "none")
+                )
+        elif main_proc:
             print(f"starting from {a.init_from} ({cfg.preset} preset, {base['steps']} steps behind it)")
     if a.context_frames and a.context_frames != cfg.context_frames:
         if resume_tree is not None:

@@ -19,6 +19,7 @@ from model.world_model import (
     preset_config,
     sample_classes,
     tensor_to_frames,
+    transfer_to_game,
 )
 
 ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT"]
@@ -383,6 +384,39 @@ def test_grown_context_computes_the_same_function_until_trained() -> None:
         grow_context(cfg, net.state_dict(), 3)
     with pytest.raises(ValueError, match="action_frames"):
         UNetConfig(context_frames=4, action_frames=5)
+
+
+def test_another_games_model_starts_a_new_game() -> None:
+    """transfer_to_game: a Breakout model becomes the start of a Pong one. Every weight but the
+    action embeddings is kept; embedding rows whose action name both games have are copied, the
+    others are new; Breakout's sampler settings and blanked box go; the weights load into the new
+    game's model and it dreams with Pong's actions."""
+    pong = ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]
+    cfg = preset_config("tiny", "Breakout", ACTIONS)
+    cfg = WorldModelConfig(**{**cfg.to_dict(), "sampler": {"action_guidance": 2.0}})
+    cfg.reward_end = RewardEndConfig(**{**cfg.to_dict()["reward_end"], "blank": (0, 5, 36, 50)})
+    torch.manual_seed(0)
+    src = WorldModel(cfg)
+    state = src.state_dict()
+    new_cfg, new_state = transfer_to_game(cfg, state, "Pong", pong, seed=1)
+    assert (new_cfg.game, new_cfg.action_meanings) == ("Pong", pong)
+    assert new_cfg.sampler == SamplerConfig() and new_cfg.reward_end.blank == (0, 0, 0, 0)
+    assert new_cfg.denoiser.unet.channels == cfg.denoiser.unet.channels
+    for key in state:
+        if "act_emb" not in key:
+            assert torch.equal(new_state[key], state[key]), key
+    for key in ("denoiser.net.act_emb.weight", "reward_end.act_emb.weight"):
+        old, new = state[key], new_state[key]
+        assert new.shape == (6, old.shape[1])
+        torch.testing.assert_close(new[:4], old)  # NOOP, FIRE, RIGHT, LEFT by name
+        assert not torch.allclose(new[4], new[5]) and new[4:].abs().sum() > 0
+    model = WorldModel(new_cfg)
+    model.load_state_dict(new_state)  # strict: every key and shape fits
+    dreams = Dreams(model, SamplerConfig(num_steps=1), seed=0)
+    dreams.reset(torch.zeros(1, 4, 64, 64, 3, dtype=torch.uint8), torch.tensor([[5, 4, 5]]))
+    assert dreams.step(torch.tensor([5]))[0].shape == (1, 64, 64, 3)
+    same_cfg, same_state = transfer_to_game(cfg, state, "Breakout", ACTIONS)
+    assert same_cfg == cfg and all(torch.equal(same_state[k], state[k]) for k in state)
 
 
 def test_a_snapshot_carries_its_sampler_settings(tiny_model: WorldModel, tmp_path) -> None:

@@ -20,7 +20,7 @@ from script_helpers import TINY, one_error
 from games.envs import action_meanings
 from games.episode_store import EpisodeStore
 from model import checkpoint
-from model.world_model import Dreams, WorldModel
+from model.world_model import Dreams, WorldModel, preset_config
 
 GAME = "MsPacman"
 STEPS = 300
@@ -148,3 +148,30 @@ def test_a_stopped_run_resumes(work: Path, trained: Path, run_script) -> None:
     assert model.meta["step"] == 3 and model.cfg.game == GAME
     before = WorldModel.from_snapshot(trained / "snapshot", precision="fp32").state_dict()
     assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())  # it trained on
+
+
+def test_a_new_game_starts_from_another_games_model(work: Path, collected, run_script, meanings) -> None:
+    """--init-from a Breakout snapshot trains MsPacman from its weights: the U-Net keeps every weight
+    but the action embeddings, the actions both games name (NOOP, RIGHT, LEFT) keep their rows, and
+    the run's snapshot is a MsPacman model that records the Breakout steps behind it."""
+    assert collected.returncode == 0, collected.stderr
+    src = WorldModel(preset_config("tiny", "Breakout", ["NOOP", "FIRE", "RIGHT", "LEFT"]))
+    src.save_snapshot(work / "breakout", {"train_steps": 7})
+    run = work / "from-breakout"
+    proc = run_script(
+        "training/train.py", "--game", GAME, *TINY, "--steps", "1", "--lr", "0", "--eval-every", "0",
+        "--init-from", work / "breakout", "--run-dir", run, "--data", work / "data", "--heldout", work / "heldout",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "starting from the Breakout model" in proc.stdout and "kept by name: NOOP, RIGHT, LEFT" in proc.stdout
+    model = WorldModel.from_snapshot(run / "snapshot", precision="fp32")
+    assert (model.cfg.game, model.cfg.action_meanings) == (GAME, meanings)
+    assert model.meta["base_training"]["game"] == "Breakout" and model.meta["base_training"]["steps"] == 7
+    old, new = src.state_dict(), model.state_dict()
+    emb = "denoiser.net.act_emb.weight"
+    assert new[emb].shape == (9, old[emb].shape[1])
+    for i, name in enumerate(meanings):
+        if name in ("NOOP", "RIGHT", "LEFT"):
+            torch.testing.assert_close(new[emb][i], old[emb][["NOOP", "FIRE", "RIGHT", "LEFT"].index(name)])
+    # lr 0: one step moves nothing, so every shared weight is Breakout's
+    assert all(torch.equal(new[k], v) for k, v in old.items() if "act_emb" not in k)
