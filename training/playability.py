@@ -469,6 +469,21 @@ def unexplained_losses(losses: list[int], exits: list[int], window: int = EXIT_W
     return out
 
 
+def unexplained_dream_losses(
+    start_frames: np.ndarray, dream_frames: np.ndarray, ends: np.ndarray, game: str
+) -> tuple[list[int], list[int]]:
+    """The lives one dream lost and those of them its own ball did not lose -> (losses, unexplained),
+    steps of the dream. A loss is where a run of its end signals `ends` (T,) begins (`end_events`); it
+    is explained by an exit of the dream's ball through the bottom (`bottom_exits`) 1..EXIT_WINDOW
+    steps before, each exit paying for one loss (`unexplained_losses`). The start's frames (n, H, W, C)
+    go before the dreamed ones (T, H, W, C), so a ball that left in the context (step -1 and before)
+    pays for a loss early in the dream."""
+    seq = np.concatenate([start_frames, dream_frames])
+    exits = [k - len(start_frames) for k in bottom_exits(seq, game)]
+    losses = end_events(ends)
+    return losses, unexplained_losses(losses, exits)
+
+
 def ball_with_real(real: np.ndarray, dream: np.ndarray, t: int, game: str) -> bool:
     """Whether, at the last of the SCORE_LOOKBACK steps before step t where the real ball is in the
     open field, the dream's ball is within BALL_RADIUS of it (real, dream: (T, H, W, C))."""
@@ -615,9 +630,7 @@ def run(
     # paddle the real actions steer misses it, and a dream that keeps its rules loses that life.
     phantom = without_real = n_clean = 0
     for j, (s, r) in enumerate(zip(play_starts, play_real)):
-        seq = np.concatenate([s.frames, d_play[j]])
-        exits = [k - len(s.frames) for k in bottom_exits(seq, game)]
-        phantom += bool(unexplained_losses(end_events(d_end[j]), exits))
+        phantom += bool(unexplained_dream_losses(s.frames, d_play[j], d_end[j], game)[1])
         if not r.lost.any():
             n_clean += 1
             without_real += bool(d_end[j].any())
@@ -897,6 +910,28 @@ def boxing_starts(game: str, n: int, seed: int = SEED, progress: bool = True) ->
     return out
 
 
+def probes_begin(
+    game: str, starts: dict[str, list[Start]], kinds: tuple[str, ...], parts: int, seed: int, progress: bool
+):
+    """What Pong's and Boxing's probes begin with -> (the real game, the rng from `seed`, the result
+    with the game and how many starts of each of `kinds`, the worst cases, a progress bar of `parts`)."""
+    g, rng = RealGame(game), np.random.default_rng(seed)
+    res: dict = {"game": game, "starts": {k: len(starts[k]) for k in kinds}}
+    return g, rng, res, {}, tqdm(total=parts, desc="playability", disable=not progress, leave=False)
+
+
+def probes_end(res: dict, cases: dict, bar, real: list[Rollout], d_play) -> dict:
+    """What Pong's and Boxing's probes end with: the first played rollout (`played`) as the "play"
+    case, how many starts were played, the bar's last part, the cases under '_cases' -> res."""
+    if real:
+        cases["play"] = (real[0].frames[None, :10], d_play[:1, :10])
+    res["starts"]["played"] = len(real)
+    bar.update(1)
+    bar.close()
+    res["_cases"] = cases
+    return res
+
+
 def control_probe(res: dict, cases: dict, real_b, d_b, names: list[str], where: Callable) -> None:
     """player_control: branches whose dreamed player ends within CONTROL_RADIUS of the real one.
     real_b, d_b: (S, A, T, ...) held-action branches; where(frame) -> position tuple or None."""
@@ -933,11 +968,8 @@ def run_pong(
     progress: bool = True,
 ) -> dict:
     """Pong's probes (`PONG_PROBES`) for one dreamer on `pong_starts`; JSON-able, with '_cases'."""
-    g, rng = RealGame(game), np.random.default_rng(seed)
+    g, rng, res, cases, bar = probes_begin(game, starts, ("in_play", "after_point"), 3, seed, progress)
     in_play, after = starts["in_play"], starts["after_point"]
-    res: dict = {"game": game, "starts": {"in_play": len(in_play), "after_point": len(after)}}
-    cases: dict = {}
-    bar = tqdm(total=3, desc="playability", disable=not progress, leave=False)
 
     # 1. control: every action held; the paddle follows RIGHT (up) and LEFT (down) and nothing else
     if in_play:
@@ -998,13 +1030,7 @@ def run_pong(
         rs, ds, t = worst[1]
         lo = max(0, min(t - 4, len(rs) - 10))
         cases["multi_ball"] = (rs[None, lo : lo + 10], ds[None, lo : lo + 10])
-    if real:
-        cases["play"] = (real[0].frames[None, :10], d_play[:1, :10])
-    res["starts"]["played"] = len(real)
-    bar.update(1)
-    bar.close()
-    res["_cases"] = cases
-    return res
+    return probes_end(res, cases, bar, real, d_play)
 
 
 BOXING_MOVES = ("NOOP", "UP", "RIGHT", "LEFT", "DOWN", "UPRIGHT", "UPLEFT", "DOWNRIGHT", "DOWNLEFT")
@@ -1020,11 +1046,8 @@ def run_boxing(
     progress: bool = True,
 ) -> dict:
     """Boxing's probes (`BOXING_PROBES`) for one dreamer on `boxing_starts`; JSON-able, with '_cases'."""
-    g, rng = RealGame(game), np.random.default_rng(seed)
+    g, rng, res, cases, bar = probes_begin(game, starts, ("in_play",), 2, seed, progress)
     in_play = starts["in_play"]
-    res: dict = {"game": game, "starts": {"in_play": len(in_play)}}
-    cases: dict = {}
-    bar = tqdm(total=2, desc="playability", disable=not progress, leave=False)
 
     # 1. control: NOOP and the 8 directions held; punch: FIRE against NOOP over the first 3 steps
     if in_play:
@@ -1053,12 +1076,7 @@ def run_boxing(
                     split += count_blobs(boxing_opponent_mask(df), grow=2) != 1
         res["clock"], res["clock_n"] = share(ok, n), n
         res["opponent_split"], res["opponent_split_frames"] = share(split, one), one
-        cases["play"] = (real[0].frames[None, :10], d_play[:1, :10])
-    res["starts"]["played"] = len(real)
-    bar.update(1)
-    bar.close()
-    res["_cases"] = cases
-    return res
+    return probes_end(res, cases, bar, real, d_play)
 
 
 PONG_PROBES = [
@@ -1331,10 +1349,8 @@ def long_dream_losses(model, n: int, steps: int = 200, seed: int = 3_000_000, **
     )
     losses = unexplained = 0
     for j, i in enumerate(keep):
-        events = end_events(ends[j])
-        exits = [k - len(pool[i].frames) for k in bottom_exits(np.concatenate([pool[i].frames, frames[j]]), game)]
-        losses += len(events)
-        unexplained += len(unexplained_losses(events, exits))
+        lost, not_by_ball = unexplained_dream_losses(pool[i].frames, frames[j], ends[j], game)
+        losses, unexplained = losses + len(lost), unexplained + len(not_by_ball)
     total = len(keep) * steps
     return {
         "dreams": len(keep),

@@ -176,6 +176,31 @@ def test_a_lost_life_is_paid_for_by_one_exit_of_the_ball():
     assert P.end_events(np.array([0, 1, 1, 0, 1], bool)) == [1, 4]
 
 
+def test_a_dream_loss_is_explained_by_its_own_ball_leaving_through_the_bottom():
+    """unexplained_dream_losses: the start's frames go before the dream's, so a ball that left in
+    the context explains a loss early in the dream; steps are the dream's."""
+    rows, cols = BALL_FIELD[GAME]
+
+    def frames(n, ball_until=0):  # a ball low in the open field in the first `ball_until` frames
+        f = np.zeros((n, 64, 64, 3), np.uint8)
+        f[:ball_until, rows.stop - 4 : rows.stop - 2, cols.start + 20 : cols.start + 22] = 200
+        return f
+
+    def ends(*steps, n=30):
+        e = np.zeros(n, bool)
+        e[list(steps)] = True
+        return e
+
+    empty, dream = frames(4), frames(30, ball_until=10)  # the dream's ball leaves after step 9
+    assert P.unexplained_dream_losses(empty, dream, ends(14, 15), GAME) == ([14], [])  # 5 steps after
+    assert P.unexplained_dream_losses(empty, dream, ends(14, 17), GAME) == ([14, 17], [17])  # one exit, one loss
+    assert P.unexplained_dream_losses(empty, frames(30), ends(14), GAME) == ([14], [14])  # no ball ever left
+    assert P.unexplained_dream_losses(empty, dream, ends(25), GAME) == ([25], [25])  # 16 steps after: too late
+    assert P.unexplained_dream_losses(empty, dream, ends(n=30), GAME) == ([], [])
+    left_in_context = frames(4, ball_until=4)  # the ball leaves between the last context frame and step 0
+    assert P.unexplained_dream_losses(left_in_context, frames(30), ends(4), GAME) == ([4], [])
+
+
 def run_on_the_shipped_model(*args: str) -> subprocess.CompletedProcess:
     """training/playability.py on checkpoints/Breakout with one thread."""
     cmd = [sys.executable, str(REPO / "training/playability.py"), "--checkpoint", str(REPO / "checkpoints/Breakout")]
