@@ -56,19 +56,49 @@ def pong_expert(env: gym.Env, rng: np.random.Generator, offset: int = 4, dead_zo
     return _track(env, int(r[54]), int(r[51]) + offset, "LEFT", "RIGHT", dead_zone)
 
 
-def boxing_expert(env: gym.Env, rng: np.random.Generator) -> int:
-    """Line up with the opponent and punch. RAM: 32/34 = player x/y, 33/35 = opponent x/y."""
+def boxing_expert(
+    env: gym.Env,
+    rng: np.random.Generator,
+    reach: int = 16,
+    offset: int = 18,
+    lane_dx: int = 22,
+    dead_zone: int = 3,
+) -> int:
+    """Close in along the opponent's row, then step off it by `offset` and punch (about 5 points
+    scored per point conceded where random play breaks even; docs/new-game.md §2).
+
+    RAM (x 30..109 grows rightwards, y 1..89 downwards; checked by moving the boxers, and by
+    pinning them with setRAM and punching): 32 / 34 = player x / y, 33 / 35 = opponent x / y,
+    55 / 57 = extension of the player's upper / lower arm (0 = retracted, out to 72).
+
+    What the emulator showed (boxers pinned with setRAM, FIRE pressed): a punch lands only when
+    the two y differ by 12..24 (the glove meets the head above or below the body's middle), for
+    2 points within 16 in x, 1 point within 24. With the y closer than 12 neither boxer can land
+    one: a safe lane. A punch starts only from retracted arms and a fresh press of FIRE (held
+    FIRE keeps the arm out and the boxer still); a missed punch takes 45 frames to retract.
+
+    So: while farther than `lane_dx` in x, or while the arms are out inside the lane, move to
+    the opponent's y, `reach` away in x on the side the player is on. Within `lane_dx` with the
+    arms in, move to `offset` above or below the opponent (the player's side of it; the other
+    one at the ropes), and FIRE (combined with the move) when the y differ by 12..24 and the x
+    by at most 24. Reads RAM only and uses no randomness.
+    """
     r = ram(env)
-    dx, dy = int(r[33]) - int(r[32]), int(r[35]) - int(r[34])
-    vert = "DOWN" if dy > 2 else "UP" if dy < -2 else ""
-    horiz = ""
-    if abs(dx) > 28:
-        horiz = "RIGHT" if dx > 0 else "LEFT"
-    elif abs(dx) < 20:
-        horiz = "LEFT" if dx > 0 else "RIGHT"  # back off a little to get in punching range
-    name = vert + horiz
-    if not vert and abs(dx) <= 32:
-        name = (name + "FIRE") if name else "FIRE"
+    px, py, ox, oy = int(r[32]), int(r[34]), int(r[33]), int(r[35])
+    dx, dy = ox - px, oy - py
+    arms_in = int(r[55]) == 0 and int(r[57]) == 0
+    ty = oy
+    if abs(dx) <= lane_dx and (arms_in or abs(dy) >= 12):
+        above = dy >= 0  # the player's head is above the opponent's
+        ty = oy - offset if above else oy + offset
+        if not 1 <= ty <= 87:
+            ty = oy + offset if above else oy - offset
+    tx = ox - reach if dx >= 0 else ox + reach
+    ey, ex = ty - py, tx - px
+    name = "DOWN" if ey > dead_zone else "UP" if ey < -dead_zone else ""
+    name += "RIGHT" if ex > dead_zone else "LEFT" if ex < -dead_zone else ""
+    if arms_in and 12 <= abs(dy) <= 24 and abs(dx) <= 24:
+        name += "FIRE"
     return _index(env, name or "NOOP")
 
 
