@@ -22,8 +22,6 @@ Writes to --run-dir: `agent.{safetensors,json}` (the agent snapshot), `snapshot.
 from __future__ import annotations
 
 import argparse
-import json
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -37,7 +35,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from games.envs import UnknownGameError, action_meanings, check_game, make_env
+from games.envs import action_meanings, make_env
 from games.episode_store import Episode, EpisodeStore, remove_stale_temp_files
 from model import checkpoint
 from model.agent import (
@@ -51,11 +49,12 @@ from model.agent import (
     rollout_targets,
 )
 from model.checkpoint import CheckpointError
-from model.device import autocast, pick_device, prepare, use_bf16
+from model.device import pick_device, use_bf16
 from model.sampler import SamplerConfig
 from model.world_model import PRESETS, Dreams, WorldModel, WorldModelConfig, preset_config
 from training.cli import dataclass_parser
 from training.data import WindowSampler
+from training.loop import TrainingLoop, WorldModelSteps, holds_a_run, start
 
 
 # -- imagination ---------------------------------------------------------------------------------
@@ -343,28 +342,17 @@ def parse_loop_args(argv: list[str] | None = None) -> LoopArgs:
         raise  # unreachable: p.error exits
 
 
-def _lr_at(step: int, lr: float, warmup: int) -> float:
-    return lr * min(1.0, (step + 1) / max(1, warmup))
-
-
 def run_loop(argv: list[str] | None = None) -> int:
-    """DIAMOND's training loop: every epoch collect -> denoiser -> reward/end -> actor-critic."""
+    """DIAMOND's training loop: every epoch collect -> denoiser -> reward/end -> actor-critic.
+
+    One epoch is one round of training/loop.TrainingLoop, the loop train.py runs its steps in."""
     a = parse_loop_args(argv)
-    try:
-        check_game(a.game)
-    except UnknownGameError as e:
-        print(f"error: {e}", file=sys.stderr)
+    if not start(a.game, a.threads, a.seed):
         return 2
-    if a.threads:
-        torch.set_num_threads(a.threads)
     device = pick_device(a.device)
     run_dir = a.run_dir or Path("runs") / f"{a.game}-agent"
     data_dir = a.data or Path("data") / f"{a.game}-loop"
     state_path, snap_path, agent_path = run_dir / "state", run_dir / "snapshot", run_dir / "agent"
-
-    # -- seed ------------------------------------------------------------------------------------
-    torch.manual_seed(a.seed)
-    np.random.seed(a.seed)
 
     # -- models and optimisers ---------------------------------------------------------------------
     names = action_meanings(a.game)
@@ -378,11 +366,7 @@ def run_loop(argv: list[str] | None = None) -> int:
             cfg = WorldModelConfig(**meta["config"])
             ac_cfg = ActorCriticConfig(**meta["agent_config"])
         else:
-            if state_path.with_suffix(".json").exists():
-                print(
-                    f"error: {run_dir} already holds a run; pass --resume to continue it or pick another --run-dir",
-                    file=sys.stderr,
-                )
+            if holds_a_run(run_dir, state_path):
                 return 2
             if a.world_model is not None:
                 wm = WorldModel.from_snapshot(a.world_model)
@@ -399,26 +383,18 @@ def run_loop(argv: list[str] | None = None) -> int:
         return 2
 
     bf16 = use_bf16(device, a.precision)
-    model = prepare(WorldModel(cfg), device)
-    if init_wm is not None:
-        model.load_state_dict(init_wm)
-    model.bf16 = bf16
-    ema = prepare(WorldModel(cfg), device).requires_grad_(False)
-    ema.load_state_dict(model.state_dict())
+    steps = WorldModelSteps(cfg, device, bf16, a, init_state=init_wm)
+    model, ema = steps.model, steps.ema
+    model.bf16 = bf16  # the agent dreams with it
     agent = ActorCritic(ac_cfg).to(device)
-    opt_den = torch.optim.AdamW(model.denoiser.parameters(), lr=a.lr, weight_decay=a.weight_decay)
-    opt_re = torch.optim.AdamW(model.reward_end.parameters(), lr=a.lr, weight_decay=a.weight_decay)
     opt_ac = torch.optim.AdamW(agent.parameters(), lr=a.agent_lr, weight_decay=0.0)
     loss_cfg = ActorCriticLossConfig(a.horizon, a.gamma, a.lam, a.entropy_weight, a.ppo_clip)
     dream_sampler = model.sampler_config(num_steps=a.dream_steps)
     epoch, wm_step, counters = 0, 0, {"agent_steps": 0, "real_steps": 0}
     if resume_tree is not None:
         try:
-            checkpoint.load_state_dict_strict(model, resume_tree["model"], str(state_path))
-            checkpoint.load_state_dict_strict(ema, resume_tree["ema"], str(state_path))
+            steps.load(resume_tree, str(state_path))
             checkpoint.load_state_dict_strict(agent, resume_tree["agent"], str(state_path))
-            opt_den.load_state_dict(resume_tree["opt_den"])
-            opt_re.load_state_dict(resume_tree["opt_re"])
             opt_ac.load_state_dict(resume_tree["opt_ac"])
             for g in opt_ac.param_groups:  # the optimiser state carries the old run's lr: --agent-lr wins
                 g["lr"] = a.agent_lr
@@ -454,18 +430,9 @@ def run_loop(argv: list[str] | None = None) -> int:
     policy = AgentPolicy(agent, epsilon=a.collect_epsilon, seed=a.seed + epoch)
     gen = torch.Generator(device=device).manual_seed(a.seed + 17 * epoch)
 
-    # -- logging -----------------------------------------------------------------------------------
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "args.json").write_text(json.dumps({k: str(v) for k, v in asdict(a).items()}, indent=1))
-    metrics_file = open(run_dir / "metrics.jsonl", "a")
-
-    def log(values: dict[str, float]) -> None:
-        metrics_file.write(json.dumps({"epoch": epoch, "time": time.time(), **counters, **values}) + "\n")
-        metrics_file.flush()
-
     def save_all() -> None:
         extra = {
-            "epoch": epoch,
+            "epoch": loop.done,
             "agent_steps": counters["agent_steps"],
             "real_steps": counters["real_steps"],
             "horizon": a.horizon,
@@ -483,27 +450,33 @@ def run_loop(argv: list[str] | None = None) -> int:
             "model": model.state_dict(),
             "ema": ema.state_dict(),
             "agent": agent.state_dict(),
-            "opt_den": opt_den.state_dict(),
-            "opt_re": opt_re.state_dict(),
+            "opt_den": steps.opt_den.state_dict(),
+            "opt_re": steps.opt_re.state_dict(),
             "opt_ac": opt_ac.state_dict(),
-            "epoch": epoch,
+            "epoch": loop.done,
             "wm_step": wm_step,
             "counters": dict(counters),
             "rng": torch.get_rng_state(),
         }
         checkpoint.save(state_path, tree, meta)
 
-    stop = {"now": False}
+    loop = TrainingLoop(
+        run_dir,
+        "epoch",
+        epoch,
+        a.epochs,
+        save_all,
+        args_record={k: str(v) for k, v in asdict(a).items()},
+        tensorboard=False,
+        ckpt_every=a.ckpt_every,
+        counters=lambda: counters,
+        progress=a.progress,
+        bar={"desc": f"loop {a.game}", "unit": "epoch"},
+    )
 
-    def on_signal(signum, frame):  # checkpoint on Ctrl-C / SIGTERM, then exit
-        stop["now"] = True
-
-    old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-
-    # -- the loop ----------------------------------------------------------------------------------
-    L = cfg.context_frames
-    bar = tqdm(total=a.epochs, initial=epoch, desc=f"loop {a.game}", unit="epoch", disable=not a.progress)
-    while epoch < a.epochs and not stop["now"]:
+    def one_epoch() -> dict[str, float]:
+        nonlocal wm_step
+        epoch = loop.done
         t0 = time.time()
         logs: dict[str, float] = {}
 
@@ -520,37 +493,19 @@ def run_loop(argv: list[str] | None = None) -> int:
         sampler = WindowSampler(pool, seed=[a.seed, epoch])
         t_collect = time.time()
 
-        # 2. Denoiser, 3. reward/end model (on the real data so far).
+        # 2. Denoiser (its EMA kept for the snapshot), 3. reward/end model (on the real data so far).
         model.train()
         for i in range(a.denoiser_steps + a.re_steps):
-            if stop["now"]:
+            if loop.stop:
                 break
-            for g in opt_den.param_groups + opt_re.param_groups:
-                g["lr"] = _lr_at(wm_step, a.lr, a.warmup)
-            if i < a.denoiser_steps:  # predict obs[t+1] from obs[t-L+1..t] and actions[t-L+1..t]
-                b = sampler.sample(a.batch_size, L, device)
-                target = b.obs[:, -1].contiguous(memory_format=torch.channels_last)
-                with autocast(device, bf16):
-                    loss, m = model.denoiser.loss(b.obs[:, :-1], b.actions, target)
-                opt_den.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.denoiser.parameters(), a.grad_clip)
-                opt_den.step()
-                with torch.no_grad():  # EMA of the denoiser weights
-                    for pe, pm in zip(ema.denoiser.parameters(), model.denoiser.parameters(), strict=True):
-                        pe.lerp_(pm, 1 - a.ema_decay)
-                logs["denoiser/train/loss"] = loss.item()
+            steps.set_lr(wm_step)
+            if i < a.denoiser_steps:
+                logs.update(steps.denoiser_step(sampler, a.batch_size))
+                steps.update_ema("denoiser")
                 wm_step += 1
-            else:  # reward / termination on sequences of re_seq transitions
-                rb = sampler.sample(a.batch_size, a.re_seq, device)
-                with autocast(device, bf16):
-                    loss, rm = model.reward_end.loss(rb.obs[:, :-1], rb.obs[:, 1:], rb.actions, rb.rewards, rb.ends)
-                opt_re.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.reward_end.parameters(), a.grad_clip)
-                opt_re.step()
+            else:
+                logs.update(steps.reward_end_step(sampler, a.batch_size, a.re_seq))
                 ema.reward_end.load_state_dict(model.reward_end.state_dict())
-                logs.update({f"reward_end/train/{k}": v for k, v in rm.items()})
         t_wm = time.time()
 
         # 4. Actor-critic in imagination (the world model frozen meanwhile).
@@ -558,7 +513,7 @@ def run_loop(argv: list[str] | None = None) -> int:
         agent.train()
         ac_logs: list[dict[str, float]] = []
         for _ in tqdm(range(a.agent_steps), desc=f"epoch {epoch + 1} agent", leave=False, disable=not a.progress):
-            if stop["now"]:
+            if loop.stop:
                 break
             ac_logs.append(
                 agent_update(
@@ -578,8 +533,6 @@ def run_loop(argv: list[str] | None = None) -> int:
         for k in ac_logs[0] if ac_logs else []:
             logs[f"agent/train/{k}"] = float(np.mean([m[k] for m in ac_logs]))
         t_ac = time.time()
-
-        epoch += 1
         logs.update(
             {
                 "perf/sec_collect": t_collect - t0,
@@ -587,26 +540,18 @@ def run_loop(argv: list[str] | None = None) -> int:
                 "perf/sec_agent": t_ac - t_wm,
             }
         )
-        log(logs)
-        bar.update(1)
-        post = {
-            k.rsplit("/", 1)[1]: f"{v:.3f}"
-            for k, v in logs.items()
-            if k in ("agent/train/return", "agent/train/entropy", "denoiser/train/loss", "collect/return")
-        }
-        bar.set_postfix(post)
-        if epoch % a.ckpt_every == 0 or epoch == a.epochs:
-            save_all()
-    bar.close()
-    if stop["now"]:
-        save_all()
-        print(f"stopped at epoch {epoch}; checkpoint saved to {state_path}; continue with --resume")
-    if collector is not None:
-        collector.close()
-    metrics_file.close()
-    for s, h in old_handlers.items():
-        signal.signal(s, h)
-    print(f"agent snapshot: {agent_path}.safetensors (epoch {epoch}, {counters['agent_steps']} agent steps)")
+        return logs
+
+    def postfix(logs: dict[str, float]) -> dict[str, str]:
+        shown = ("agent/train/return", "agent/train/entropy", "denoiser/train/loss", "collect/return")
+        return {k.rsplit("/", 1)[1]: f"{v:.3f}" for k, v in logs.items() if k in shown}
+
+    try:
+        loop.run(one_epoch, postfix)
+    finally:
+        if collector is not None:
+            collector.close()
+    print(f"agent snapshot: {agent_path}.safetensors (epoch {loop.done}, {counters['agent_steps']} agent steps)")
     return 0
 
 

@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -30,19 +28,20 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from games.envs import UnknownGameError, action_meanings, check_game
+from games.envs import action_meanings
 from games.episode_store import EpisodeStore, remove_stale_temp_files
 from games.experts import POLICY_KINDS, make_policy
 from model import checkpoint
 from model.checkpoint import CheckpointError
-from model.device import autocast, pick_device, prepare, use_bf16
+from model.device import pick_device, use_bf16
 from model.reward_end import RewardEndConfig
-from model.sampler import SamplerConfig, sample_next_frame
+from model.sampler import SamplerConfig
 from model.unet import grow_context
 from model.world_model import PRESETS, WorldModel, WorldModelConfig, preset_config, transfer_to_game
 from training.cli import dataclass_parser, recorded_defaults
 from training.collect import collect
 from training.data import WindowSampler
+from training.loop import TrainingLoop, WorldModelSteps, holds_a_run, seed_all, start
 
 
 @dataclass
@@ -193,36 +192,8 @@ def parse_args(argv: list[str] | None = None) -> Args:
     return a
 
 
-class LossOf(torch.nn.Module):
-    """Calls module.loss in forward, so DistributedDataParallel can wrap it."""
-
-    def __init__(self, module: torch.nn.Module) -> None:
-        super().__init__()
-        self.module = module
-
-    def forward(self, *args):
-        return self.module.loss(*args)
-
-
-def lr_at(step: int, a: Args) -> float:
-    return a.lr * min(1.0, (step + 1) / max(1, a.warmup))
-
-
 def rng_state() -> dict:
     return {"torch": torch.get_rng_state(), "numpy": json.dumps(np.random.get_state()[1].tolist())}
-
-
-@torch.no_grad()
-def dream_context(
-    ema: WorldModel, obs: torch.Tensor, act: torch.Tensor, k: int, sampler: SamplerConfig
-) -> torch.Tensor:
-    """obs (B, L+K+1, C, H, W), act (B, L+K): replace frames L..L+K-1 by the model's own dream,
-    each sampled from the window before it with the actions really taken. Returns a new obs."""
-    L = obs.shape[1] - k - 1
-    obs = obs.clone()
-    for j in range(k):
-        obs[:, L + j] = sample_next_frame(ema.denoiser, obs[:, j : j + L], act[:, j : j + L], sampler).float()
-    return obs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,10 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_loop([x for x in argv if x != "--agent"])
     # -- end issue 6 --
     a = parse_args(argv)
-    try:
-        check_game(a.game)
-    except UnknownGameError as e:
-        print(f"error: {e}", file=sys.stderr)
+    if not start(a.game, a.threads):
         return 2
 
     # -- distributed (torchrun) ---------------------------------------------------------
@@ -251,8 +219,6 @@ def main(argv: list[str] | None = None) -> int:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
             torch.cuda.set_device(device)
     main_proc = rank == 0
-    if a.threads:
-        torch.set_num_threads(a.threads)
 
     run_dir = a.run_dir or Path("runs") / a.game
     data_dir = a.data or Path("data") / a.game
@@ -260,8 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     state_path, snap_path = run_dir / "state", run_dir / "snapshot"
 
     # -- seed ------------------------------------------------------------------------------
-    torch.manual_seed(a.seed + rank)
-    np.random.seed(a.seed + rank)
+    seed_all(a.seed + rank)
 
     # -- data ------------------------------------------------------------------------------
     store, heldout = EpisodeStore(data_dir), EpisodeStore(heldout_dir)
@@ -339,11 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.game != a.game:
             print(f"error: {state_path} is a {cfg.game} run, not {a.game}", file=sys.stderr)
             return 2
-    elif state_path.with_suffix(".json").exists():  # every rank: a rank that went on alone would hang
-        print(
-            f"error: {run_dir} already holds a run; pass --resume to continue it or pick another --run-dir",
-            file=sys.stderr,
-        )
+    elif holds_a_run(run_dir, state_path):  # every rank: a rank that went on alone would hang
         return 2
     base = {"steps": 0, "wall_hours": 0.0}  # training behind the --init-from snapshot
     init_state = None
@@ -407,50 +368,19 @@ def main(argv: list[str] | None = None) -> int:
         if a.re_blank is not None:
             d["reward_end"] = {**d["reward_end"], "blank": [int(v) for v in a.re_blank.split(",")]}
         cfg = WorldModelConfig(**d)
-    model = prepare(WorldModel(cfg), device)
-    if init_state is not None:
-        model.load_state_dict(init_state)
-    ema = prepare(WorldModel(cfg), device).requires_grad_(False)
-    ema.load_state_dict(model.state_dict())
-    if a.compile:
-        model.denoiser.net = torch.compile(model.denoiser.net)
-    opt_den = torch.optim.AdamW(model.denoiser.parameters(), lr=a.lr, weight_decay=a.weight_decay)
-    opt_re = torch.optim.AdamW(model.reward_end.parameters(), lr=a.lr, weight_decay=a.weight_decay)
+    wm = WorldModelSteps(cfg, device, bf16, a, init_state=init_state, compile=a.compile)
+    model, ema = wm.model, wm.ema
     step = 0
     if resume_tree is not None:
-        checkpoint.load_state_dict_strict(model, resume_tree["model"], str(state_path))
-        checkpoint.load_state_dict_strict(ema, resume_tree["ema"], str(state_path))
-        opt_den.load_state_dict(resume_tree["opt_den"])
-        opt_re.load_state_dict(resume_tree["opt_re"])
+        wm.load(resume_tree, str(state_path))
         step = int(resume_tree["step"])
         torch.set_rng_state(resume_tree["rng"]["torch"])
         sampler.rng = np.random.default_rng([a.seed + 1000 * rank, step])
         if re_sampler is not sampler:
             re_sampler.rng = np.random.default_rng([a.seed + 1000 * rank + 500, step])
         print(f"resumed {run_dir} at step {step}")
-    den, rem = LossOf(model.denoiser), LossOf(model.reward_end)
-    if ddp:  # gradients are all-reduced inside backward()
-        den = torch.nn.parallel.DistributedDataParallel(den)
-        rem = torch.nn.parallel.DistributedDataParallel(rem)
-
-    # -- logging ---------------------------------------------------------------------------
-    writer = None
-    if main_proc:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(run_dir / "tb"))
-        record = {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()}
-        (run_dir / "args.json").write_text(json.dumps(record, indent=1))
-    metrics_file = open(run_dir / "metrics.jsonl", "a") if main_proc else None
-
-    def log(values: dict[str, float]) -> None:
-        if not main_proc:
-            return
-        for k, v in values.items():
-            writer.add_scalar(k, v, step)
-        metrics_file.write(json.dumps({"step": step, "time": time.time(), **values}) + "\n")
-        metrics_file.flush()
+    if ddp:
+        wm.distribute()
 
     def save_all() -> None:
         if not main_proc:
@@ -461,130 +391,69 @@ def main(argv: list[str] | None = None) -> int:
             "args": {k: str(v) for k, v in vars(a).items()},
             "base_training": base,
         }
-        tree = {
-            "model": model.state_dict(),
-            "ema": ema.state_dict(),
-            "opt_den": opt_den.state_dict(),
-            "opt_re": opt_re.state_dict(),
-            "step": step,
-            "rng": rng_state(),
-        }
-        checkpoint.save(state_path, tree, meta)
+        checkpoint.save(state_path, {**wm.state(), "step": loop.done, "rng": rng_state()}, meta)
         ema.save_snapshot(
             snap_path,
-            {"step": step, "train_steps": base["steps"] + step, "preset": cfg.preset, "base_training": base},
+            {"step": loop.done, "train_steps": base["steps"] + loop.done, "preset": cfg.preset, "base_training": base},
         )
 
+    loop = TrainingLoop(
+        run_dir,
+        "step",
+        step,
+        a.steps,
+        save_all,
+        args_record={k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
+        log_every=a.log_every,
+        ckpt_every=a.ckpt_every,
+        main_proc=main_proc,
+        progress=a.progress,
+        bar={"desc": f"train {a.game}"},
+    )
+
     def evaluate() -> None:
-        if not (main_proc and heldout_eps):
+        step = loop.done
+        if not (a.eval_every and step % a.eval_every == 0):
             return
-        from training.evaluate import fidelity, strip_image
+        if main_proc and heldout_eps:
+            from training.evaluate import fidelity, strip_image
 
-        ema.bf16 = bf16
-        ema.eval()
-        res = fidelity(ema, heldout_eps, starts=a.eval_starts, sampler=SamplerConfig(), seed=0)
-        (run_dir / "eval").mkdir(exist_ok=True)
-        strip_image(res.pop("_dream")[0], res.pop("_real")[0]).save(run_dir / "eval" / f"strip_{step:07d}.png")
-        (run_dir / "eval" / f"fidelity_{step:07d}.json").write_text(json.dumps(res, indent=1))
-        vals = {}
-        for h, r in res["horizons"].items():
-            for k in ("psnr_dream", "motion_psnr_dream", "ssim_dream"):
-                if r[k] is not None:
-                    vals[f"eval/h{h}/{k}"] = r[k]
-        for steps, recall in ((res["ball"] or {}).get("pooled") or {}).items():
-            if recall is not None:  # games with a ball field: the number the dream's playability hangs on
-                vals[f"eval/ball_recall/{steps}"] = recall
-        log(vals)
-        tqdm.write(f"step {step} eval: " + " ".join(f"{k.split('/', 1)[1]}={v:.2f}" for k, v in vals.items()))
+            ema.bf16 = bf16
+            ema.eval()
+            res = fidelity(ema, heldout_eps, starts=a.eval_starts, sampler=SamplerConfig(), seed=0)
+            (run_dir / "eval").mkdir(exist_ok=True)
+            strip_image(res.pop("_dream")[0], res.pop("_real")[0]).save(run_dir / "eval" / f"strip_{step:07d}.png")
+            (run_dir / "eval" / f"fidelity_{step:07d}.json").write_text(json.dumps(res, indent=1))
+            vals = {}
+            for h, r in res["horizons"].items():
+                for k in ("psnr_dream", "motion_psnr_dream", "ssim_dream"):
+                    if r[k] is not None:
+                        vals[f"eval/h{h}/{k}"] = r[k]
+            for steps, recall in ((res["ball"] or {}).get("pooled") or {}).items():
+                if recall is not None:  # games with a ball field: the number the dream's playability hangs on
+                    vals[f"eval/ball_recall/{steps}"] = recall
+            loop.log(vals)
+            tqdm.write(f"step {step} eval: " + " ".join(f"{k.split('/', 1)[1]}={v:.2f}" for k, v in vals.items()))
+        model.train()
 
-    stop = {"now": False}
-
-    def on_signal(signum, frame):  # checkpoint on Ctrl-C / SIGTERM, then exit
-        stop["now"] = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-
-    # -- the loop --------------------------------------------------------------------------
-    L = cfg.context_frames
-    ar_sampler = SamplerConfig()  # the sampler people play with
-    bar = tqdm(total=a.steps, initial=step, desc=f"train {a.game}", disable=not (main_proc and a.progress))
-    model.train()
-    t_last = time.time()
-    while step < a.steps and not stop["now"]:
-        for g in opt_den.param_groups + opt_re.param_groups:
-            g["lr"] = lr_at(step, a)
-
-        logs: dict = {"lr": lr_at(step, a)}
+    def one_step() -> dict[str, float]:
+        """One denoiser step (none with --reward-end-only), a reward/end step every --re-every, the EMA."""
+        step = loop.done
+        logs: dict = {"lr": wm.set_lr(step)}
         if not a.reward_end_only:
-            # Denoiser: predict obs[t+1] from obs[t-L+1..t] and actions[t-L+1..t].
-            # With --ar-frames K, the window is K longer and the first n_ar samples see the last K
-            # context frames as the EMA model dreamed them.
-            K = a.ar_frames
-            b = sampler.sample(a.batch_size, L + K, device)
-            obs, dreamed = b.obs, None
-            if K:
-                n_ar = round(a.ar_fraction * a.batch_size)
-                dreamed = torch.arange(a.batch_size, device=device) < n_ar
-                if n_ar:
-                    ema.eval()
-                    with autocast(device, bf16):
-                        obs = torch.cat([dream_context(ema, obs[:n_ar], b.actions[:n_ar], K, ar_sampler), obs[n_ar:]])
-            obs_ctx, act_ctx, target = obs[:, K:-1], b.actions[:, K:], obs[:, -1]
-            target = target.contiguous(memory_format=torch.channels_last)
-            with autocast(device, bf16):
-                loss, m = den(obs_ctx, act_ctx, target, dreamed)
-            opt_den.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(model.denoiser.parameters(), a.grad_clip)
-            opt_den.step()
-
-            logs |= {
-                "denoiser/train/loss": loss.item(),
-                "denoiser/train/mse": m["mse"],
-                "denoiser/train/grad_norm": float(gnorm),
-                "denoiser/train/dreamed_samples": 0 if dreamed is None else int(dreamed.sum()),  # on dreamed contexts
-            }
-            for k in ("motion_fraction", "motion_predicted_only"):
-                if k in m:
-                    logs[f"denoiser/train/{k}"] = m[k]
-
-        # Reward / termination model on sequences of re_seq transitions.
+            logs |= wm.denoiser_step(sampler, a.batch_size, a.ar_frames, a.ar_fraction)
         if step % a.re_every == 0 or a.reward_end_only:
-            rb = re_sampler.sample(a.batch_size if a.reward_end_only else max(4, a.batch_size // 4), a.re_seq, device)
-            with autocast(device, bf16):
-                re_loss, rm = rem(rb.obs[:, :-1], rb.obs[:, 1:], rb.actions, rb.rewards, rb.ends)
-            opt_re.zero_grad(set_to_none=True)
-            re_loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.reward_end.parameters(), a.grad_clip)
-            opt_re.step()
-            logs.update({f"reward_end/train/{k}": v for k, v in rm.items()})
-        with torch.no_grad():  # EMA of the denoiser and reward/end weights
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - a.ema_decay)
+            re_batch = a.batch_size if a.reward_end_only else max(4, a.batch_size // 4)
+            logs |= wm.reward_end_step(re_sampler, re_batch, a.re_seq)
+        wm.update_ema()  # of the denoiser and reward/end weights
+        return logs
 
-        step += 1
-        bar.update(1)
-        if main_proc and (step % a.log_every == 0 or step == a.steps):
-            now = time.time()
-            logs["perf/sec_per_step"] = (now - t_last) / a.log_every
-            t_last = now
-            log(logs)
-            shown = logs.get("denoiser/train/loss", logs.get("reward_end/train/loss_end", 0.0))
-            bar.set_postfix(loss=f"{shown:.4f}", s_step=f"{logs['perf/sec_per_step']:.2f}")
-        if step % a.ckpt_every == 0 or step == a.steps:
-            save_all()
-        if a.eval_every and step % a.eval_every == 0:
-            evaluate()
-            model.train()
-    bar.close()
-    if stop["now"]:
-        save_all()
-        if main_proc:
-            print(f"stopped at step {step}; checkpoint saved to {state_path}; continue with --resume")
-    if metrics_file:
-        metrics_file.close()
-        writer.close()
+    def postfix(logs: dict[str, float]) -> dict[str, str]:
+        shown = logs.get("denoiser/train/loss", logs.get("reward_end/train/loss_end", 0.0))
+        return {"loss": f"{shown:.4f}", "s_step": f"{logs['perf/sec_per_step']:.2f}"}
+
+    model.train()
+    loop.run(one_step, postfix, after=evaluate)
     if ddp:
         dist.destroy_process_group()
     return 0
