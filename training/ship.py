@@ -99,14 +99,31 @@ def _stages_text(train: dict, run_args: dict) -> str:
         )
     if first.get("game"):
         return (
-            f"First {first['steps']:,} steps ({first['wall_hours']:.1f} h) as a {first['game']} model, whose "
-            "weights it started from (every weight but the action embeddings: `--init-from` another game's "
-            f"snapshot); then {last['steps']:,} steps ({last['wall_hours']:.1f} h) on this game's data below, {how}."
+            f"It started from the weights of a {first['game']} model ({first['steps']:,} steps behind it; every "
+            "weight but the action embeddings: `--init-from` another game's snapshot), then trained "
+            f"{last['steps']:,} steps ({last['wall_hours']:.1f} h) on this game's data below, {how}."
         )
     return (
         f"First {first['steps']:,} steps ({first['wall_hours']:.1f} h) as the earlier shipped model; then "
         f"{last['steps']:,} steps ({last['wall_hours']:.1f} h) fine-tuned from it on the data below "
         f"(`--init-from`), {how}."
+    )
+
+
+START_KINDS = {
+    "waiting": "starts where the game waits for FIRE",
+    "in_play": "mid-game starts",
+    "after_point": "starts on the step of a point (the serve follows)",
+}
+
+
+def starts_text(starts: dict[str, int]) -> str:
+    """The suite's start states in words, whatever the game's suite draws ('played' and 'served'
+    count rollouts made from those starts, not more starts)."""
+    return ", ".join(
+        f"{n} {START_KINDS.get(k, k.replace('_', ' ') + ' starts')}"
+        for k, n in starts.items()
+        if k not in ("played", "served")
     )
 
 
@@ -242,9 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         playability.cases_image(play_cases).save(args.docs / f"{game}-playability.png")
         missed = playability.goals_missed(play)
         play_text = f"""Counterfactual probes from cloned emulator states (episode seeds from {play["seed"]}, which no
-collection, training or selection used): {play["starts"]["waiting"]} starts where the game waits for FIRE,
-{play["starts"]["in_play"]} mid-game starts; real game and dream get the same actions; {play["euler_steps"]} Euler
-steps. "previous" is the model this one replaced, on the same starts.
+collection, training or selection used): {starts_text(play["starts"])}; real game and dream get the same
+actions; {play["euler_steps"]} Euler steps. "previous" is the model this one replaced, on the same starts.
 
 {playability.table(play, play_ref, "previous")}
 
@@ -257,6 +273,9 @@ Reproduce: `python training/playability.py --checkpoint checkpoints/{game} --sta
     ball_text = BALL_NOTE + f"\n![ball recall per dreamed step]({game}-ball.png)\n" if fid.get("ball") else ""
     cfg = model.cfg
     den_steps = base["steps"] if run_args.get("reward_end_only") and base["steps"] else train["steps"]
+    hours = train["wall_hours"]
+    if base.get("game") not in (None, game):  # started from another game's model: count this game's steps
+        den_steps, hours = train["stages"][1]["steps"], train["stages"][1]["wall_hours"]
     n_params = sum(p.numel() for p in model.denoiser.parameters())
     stab_rows = "\n".join(
         f"| {c['steps']} | {c['blank_frac']:.2f} | {c['saturated_frac']:.2f} | {c['frozen_frac']:.2f} | "
@@ -278,7 +297,7 @@ Held-out: {len(heldout)} episodes collected with other seeds, never trained on.
 
 ## Training
 
-{den_steps:,} denoiser steps (reward/end model alongside), about {train["wall_hours"]:.1f} h of wall
+{den_steps:,} denoiser steps (reward/end model alongside), about {hours:.1f} h of wall
 time on 2-core CPUs, resumed across sessions. {_stages_text(train, run_args)} Last stage on {cpu_name()}
 ({"bf16 autocast" if model.bf16 else "fp32: no fast bf16 on this CPU"}, channels_last).
 

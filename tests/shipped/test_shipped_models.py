@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(p.with_suffix("") for p in (ROOT / "checkpoints").glob("*.safetensors") if "-agent" not in p.name)
 
 
-def test_breakout_is_shipped() -> None:
-    assert ROOT / "checkpoints" / "Breakout" in SHIPPED
+def test_breakout_and_pong_are_shipped() -> None:
+    assert {ROOT / "checkpoints" / g for g in ("Breakout", "Pong")} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize(

@@ -175,3 +175,12 @@ def test_a_new_game_starts_from_another_games_model(work: Path, collected, run_s
             torch.testing.assert_close(new[emb][i], old[emb][["NOOP", "FIRE", "RIGHT", "LEFT"].index(name)])
     # lr 0: one step moves nothing, so every shared weight is Breakout's
     assert all(torch.equal(new[k], v) for k, v in old.items() if "act_emb" not in k)
+    # ship.py counts this game's steps and says where the weights came from
+    ship = run_script(
+        "training/ship.py", "--run-dir", run, "--data", work / "data", "--heldout", work / "data", "--threads", "1",
+        "--out-dir", work / "ckpt", "--docs", work / "docs", "--starts", "2", "--stability-steps", "20",
+    )  # fmt: skip
+    assert ship.returncode == 0, ship.stderr
+    card = (work / "docs" / f"{GAME}.md").read_text()
+    assert "1 denoiser steps" in card and "started from the weights of a Breakout model (7 steps behind it" in card
+    assert "No playability probes exist for this game yet" in card
