@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -229,34 +232,38 @@ def main(argv: list[str] | None = None) -> int:
     stab = stability(model, heldout, args.stability_steps, sampler=sampler, seed=args.seed, progress=True)
     re = reward_end_accuracy(model, heldout)
 
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    args.docs.mkdir(parents=True, exist_ok=True)
+    # Everything is written to a staging folder first and moved into place at the end: a refusal
+    # or a crash on the way leaves checkpoints/ and the docs as they were.
+    stage = tempfile.TemporaryDirectory(prefix="ship-")
+    ckpt_dir, docs_dir = Path(stage.name) / "checkpoints", Path(stage.name) / "docs"
+    ckpt_dir.mkdir()
+    docs_dir.mkdir()
     ship_meta = {
         "training": {k: v for k, v in train.items() if k != "last"},
         "data": data,
         "shipped_from": str(args.run_dir),
     }
-    model.save_snapshot(args.out_dir / game, ship_meta)
+    model.save_snapshot(ckpt_dir / game, ship_meta)
     for ext in (".safetensors", ".json"):
-        size = (args.out_dir / f"{game}{ext}").stat().st_size
+        size = (ckpt_dir / f"{game}{ext}").stat().st_size
         if size > MAX_FILE_BYTES:
             print(f"error: {game}{ext} is {size / 2**20:.1f} MB, over the 25 MB limit", file=sys.stderr)
             return 2
 
-    strip_image(fid.pop("_dream")[0], fid.pop("_real")[0]).save(args.docs / f"{game}-strip.png")
+    strip_image(fid.pop("_dream")[0], fid.pop("_real")[0]).save(docs_dir / f"{game}-strip.png")
     last = stab.pop("last_frames")
     Image.fromarray(np.concatenate(list(last), axis=1)).resize((last.shape[0] * 128, 128), Image.NEAREST).save(
-        args.docs / f"{game}-stability.png"
+        docs_dir / f"{game}-stability.png"
     )
     if fid.get("ball"):
-        ball_plot(fid["ball"]).save(args.docs / f"{game}-ball.png")
+        ball_plot(fid["ball"]).save(docs_dir / f"{game}-ball.png")
     report = {"fidelity": fid, "reward_end": re, "stability": stab, "training": train, "data": data}
-    (args.docs / f"{game}-eval.json").write_text(json.dumps(report, indent=1))
+    (docs_dir / f"{game}-eval.json").write_text(json.dumps(report, indent=1))
     play_text = "No playability probes exist for this game yet (training/playability.py)."
     if play is not None:
         play["checkpoint"] = str(args.out_dir / game)
-        (args.docs / f"{game}-playability.json").write_text(json.dumps(play, indent=1))
-        playability.cases_image(play_cases).save(args.docs / f"{game}-playability.png")
+        (docs_dir / f"{game}-playability.json").write_text(json.dumps(play, indent=1))
+        playability.cases_image(play_cases).save(docs_dir / f"{game}-playability.png")
         missed = playability.goals_missed(play)
         play_text = f"""Counterfactual probes from cloned emulator states (episode seeds from {play["seed"]}, which no
 collection, training or selection used): {starts_text(play["starts"])}; real game and dream get the same
@@ -335,8 +342,16 @@ Collapse detected: **{stab["collapse"]}**. Last frames of the {stab["dreams"]} d
 
 Reproduce: `python training/ship.py --run-dir {args.run_dir} --data {args.data} --heldout {args.heldout}`
 """
-    (args.docs / f"{game}.md").write_text(card)
+    (docs_dir / f"{game}.md").write_text(card)
     print(format_table(fid))
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    args.docs.mkdir(parents=True, exist_ok=True)
+    for src, dst in ((ckpt_dir, args.out_dir), (docs_dir, args.docs)):
+        for f in sorted(src.iterdir()):  # copied beside its place, then renamed over it: no half files
+            part = dst / f".{f.name}.part"
+            shutil.copyfile(f, part)
+            os.replace(part, dst / f.name)
+    stage.cleanup()
     print(f"shipped {args.out_dir / game}.safetensors and wrote {args.docs / game}.md")
     return 0
 
