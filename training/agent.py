@@ -447,11 +447,8 @@ def run_loop(argv: list[str] | None = None) -> int:
             "args": {k: str(v) for k, v in asdict(a).items()},
         }
         tree = {
-            "model": model.state_dict(),
-            "ema": ema.state_dict(),
+            **steps.state(),  # model, ema, opt_den, opt_re
             "agent": agent.state_dict(),
-            "opt_den": steps.opt_den.state_dict(),
-            "opt_re": steps.opt_re.state_dict(),
             "opt_ac": opt_ac.state_dict(),
             "epoch": loop.done,
             "wm_step": wm_step,

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -30,6 +28,7 @@ import torch
 from PIL import Image
 
 from games.episode_store import EpisodeStore
+from games.files import atomic_write_bytes
 from model.checkpoint import CheckpointError
 from model.world_model import WorldModel
 from training import playability
@@ -344,13 +343,9 @@ Reproduce: `python training/ship.py --run-dir {args.run_dir} --data {args.data} 
 """
     (docs_dir / f"{game}.md").write_text(card)
     print(format_table(fid))
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    args.docs.mkdir(parents=True, exist_ok=True)
     for src, dst in ((ckpt_dir, args.out_dir), (docs_dir, args.docs)):
-        for f in sorted(src.iterdir()):  # copied beside its place, then renamed over it: no half files
-            part = dst / f".{f.name}.part"
-            shutil.copyfile(f, part)
-            os.replace(part, dst / f.name)
+        for f in sorted(src.iterdir()):  # each file whole or not at all
+            atomic_write_bytes(dst / f.name, f.read_bytes())
     stage.cleanup()
     print(f"shipped {args.out_dir / game}.safetensors and wrote {args.docs / game}.md")
     return 0
