@@ -10,9 +10,9 @@ Routes (`make_router(settings)` builds the `APIRouter`; server/app.py includes i
 - `GET /viewer`                      the page (web/viewer.html; its JS/CSS under /viewer/static/)
 - `GET /api/viewer/tasks`            tasks, their policies and modes, which expected policies are
                                      missing and the commands that train and evaluate them
-- `GET /api/viewer/results/{task}`   the evaluation JSON written by training/evaluate_dbc.py
+- `GET /api/viewer/results/{task}`   the evaluation JSON written by training/dbc/evaluate.py
 - `GET /api/viewer/plot/{task}.png`  its plot
-- `GET /api/viewer/generalisation/{task}`  FetchPick's generalisation JSON (training/generalise_dbc.py)
+- `GET /api/viewer/generalisation/{task}`  FetchPick's generalisation JSON (training/dbc/generalise.py)
 - `WS  /ws/viewer`                   the live session, behind the checks `/ws` has (server/guard.py:
                                      Origin, the one session cap, message size and rate, start rate)
 
@@ -58,9 +58,9 @@ from PIL import Image
 from pydantic import BaseModel, Field, ValidationError
 
 from model.checkpoint import CheckpointError
-from model.dbc import DIFFUSION_KIND, POLICY_KIND, JointDiffusion, act, load_dbc_policy, load_diffusion
-from model.diffusion_policy import KIND as DIFFUSION_POLICY_KIND
-from model.diffusion_policy import DiffusionPolicy, load_diffusion_policy
+from model.dbc.core import DIFFUSION_KIND, POLICY_KIND, JointDiffusion, act, load_dbc_policy, load_diffusion
+from model.dbc.diffusion_policy import KIND as DIFFUSION_POLICY_KIND
+from model.dbc.diffusion_policy import DiffusionPolicy, load_diffusion_policy
 from server.guard import Guard, Refused, serve
 
 if TYPE_CHECKING:
@@ -111,40 +111,40 @@ def commands(task: str, out: str) -> dict[str, list[str]]:
         common = "--task breakout --demos 30000 --hidden 64 --batch-size 64"
         return {
             "train": [
-                f"python training/train_dbc.py {common} --algo diffusion --embed-steps 3000 --steps 3000 "
+                f"python -m training.dbc.train {common} --algo diffusion --embed-steps 3000 --steps 3000 "
                 f"--diffusion-batch-size 256 --out {out}",
-                f"python training/train_dbc.py {common} --algo bc,dbc --seeds 0,1,2 --lam 1 --steps 3000 --out {out}",
+                f"python -m training.dbc.train {common} --algo bc,dbc --seeds 0,1,2 --lam 1 --steps 3000 --out {out}",
             ],
             "evaluate": [
-                "python training/evaluate_dbc.py --task breakout --episodes 10 --max-steps 2000 --baselines --sample "
+                "python -m training.dbc.evaluate --task breakout --episodes 10 --max-steps 2000 --baselines --sample "
                 f"--policies {out}/{{bc,dbc}}_s{{0,1,2}} --out {out}/eval.json"
             ],
         }
     if task == "maze":
         return {
             "train": [
-                f"python training/train_dbc.py --task maze --algo diffusion {net} --steps 8000 --out {out}",
-                f"python training/train_dbc.py --task maze --algo bc,dbc --seeds 0,1,2 --lam 1 {net} --steps 6000 "
+                f"python -m training.dbc.train --task maze --algo diffusion {net} --steps 8000 --out {out}",
+                f"python -m training.dbc.train --task maze --algo bc,dbc --seeds 0,1,2 --lam 1 {net} --steps 6000 "
                 f"--out {out}",
             ],
             "evaluate": [
-                "python training/evaluate_dbc.py --task maze --episodes 100 "
+                "python -m training.dbc.evaluate --task maze --episodes 100 "
                 f"--policies {out}/{{bc,dbc}}_s{{0,1,2}} --out {out}/eval.json --plot {out}/eval.png"
             ],
         }
     seeds, pols = "--seeds 0,1,2,3,4", f"{out}/{{bc,dbc,diffusion_policy}}_s{{0,1,2,3,4}}"
     return {
         "train": [
-            f"python training/train_dbc.py --task fetch --algo diffusion {net} --steps 8000 --out {out}",
-            f"python training/train_dbc.py --task fetch --algo bc,dbc {seeds} {net} --steps 6000 --out {out}",
-            f"python training/train_dbc.py --task fetch --algo diffusion_policy {seeds} {net} --steps 6000 --out {out}",
+            f"python -m training.dbc.train --task fetch --algo diffusion {net} --steps 8000 --out {out}",
+            f"python -m training.dbc.train --task fetch --algo bc,dbc {seeds} {net} --steps 6000 --out {out}",
+            f"python -m training.dbc.train --task fetch --algo diffusion_policy {seeds} {net} --steps 6000 --out {out}",
         ],
         "evaluate": [
-            f"python training/evaluate_dbc.py --task fetch --episodes 500 --baselines --policies {pols} "
+            f"python -m training.dbc.evaluate --task fetch --episodes 500 --baselines --policies {pols} "
             f"--out {out}/eval.json"
         ],
         "generalise": [
-            "python training/generalise_dbc.py --noise-levels 0,0.02,0.04,0.06,0.08 --episodes 500 --baselines "
+            "python -m training.dbc.generalise --noise-levels 0,0.02,0.04,0.06,0.08 --episodes 500 --baselines "
             f"--policies {pols} --out {out}/generalisation.json --plot docs/fetch_generalisation.png"
         ],
     }
@@ -326,7 +326,7 @@ class StateSide(Side):
     def reset(self, seed: int) -> bytes:
         obs = self.task.reset(seed)
         # A Diffusion Policy's reverse-chain noise: one generator per episode, seeded by its seed and
-        # drawn as training/evaluate_dbc.py draws it for that episode.
+        # drawn as training/dbc/evaluate.py draws it for that episode.
         self.gen = torch.Generator().manual_seed(seed)
         self.trail, self.done, self.t = [obs[:2].copy()], False, 0
         return png(self.draw())
@@ -387,7 +387,7 @@ class BreakoutSide(Side):
         from games.envs import FrameStack
 
         frame, _ = self.env.reset(seed=seed)
-        self.gen = torch.Generator().manual_seed(seed)  # actions are drawn, as in `evaluate_dbc.py --sample`
+        self.gen = torch.Generator().manual_seed(seed)  # actions are drawn, as in `training.dbc.evaluate --sample`
         self.stack = FrameStack()
         self.stack.reset(frame)
         self.done, self.t, self.ret = False, 0, 0.0

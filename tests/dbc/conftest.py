@@ -14,15 +14,15 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def maze_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """policy_dir with maze/{diffusion, bc_s0, dbc_s0} (+ eval.json/.png), trained for a few steps."""
-    from training import evaluate_dbc, train_dbc
+    from training.dbc import evaluate, train
 
     root = tmp_path_factory.mktemp("policies")
     out, data = root / "maze", root / "data"
     common = maze_train_flags(data, out)
-    assert train_dbc.main([*common, "--algo", "diffusion", "--steps", "20"]) == 0
-    assert train_dbc.main([*common, "--algo", "bc,dbc", "--seeds", "0", "--steps", "20"]) == 0
+    assert train.main([*common, "--algo", "diffusion", "--steps", "20"]) == 0
+    assert train.main([*common, "--algo", "bc,dbc", "--seeds", "0", "--steps", "20"]) == 0
     assert (
-        evaluate_dbc.main(
+        evaluate.main(
             [
                 "--task",
                 "maze",
@@ -46,7 +46,7 @@ def breakout_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import numpy as np
 
     from games.episode_store import Episode, EpisodeStore
-    from training import train_dbc
+    from training.dbc import train
 
     root = tmp_path_factory.mktemp("breakout")
     human = root / "human"
@@ -77,19 +77,19 @@ def breakout_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--out",
         str(root / "policies"),
     ]
-    assert train_dbc.main([*common, "--algo", "diffusion", "--embed-steps", "3", "--steps", "3"]) == 0
-    assert train_dbc.main([*common, "--algo", "bc,dbc", "--seeds", "0", "--steps", "3"]) == 0
+    assert train.main([*common, "--algo", "diffusion", "--embed-steps", "3", "--steps", "3"]) == 0
+    assert train.main([*common, "--algo", "bc,dbc", "--seeds", "0", "--steps", "3"]) == 0
     return root
 
 
 @pytest.fixture(scope="session")
 def fetch_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """fetch/{diffusion, bc_s0, dbc_s0, diffusion_policy_s0} from 2 real expert episodes, a few steps each."""
-    from training import train_dbc
+    from training.dbc import train
 
     root = tmp_path_factory.mktemp("fetch")
     common = ["--task", "fetch", "--demos", "2", "--data-dir", str(root / "data"), "--hidden", "32", "--layers", "2"]
     common += ["--out", str(root / "fetch")]
-    assert train_dbc.main([*common, "--algo", "diffusion", "--steps", "10"]) == 0
-    assert train_dbc.main([*common, "--algo", "bc,dbc,diffusion_policy", "--steps", "10", "--dp-steps", "5"]) == 0
+    assert train.main([*common, "--algo", "diffusion", "--steps", "10"]) == 0
+    assert train.main([*common, "--algo", "bc,dbc,diffusion_policy", "--steps", "10", "--dp-steps", "5"]) == 0
     return root

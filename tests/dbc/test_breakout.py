@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from games.envs import stack_frames
-from model.dbc import act, load_dbc_policy, load_diffusion
-from training import evaluate_dbc
-from training.dbc_data import breakout_demos, store_demos
+from model.dbc.core import act, load_dbc_policy, load_diffusion
+from training.dbc import evaluate
+from training.dbc.demos import breakout_demos, store_demos
 
 
 def test_demos_are_frame_stacks() -> None:
@@ -48,7 +48,7 @@ def test_evaluate_in_the_real_game(breakout_run: Path) -> None:
     out = breakout_run / "eval.json"
     pols = [str(breakout_run / "policies" / n) for n in ("bc_s0", "dbc_s0")]
     assert (
-        evaluate_dbc.main(
+        evaluate.main(
             ["--task", "breakout", "--policies", *pols, "--episodes", "1", "--max-steps", "15", "--out", str(out)]
         )
         == 0
@@ -61,13 +61,13 @@ def test_evaluate_in_the_real_game(breakout_run: Path) -> None:
 def test_baselines_play_the_same_episodes(tmp_path: Path) -> None:
     out = tmp_path / "eval.json"
     args = ["--task", "breakout", "--baselines", "--episodes", "2", "--max-steps", "200", "--out", str(out)]
-    assert evaluate_dbc.main(args) == 0
+    assert evaluate.main(args) == 0
     doc = json.loads(out.read_text())
     assert set(doc["summary"]) == {"random", "expert"}
     assert all([e["seed"] for e in r["episodes"]] == [0, 1] for r in doc["results"])
     assert doc["summary"]["expert"]["mean"] > 0  # the RAM expert serves and breaks bricks within 200 steps
     demo_seed = ["--task", "breakout", "--baselines", "--episodes", "1", "--episode-seed", "1000000"]
-    assert evaluate_dbc.main(demo_seed) == 2  # the demonstrations' episodes are refused
+    assert evaluate.main(demo_seed) == 2  # the demonstrations' episodes are refused
 
 
 def test_sampled_actions_are_reproducible_and_the_cli_says_so(breakout_run: Path) -> None:
@@ -78,6 +78,6 @@ def test_sampled_actions_are_reproducible_and_the_cli_says_so(breakout_run: Path
     out = breakout_run / "eval_sampled.json"
     pols = [str(breakout_run / "policies" / "bc_s0")]
     args = ["--task", "breakout", "--policies", *pols, "--episodes", "1", "--max-steps", "15", "--sample"]
-    assert evaluate_dbc.main([*args, "--out", str(out)]) == 0
+    assert evaluate.main([*args, "--out", str(out)]) == 0
     assert json.loads(out.read_text())["actions"] == "sampled"
-    assert evaluate_dbc.main(["--task", "maze", "--policies", *pols, "--sample"]) == 2  # continuous actions
+    assert evaluate.main(["--task", "maze", "--policies", *pols, "--sample"]) == 2  # continuous actions

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from dbc_helpers import maze_train_flags
 
-from model.dbc import act, load_dbc_policy
-from training import evaluate_dbc, train_dbc
+from model.dbc.core import act, load_dbc_policy
+from training.dbc import evaluate, train
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +33,7 @@ def test_train_save_load_identical_actions(maze_run: Path) -> None:
     # Retraining with the same seed gives the same policy (fixed-seed regression).
     again = maze_run / "again"
     data = maze_run / "data"
-    assert train_dbc.main([*maze_train_flags(data, again), "--algo", "bc", "--seeds", "0", "--steps", "20"]) == 0
+    assert train.main([*maze_train_flags(data, again), "--algo", "bc", "--seeds", "0", "--steps", "20"]) == 0
     b1, _ = act(load_dbc_policy(out / "bc_s0")[0], obs)
     b2, _ = act(load_dbc_policy(again / "bc_s0")[0], obs)
     assert torch.allclose(b1, b2, atol=1e-6)
@@ -55,17 +55,17 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_bad_names_and_mismatched_checkpoints_give_one_error_line(maze_run: Path, capsys) -> None:
     # One real subprocess: the exit code and stderr as a user sees them.
-    r = run_cli("training/train_dbc.py", "--task", "pong")
+    r = run_cli("-m", "training.dbc.train", "--task", "pong")
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == ["error: unknown task 'pong': expected one of maze, fetch, breakout"]
     pol = str(maze_run / "maze" / "bc_s0")
     cases = [
-        (train_dbc.main, ["--task", "maze", "--algo", "ppo"], "unknown algo 'ppo'"),
-        (train_dbc.main, ["--task", "maze", "--algo", "dbc", "--diffusion", "/nonexistent/phi"], "needs a diffusion"),
-        (evaluate_dbc.main, ["--task", "breakout", "--policies", pol, "--episodes", "1"], "not 'breakout'"),
-        (evaluate_dbc.main, ["--task", "mario", "--policies", pol], "unknown task 'mario'"),
-        (evaluate_dbc.main, ["--task", "maze", "--policies", str(maze_run / "maze" / "diffusion")], "not a DBC policy"),
-        (evaluate_dbc.main, ["--task", "maze", "--policies", "/nonexistent/pol"], "checkpoint file missing"),
+        (train.main, ["--task", "maze", "--algo", "ppo"], "unknown algo 'ppo'"),
+        (train.main, ["--task", "maze", "--algo", "dbc", "--diffusion", "/nonexistent/phi"], "needs a diffusion"),
+        (evaluate.main, ["--task", "breakout", "--policies", pol, "--episodes", "1"], "not 'breakout'"),
+        (evaluate.main, ["--task", "mario", "--policies", pol], "unknown task 'mario'"),
+        (evaluate.main, ["--task", "maze", "--policies", str(maze_run / "maze" / "diffusion")], "not a DBC policy"),
+        (evaluate.main, ["--task", "maze", "--policies", "/nonexistent/pol"], "checkpoint file missing"),
     ]
     for fn, argv, expected in cases:
         assert fn(argv) == 2, argv
@@ -80,7 +80,7 @@ def test_mismatched_weights_are_refused(maze_run: Path, tmp_path: Path) -> None:
     tree, meta = checkpoint.load(maze_run / "maze" / "bc_s0")
     meta["config"]["hidden"] = 64
     checkpoint.save(tmp_path / "bad", tree, meta)
-    assert evaluate_dbc.main(["--task", "maze", "--policies", str(tmp_path / "bad"), "--episodes", "1"]) == 2
+    assert evaluate.main(["--task", "maze", "--policies", str(tmp_path / "bad"), "--episodes", "1"]) == 2
 
 
 def test_maze_demos_are_expert_successes(maze_run: Path) -> None:
@@ -95,14 +95,14 @@ def test_merge_episode_ranges(maze_run: Path, tmp_path: Path) -> None:
     pols = [str(maze_run / "maze" / n) for n in ("bc_s0", "dbc_s0")]
     more = tmp_path / "more.json"
     assert (
-        evaluate_dbc.main(
+        evaluate.main(
             ["--task", "maze", "--policies", *pols, "--episodes", "1", "--episode-seed", "2", "--out", str(more)]
         )
         == 0
     )
     merged = tmp_path / "merged.json"
     assert (
-        evaluate_dbc.main(
+        evaluate.main(
             ["--task", "maze", "--merge", str(maze_run / "maze" / "eval.json"), str(more), "--out", str(merged)]
         )
         == 0
@@ -111,4 +111,4 @@ def test_merge_episode_ranges(maze_run: Path, tmp_path: Path) -> None:
     assert doc["episodes"] == 3 and doc["episode_seed"] == 0
     assert all([e["seed"] for e in r["episodes"]] == [0, 1, 2] for r in doc["results"])
     # The same episodes twice cannot be merged.
-    assert evaluate_dbc.main(["--task", "maze", "--merge", str(more), str(more), "--out", str(merged)]) == 2
+    assert evaluate.main(["--task", "maze", "--merge", str(more), str(more), "--out", str(merged)]) == 2

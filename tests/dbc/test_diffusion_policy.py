@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from model.checkpoint import CheckpointError
-from model.dbc import act
-from model.diffusion_policy import (
+from model.dbc.core import act
+from model.dbc.diffusion_policy import (
     DiffusionPolicy,
     DiffusionPolicyConfig,
     cosine_beta_schedule,
@@ -46,7 +46,7 @@ def test_loss_and_sampling_contract(tmp_path: Path) -> None:
     assert actions.shape == (8, 3) and float(actions.abs().max()) <= 1.0 + 1e-6
     assert torch.equal(pol.sample(obs, noise), actions)  # the noise is the only randomness
     assert torch.allclose(pol.sample(obs[2:5], noise[2:5]), actions[2:5], atol=1e-6)  # batch-independent
-    assert act(pol, obs)[0].shape == (8, 3)  # model.dbc.act treats it as a continuous policy
+    assert act(pol, obs)[0].shape == (8, 3)  # model.dbc.core.act treats it as a continuous policy
     save_diffusion_policy(tmp_path / "dp", pol, {"task": "maze", "algo": "diffusion_policy", "seed": 0})
     loaded, meta = load_diffusion_policy(tmp_path / "dp", task="maze")
     assert meta["algo"] == "diffusion_policy" and torch.equal(loaded.sample(obs, noise), actions)

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.dbc import load_dbc_policy
-from training import evaluate_dbc, generalise_dbc, train_dbc
-from training.evaluate_dbc import load_agent
+from model.dbc.core import load_dbc_policy
+from training.dbc import evaluate, generalise, train
+from training.dbc.evaluate import load_agent
 
 
 def test_fetch_demos_and_checkpoints(fetch_run: Path) -> None:
@@ -33,7 +33,7 @@ def test_fetch_evaluation_with_error_bars(fetch_run: Path, capsys) -> None:
     out = fetch_run / "eval.json"
     pols = [str(fetch_run / "fetch" / n) for n in ("bc_s0", "dbc_s0", "diffusion_policy_s0")]
     args = ["--task", "fetch", "--policies", *pols, "--episodes", "2", "--episode-seed", "10"]
-    assert evaluate_dbc.main([*args, "--bootstrap", "200", "--baselines", "--out", str(out)]) == 0
+    assert evaluate.main([*args, "--bootstrap", "200", "--baselines", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "episode seeds 10..11 (test split)" in printed and "training seeds [0]" in printed
     assert "dbc - bc:" in printed and "95% CI" in printed
@@ -48,9 +48,9 @@ def test_fetch_evaluation_with_error_bars(fetch_run: Path, capsys) -> None:
     assert all(c["ci95_episodes"][0] <= c["diff"] <= c["ci95_episodes"][1] for c in doc["comparisons"])
     assert doc["paper"]["DBC"] == {"mean": 97.5, "std": 1.9} and out.with_suffix(".png").is_file()
     # Refused: demonstration seeds, --noise off FetchPick, a Diffusion Policy for Breakout.
-    assert evaluate_dbc.main([*args[:-1], "1000000"]) == 2
-    assert evaluate_dbc.main(["--task", "maze", "--policies", pols[0], "--noise", "0.1"]) == 2
-    assert train_dbc.main(["--task", "breakout", "--algo", "diffusion_policy"]) == 2
+    assert evaluate.main([*args[:-1], "1000000"]) == 2
+    assert evaluate.main(["--task", "maze", "--policies", pols[0], "--noise", "0.1"]) == 2
+    assert train.main(["--task", "breakout", "--algo", "diffusion_policy"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("error: ") for line in err), err
 
@@ -59,27 +59,27 @@ def test_generalisation_experiment(fetch_run: Path, tmp_path: Path) -> None:
     pols = [str(fetch_run / "fetch" / n) for n in ("bc_s0", "diffusion_policy_s0")]
     out, png = tmp_path / "gen.json", tmp_path / "gen.png"
     argv = ["--policies", *pols, "--noise-levels", "0,0.05", "--episodes", "1", "--bootstrap", "100"]
-    assert generalise_dbc.main([*argv, "--out", str(out), "--plot", str(png)]) == 0
+    assert generalise.main([*argv, "--out", str(out), "--plot", str(png)]) == 0
     doc = json.loads(out.read_text())
     assert doc["noise_levels"] == [0.0, 0.05] and [d["noise"] for d in doc["levels"]] == [0.0, 0.05]
     assert all(set(d["summary"]) == {"bc", "diffusion_policy"} for d in doc["levels"])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert generalise_dbc.main(["--policies", *pols, "--noise-levels", "0.05,0"]) == 2  # not increasing
+    assert generalise.main(["--policies", *pols, "--noise-levels", "0.05,0"]) == 2  # not increasing
 
 
 def test_diffusion_policy_on_the_maze(maze_run: Path, tmp_path: Path) -> None:
     common = ["--task", "maze", "--demos", "3", "--data-dir", str(maze_run / "data"), "--hidden", "32"]
     common += ["--layers", "2", "--out", str(tmp_path)]
-    assert train_dbc.main([*common, "--algo", "diffusion_policy", "--steps", "10", "--dp-steps", "5"]) == 0
+    assert train.main([*common, "--algo", "diffusion_policy", "--steps", "10", "--dp-steps", "5"]) == 0
     pols = [str(maze_run / "maze" / "bc_s0"), str(tmp_path / "diffusion_policy_s0")]
     out = tmp_path / "eval.json"
-    assert evaluate_dbc.main(["--task", "maze", "--policies", *pols, "--episodes", "1", "--out", str(out)]) == 0
+    assert evaluate.main(["--task", "maze", "--policies", *pols, "--episodes", "1", "--out", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert set(doc["summary"]) == {"bc", "diffusion_policy"} and doc["comparisons"][0]["a"] == "diffusion_policy"
     # Envs are reused across episodes: seed 0 after seed 1 in the same env replays the fixture's seed 0.
     bc = load_agent(maze_run / "maze" / "bc_s0")[0]
-    pool = [evaluate_dbc.make_task("maze")]
-    replay = evaluate_dbc.rollout_lowdim(bc, "maze", [1, 0], pool=pool)[1]
+    pool = [evaluate.make_task("maze")]
+    replay = evaluate.rollout_lowdim(bc, "maze", [1, 0], pool=pool)[1]
     pool[0].close()
     first = json.loads((maze_run / "maze" / "eval.json").read_text())["results"][0]
     assert first["policy"].endswith("bc_s0") and replay == first["episodes"][0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from model.dbc import (
+from model.dbc.core import (
     DiffusionConfig,
     JointDiffusion,
     MLPPolicy,
@@ -14,7 +14,7 @@ from model.dbc import (
     dbc_loss_discrete,
     sigmoid_beta_schedule,
 )
-from model.dbc_ensemble import EnsembleMLPPolicy
+from model.dbc.ensemble import EnsembleMLPPolicy
 
 
 def make_phi(discrete: bool = False, state_dim: int = 6, action_dim: int = 2) -> JointDiffusion:

@@ -44,7 +44,7 @@ def client(
 ) -> Iterator[TestClient]:
     """Maze, Breakout and FetchPick policies; FetchPick's evaluation and generalisation JSONs from the
     real command lines (one episode each)."""
-    from training import evaluate_dbc, generalise_dbc
+    from training.dbc import evaluate, generalise
 
     root = tmp_path_factory.mktemp("viewer")
     shutil.copytree(maze_run / "maze", root / "maze")
@@ -53,9 +53,9 @@ def client(
     pols = [str(root / "fetch" / n) for n in ("bc_s0", "dbc_s0", "diffusion_policy_s0")]
     quick = ["--episodes", "1", "--bootstrap", "100", "--baselines"]
     out = root / "fetch"
-    assert evaluate_dbc.main(["--task", "fetch", "--policies", *pols, *quick, "--out", str(out / "eval.json")]) == 0
+    assert evaluate.main(["--task", "fetch", "--policies", *pols, *quick, "--out", str(out / "eval.json")]) == 0
     gen = ["--policies", *pols[:2], "--noise-levels", "0,0.02", *quick, "--out", str(out / "generalisation.json")]
-    assert generalise_dbc.main([*gen, "--plot", str(root / "generalisation.png")]) == 0
+    assert generalise.main([*gen, "--plot", str(root / "generalisation.png")]) == 0
     with app_for(root) as c:
         yield c
 
@@ -182,7 +182,7 @@ def test_fetch_without_trained_policies(bare: tuple[TestClient, Path]) -> None:
     assert fetch["missing"] == ["bc", "dbc", "diffusion_policy"] and not fetch["has_results"]
     out = (root / "fetch").as_posix()
     train = fetch["commands"]["train"]
-    assert train[0].startswith("python training/train_dbc.py --task fetch --algo diffusion ")
+    assert train[0].startswith("python -m training.dbc.train --task fetch --algo diffusion ")
     assert all(c.endswith(f"--out {out}") for c in train) and "--algo bc,dbc " in train[1]
     assert f"--out {out}/eval.json" in fetch["commands"]["evaluate"][0]
     assert f"--out {out}/generalisation.json" in fetch["commands"]["generalise"][0]
@@ -209,9 +209,9 @@ def test_fetch_without_trained_policies(bare: tuple[TestClient, Path]) -> None:
 
 def test_fetch_with_trained_policies(client: TestClient, fetch_run: Path) -> None:
     """BC beside the Diffusion Policy; the Diffusion Policy draws its reverse-chain noise from the
-    episode seed, as training/evaluate_dbc.py does, so a session replays the same actions."""
+    episode seed, as training/dbc/evaluate.py does, so a session replays the same actions."""
     from games.fetch import FetchTask
-    from model.diffusion_policy import load_diffusion_policy
+    from model.dbc.diffusion_policy import load_diffusion_policy
 
     def session() -> list[dict]:
         with client.websocket_connect("/ws/viewer") as ws:

@@ -56,16 +56,16 @@ def server_url(maze_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 @pytest.fixture(scope="module")
 def fetch_url(fetch_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """FetchPick trained, evaluated and generalised through the real command lines (one episode each)."""
-    from training import evaluate_dbc, generalise_dbc
+    from training.dbc import evaluate, generalise
 
     root = tmp_path_factory.mktemp("browser_fetch")
     out = root / "fetch"
     shutil.copytree(fetch_run / "fetch", out)
     pols = [str(out / n) for n in ("bc_s0", "dbc_s0", "diffusion_policy_s0")]
     quick = ["--episodes", "1", "--bootstrap", "100", "--baselines"]
-    assert evaluate_dbc.main(["--task", "fetch", "--policies", *pols, *quick, "--out", str(out / "eval.json")]) == 0
+    assert evaluate.main(["--task", "fetch", "--policies", *pols, *quick, "--out", str(out / "eval.json")]) == 0
     gen = ["--policies", *pols, "--noise-levels", "0,0.04", *quick, "--out", str(out / "generalisation.json")]
-    assert generalise_dbc.main([*gen, "--plot", str(root / "generalisation.png")]) == 0
+    assert generalise.main([*gen, "--plot", str(root / "generalisation.png")]) == 0
     with serving(root) as url:
         yield url
 
@@ -128,13 +128,13 @@ def test_fetch_without_trained_policies(server_url: str) -> None:
         assert options(page, "#left") == ["fetch/expert"] and options(page, "#right") == ["fetch/expert"]
         note = page.inner_text("#availability")
         assert "fetch/expert (scripted expert)" in note and "Not trained yet: BC, DBC, Diffusion Policy" in note
-        assert "python training/train_dbc.py --task fetch --algo diffusion " in note
+        assert "python -m training.dbc.train --task fetch --algo diffusion " in note
         assert "--task fetch --algo bc,dbc" in note and "--algo diffusion_policy" in note
         page.wait_for_function("document.querySelector('#results-note').textContent.includes('No evaluation')")
         results = page.inner_text("#results-note")
         assert "No evaluation results for FetchPick yet" in results
-        assert "python training/evaluate_dbc.py --task fetch --episodes 500 --baselines" in results
-        page.wait_for_function("document.querySelector('#gen-note').textContent.includes('generalise_dbc.py')")
+        assert "python -m training.dbc.evaluate --task fetch --episodes 500 --baselines" in results
+        page.wait_for_function("document.querySelector('#gen-note').textContent.includes('training.dbc.generalise')")
         assert page.is_visible("#generalisation") and "No generalisation results" in page.inner_text("#gen-note")
         assert "top view" in page.inner_text("#view-caption")
         run_and_stop(page, "fetch")

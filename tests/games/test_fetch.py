@@ -65,7 +65,7 @@ def test_drawing(task: FetchTask) -> None:
 
 
 def test_a_reused_env_replays_a_fresh_one(task: FetchTask) -> None:
-    """evaluate_dbc reuses envs across episodes: a reset with a seed must be a fresh episode."""
+    """training.dbc.evaluate reuses envs across episodes: a reset with a seed must be a fresh episode."""
 
     def play(t: FetchTask, seed: int) -> np.ndarray:
         obs, done, path = t.reset(seed, 0.03), False, []

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from games.envs import FrameStack
-from model.dbc import act, load_dbc_policy, load_diffusion
+from model.dbc.core import act, load_dbc_policy, load_diffusion
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ("maze", "breakout")

@@ -3,22 +3,22 @@
 Two stages (docs/design.md §5): first fit the joint diffusion model phi on expert (s, a) pairs, then
 train policies with L = L_BC + lambda * L_DM (plain BC is the same code with lambda = 0).
 
-    python training/train_dbc.py --task maze --algo diffusion --out policies/maze
-    python training/train_dbc.py --task maze --algo bc,dbc --seeds 0,1,2 --lam 30 \\
+    python -m training.dbc.train --task maze --algo diffusion --out policies/maze
+    python -m training.dbc.train --task maze --algo bc,dbc --seeds 0,1,2 --lam 30 \\
         --diffusion policies/maze/diffusion --out policies/maze
 
-    python training/train_dbc.py --task fetch --algo diffusion --out policies/fetch
-    python training/train_dbc.py --task fetch --algo bc,dbc,diffusion_policy --seeds 0,1,2,3,4 \\
+    python -m training.dbc.train --task fetch --algo diffusion --out policies/fetch
+    python -m training.dbc.train --task fetch --algo bc,dbc,diffusion_policy --seeds 0,1,2,3,4 \\
         --out policies/fetch
 
-    python training/train_dbc.py --task breakout --algo diffusion --out policies/breakout
-    python training/train_dbc.py --task breakout --algo bc,dbc --seeds 0,1 \\
+    python -m training.dbc.train --task breakout --algo diffusion --out policies/breakout
+    python -m training.dbc.train --task breakout --algo bc,dbc --seeds 0,1 \\
         --diffusion policies/breakout/diffusion --out policies/breakout
 
 Every (algo, seed) pair is one policy, saved as `<out>/<algo>_s<seed>`; phi as `<out>/diffusion`.
 Maze and FetchPick BC / DBC policies of all pairs train together as one batched ensemble
 (identical maths, members share nothing; small MLPs on a CPU are overhead-bound, so this is
-several times faster). `diffusion_policy` is the Diffusion Policy baseline (model/diffusion_policy.py):
+several times faster). `diffusion_policy` is the Diffusion Policy baseline (model/dbc/diffusion_policy.py):
 a conditional DDPM over actions, trained on the same demonstrations, one network per seed.
 
 Breakout's phi diffuses over a 32-d state embedding (the bottleneck of a conv net trained by
@@ -38,16 +38,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from games import fetch, maze
 from model.checkpoint import CheckpointError
-from model.dbc import (
+from model.dbc.core import (
     DiffusionConfig,
     JointDiffusion,
     PolicyConfig,
@@ -58,10 +55,10 @@ from model.dbc import (
     save_dbc_policy,
     save_diffusion,
 )
-from model.dbc_ensemble import EnsembleMLPPolicy
-from model.diffusion_policy import DiffusionPolicy, DiffusionPolicyConfig, save_diffusion_policy
+from model.dbc.diffusion_policy import DiffusionPolicy, DiffusionPolicyConfig, save_diffusion_policy
+from model.dbc.ensemble import EnsembleMLPPolicy
 from training.cli import dataclass_parser
-from training.dbc_data import (
+from training.dbc.demos import (
     DEFAULT_DEMOS,
     DEFAULT_LAMBDA,
     LOWDIM_TASKS,

@@ -1,11 +1,11 @@
 """Evaluate DBC / BC / Diffusion Policy policies on their task and write JSON (+ a PNG plot).
 
-    python training/evaluate_dbc.py --task fetch --episodes 500 \\
+    python -m training.dbc.evaluate --task fetch --episodes 500 \\
         --policies policies/fetch/{bc,dbc,diffusion_policy}_s{0,1,2,3,4} --out policies/fetch/eval.json
 
 Every policy plays the same episodes (reset seeds episode_seed .. episode_seed + N - 1, printed),
 so methods are compared on identical starts and goals. The seeds must lie in one split of
-training/dbc_data.py's EPISODE_SPLITS ('test' 0..999 by default, 'selection' 1000..1999 for
+training/dbc/demos.py's EPISODE_SPLITS ('test' 0..999 by default, 'selection' 1000..1999 for
 choosing settings); the demonstrations' seeds (1,000,000 and up) are refused.
 
 Policies are grouped by their algorithm; a group's score is the mean ± sample std over its
@@ -28,9 +28,6 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -39,10 +36,10 @@ from games.envs import FrameStack
 from games.files import atomic_write_bytes
 from model import checkpoint
 from model.checkpoint import CheckpointError
-from model.dbc import act, load_dbc_policy
-from model.diffusion_policy import KIND as DIFFUSION_POLICY_KIND
-from model.diffusion_policy import DiffusionPolicy, load_diffusion_policy
-from training.dbc_data import (
+from model.dbc.core import act, load_dbc_policy
+from model.dbc.diffusion_policy import KIND as DIFFUSION_POLICY_KIND
+from model.dbc.diffusion_policy import DiffusionPolicy, load_diffusion_policy
+from training.dbc.demos import (
     DEMO_SEED,
     EPISODE_SPLITS,
     LOWDIM_TASKS,

@@ -3,7 +3,7 @@
 Maze and FetchPick: `maze_demos(n)` / `fetch_demos(n)` run the task's scripted expert
 (games/maze.py, games/fetch.py) from reset seeds DEMO_SEED + i, keep successful episodes only,
 and return states (N, obs_dim) float32 and actions (N, action_dim) float32. Evaluation and
-selection episodes use other seeds (EPISODE_SPLITS; evaluate_dbc.py refuses overlaps).
+selection episodes use other seeds (EPISODE_SPLITS; training/dbc/evaluate.py refuses overlaps).
 
 Breakout: `breakout_demos(frames)` plays the RAM-reading scripted expert in the real game
 (games/envs.py) and returns stacks of the last 4 frames (N, 4, 64, 64, 3) uint8 with the

@@ -1,6 +1,6 @@
 """The DBC paper's generalisation experiment on FetchPick: success as the starts move away from the demonstrations.
 
-    python training/generalise_dbc.py --noise-levels 0,0.02,0.04,0.06,0.08 --episodes 500 --baselines \\
+    python -m training.dbc.generalise --noise-levels 0,0.02,0.04,0.06,0.08 --episodes 500 --baselines \\
         --policies policies/fetch/{bc,dbc,diffusion_policy}_s{0,1,2,3,4} \\
         --out policies/fetch/generalisation.json --plot docs/fetch_generalisation.png
 
@@ -9,7 +9,7 @@ episode_seed + N - 1, test split), whose initial gripper position, cube position
 noise * U(-1, 1) metres per axis (games/fetch.py: the same direction for an episode at every
 level, only further). The demonstrations were recorded without noise. Per level and method: mean ±
 sample std of the success rate over training seeds, and the paired bootstrap CIs of
-training/evaluate_dbc.py; one JSON, one plot (success against noise, one line per method).
+training/dbc/evaluate.py; one JSON, one plot (success against noise, one line per method).
 """
 
 from __future__ import annotations
@@ -19,15 +19,12 @@ import json
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import torch
 
 from games.files import atomic_write_bytes
 from model.checkpoint import CheckpointError
-from training.dbc_data import UnknownTaskError
-from training.evaluate_dbc import COLORS, PAPER_NAMES, evaluate, report
+from training.dbc.demos import UnknownTaskError
+from training.dbc.evaluate import COLORS, PAPER_NAMES, evaluate, report
 
 
 def parse_levels(text: str) -> list[float]:
@@ -43,7 +40,7 @@ def parse_levels(text: str) -> list[float]:
 def generalise(
     paths: list[Path], levels: list[float], episodes: int, episode_seed: int, baselines: bool, n_boot: int
 ) -> dict:
-    """evaluate_dbc.evaluate on FetchPick at every noise level -> {'noise_levels', 'levels': [eval doc per level]}."""
+    """evaluate.evaluate on FetchPick at every noise level -> {'noise_levels', 'levels': [eval doc per level]}."""
     docs = []
     for noise in levels:
         doc = evaluate("fetch", paths, episodes, episode_seed, baselines=baselines, noise=noise, n_boot=n_boot)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from model.dbc import MLPPolicy, Normaliser, PolicyConfig
+from model.dbc.core import MLPPolicy, Normaliser, PolicyConfig
 
 
 class EnsembleLinear(nn.Module):

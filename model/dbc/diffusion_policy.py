@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from model import checkpoint
-from model.dbc import Normaliser, check_task, mlp, timestep_embedding
+from model.dbc.core import Normaliser, check_task, mlp, timestep_embedding
 
 KIND = "dbc_diffusion_policy"
 
@@ -47,7 +47,7 @@ class DiffusionPolicyConfig:
     """Offset s of the squared-cosine schedule (Nichol & Dhariwal)."""
 
     discrete: ClassVar[bool] = False
-    """Read by model.dbc.act: the actions are continuous."""
+    """Read by model.dbc.core.act: the actions are continuous."""
 
     def __post_init__(self) -> None:
         if self.obs_dim < 1 or self.action_dim < 1:
