@@ -21,7 +21,6 @@ Writes to --run-dir: `agent.{safetensors,json}` (the agent snapshot), `snapshot.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -51,10 +50,10 @@ from model.agent import (
 from model.checkpoint import CheckpointError
 from model.device import pick_device, use_bf16
 from model.sampler import SamplerConfig
-from model.world_model import PRESETS, Dreams, WorldModel, WorldModelConfig, preset_config
-from training.cli import dataclass_parser
+from model.world_model import Dreams, WorldModel, WorldModelConfig, preset_config
 from training.data import WindowSampler
 from training.loop import TrainingLoop, WorldModelSteps, holds_a_run, start
+from training.options import WorldModelOptions, flag, parse_run_args, with_loss_settings
 
 
 # -- imagination ---------------------------------------------------------------------------------
@@ -234,13 +233,11 @@ class Collector:
 
 # -- the loop -----------------------------------------------------------------------------------
 @dataclass
-class LoopArgs:
-    """Options of `train.py --agent`. Defaults: DIAMOND's Atari 100k loop with CPU-sized models."""
+class LoopArgs(WorldModelOptions):
+    """Options of `train.py --agent`: the shared world-model settings (training/options.py) and the
+    loop's own. Defaults: DIAMOND's Atari 100k loop with CPU-sized models."""
 
-    game: str = "Breakout"
-    """ALE game name."""
-    preset: str = "cpu"
-    """World-model size: cpu, paper or tiny (ignored with --world-model or --resume)."""
+    lr: float = 1e-4
     agent_preset: str = "cpu"
     """Actor-critic size: cpu (LSTM 256), paper (LSTM 512) or tiny."""
     agent_frame_diff: bool = False
@@ -248,10 +245,6 @@ class LoopArgs:
     run keeps its own)."""
     world_model: Path | None = None
     """Start from this world-model snapshot (path without suffix) instead of a fresh one."""
-    run_dir: Path | None = None
-    """Output folder (default runs/<game>-agent)."""
-    data: Path | None = None
-    """Episode store: read for training, collected episodes are appended (default data/<game>-loop)."""
     epochs: int = 1000
     """Paper (Atari 100k): 1,000 epochs."""
     collect_steps: int = 100
@@ -259,34 +252,33 @@ class LoopArgs:
     collect_epsilon: float = 0.01
     """Random-action probability when collecting."""
     max_episode_steps: int = 2500
+    """Cut a collected episode after this many steps."""
     denoiser_steps: int = 400
     """Denoiser updates per epoch."""
     re_steps: int = 400
     """Reward/end model updates per epoch."""
     agent_steps: int = 400
     """Actor-critic updates (batches of imagined rollouts) per epoch."""
-    batch_size: int = 32
-    """World-model batch (denoiser windows; reward/end sequences)."""
-    re_seq: int = 8
-    """Sequence length for the reward/end model's LSTM."""
-    lr: float = 1e-4
-    weight_decay: float = 1e-2
-    warmup: int = 100
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
     agent_batch_size: int = 32
     """Imagined rollouts per actor-critic update (all dreamed in one batch)."""
     agent_lr: float = 1e-4
+    """Actor-critic learning rate (AdamW, no weight decay)."""
     agent_passes: int = 1
     """Optimiser steps per batch of dreams (1 = DIAMOND). A dream costs ~25x an update on a 2-core
     CPU; more passes learn more from each, with PPO's clipped ratio keeping the policy near the one
     that dreamed (--ppo-clip)."""
     ppo_clip: float = 0.2
+    """Clip of the policy ratio (PPO) when --agent-passes > 1."""
     agent_grad_clip: float = 100.0
+    """Clip of the actor-critic's gradient norm."""
     horizon: int = 15
+    """Steps of each imagined rollout."""
     gamma: float = 0.985
+    """Discount."""
     lam: float = 0.95
+    """lambda of the lambda-returns."""
     entropy_weight: float = 0.001
+    """Weight of the policy's entropy bonus."""
     dream_steps: int = 3
     """Denoising steps per dreamed frame in imagination (the paper's 3). Fewer are cheaper but lose
     the ball: with 1 the shipped Breakout dream shows half the life losses (docs/agent.md)."""
@@ -294,52 +286,30 @@ class LoopArgs:
     """Use only the last N stored episodes (0 = all)."""
     ckpt_every: int = 1
     """Save snapshots and the resume state every N epochs."""
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    """auto (bf16 on CUDA and bf16-capable CPUs), bf16 or fp32 (the world model; the agent is fp32)."""
-    threads: int = 0
-    """torch CPU threads (0 = torch's default)."""
-    resume: bool = False
-    progress: bool = True
+
+    def default_run_dir(self) -> Path:
+        return Path("runs") / f"{self.game}-agent"
 
     def __post_init__(self) -> None:
-        for name in (
-            "epochs",
-            "batch_size",
-            "re_seq",
-            "agent_batch_size",
-            "agent_passes",
-            "horizon",
-            "ckpt_every",
-            "max_episode_steps",
-        ):
+        super().__post_init__()
+        for name in ("epochs", "agent_batch_size", "agent_passes", "horizon", "ckpt_every", "max_episode_steps"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        for name in ("collect_steps", "denoiser_steps", "re_steps", "agent_steps", "max_episodes", "threads"):
+                raise ValueError(f"--{flag(name)} must be >= 1, got {getattr(self, name)}")
+        for name in ("collect_steps", "denoiser_steps", "re_steps", "agent_steps", "max_episodes"):
             if getattr(self, name) < 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+                raise ValueError(f"--{flag(name)} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.collect_epsilon <= 1:
             raise ValueError(f"--collect-epsilon must be in [0, 1], got {self.collect_epsilon}")
-        if self.preset not in PRESETS or self.agent_preset not in AGENT_PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r} / agent preset {self.agent_preset!r}")
+        if self.agent_preset not in AGENT_PRESETS:
+            raise ValueError(f"--agent-preset must be one of {', '.join(AGENT_PRESETS)}, got {self.agent_preset!r}")
         ActorCriticLossConfig(self.horizon, self.gamma, self.lam, self.entropy_weight, self.ppo_clip)
         SamplerConfig(num_steps=self.dream_steps)
 
 
 def parse_loop_args(argv: list[str] | None = None) -> LoopArgs:
-    p = dataclass_parser(
-        LoopArgs,
-        choices={"preset": PRESETS, "agent_preset": AGENT_PRESETS},
-        prog="train.py --agent",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    return parse_run_args(
+        LoopArgs, argv, choices={"agent_preset": AGENT_PRESETS}, prog="train.py --agent", description=__doc__
     )
-    try:
-        return LoopArgs(**vars(p.parse_args(argv)))
-    except ValueError as e:
-        p.error(str(e))
-        raise  # unreachable: p.error exits
 
 
 def run_loop(argv: list[str] | None = None) -> int:
@@ -350,7 +320,7 @@ def run_loop(argv: list[str] | None = None) -> int:
     if not start(a.game, a.threads, a.seed):
         return 2
     device = pick_device(a.device)
-    run_dir = a.run_dir or Path("runs") / f"{a.game}-agent"
+    run_dir = a.run_path
     data_dir = a.data or Path("data") / f"{a.game}-loop"
     state_path, snap_path, agent_path = run_dir / "state", run_dir / "snapshot", run_dir / "agent"
 
@@ -377,6 +347,11 @@ def run_loop(argv: list[str] | None = None) -> int:
             ac_cfg.frame_diff = a.agent_frame_diff
     except (CheckpointError, TypeError, ValueError, KeyError) as e:
         print(f"error: cannot start: {e}", file=sys.stderr)
+        return 2
+    try:
+        cfg = with_loss_settings(cfg, a, resumed=resume_tree is not None)
+    except ValueError as e:
+        print(f"error: {e} ({run_dir})", file=sys.stderr)
         return 2
     if cfg.game != a.game or cfg.action_meanings != names:
         print(f"error: the world model is for {cfg.game} {cfg.action_meanings}, not {a.game} {names}", file=sys.stderr)
@@ -497,7 +472,7 @@ def run_loop(argv: list[str] | None = None) -> int:
                 break
             steps.set_lr(wm_step)
             if i < a.denoiser_steps:
-                logs.update(steps.denoiser_step(sampler, a.batch_size))
+                logs.update(steps.denoiser_step(sampler, a.batch_size, a.ar_frames, a.ar_fraction))
                 steps.update_ema("denoiser")
                 wm_step += 1
             else:

@@ -106,7 +106,8 @@ class WorldModelSteps:
     """The world model being trained, its EMA copy (what snapshots hold), one AdamW optimiser for the
     denoiser and one for the reward/end model, and one optimisation step of either.
 
-    `opts` is the run's options (train.py's Args or train.py --agent's LoopArgs): their lr, warmup
+    `opts` is the run's options (training/options.WorldModelOptions, which train.py's Args and
+    train.py --agent's LoopArgs extend): their lr, warmup
     (linear, in steps), weight_decay, grad_clip and ema_decay are used.
     `init_state` starts the model from given weights (the EMA copy starts equal to the model);
     `compile` torch.compiles the U-Net. After `load` (a resume) call `distribute` under torchrun:

@@ -13,7 +13,6 @@ events under `tb/`, and `eval/` (fidelity JSON + real-over-dream strips).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -37,59 +36,43 @@ from model.device import pick_device, use_bf16
 from model.reward_end import RewardEndConfig
 from model.sampler import SamplerConfig
 from model.unet import grow_context
-from model.world_model import PRESETS, WorldModel, WorldModelConfig, preset_config, transfer_to_game
-from training.cli import dataclass_parser, recorded_defaults
+from model.world_model import WorldModel, WorldModelConfig, preset_config, transfer_to_game
 from training.collect import collect
 from training.data import WindowSampler
 from training.loop import TrainingLoop, WorldModelSteps, holds_a_run, seed_all, start
+from training.options import WorldModelOptions, flag, parse_run_args, with_loss_settings
 
 
 @dataclass
-class Args:
-    game: str = "Breakout"
-    """ALE game name."""
-    preset: str = "cpu"
-    """Model size: 'cpu' (default, fits a 2-core CPU) or 'paper' (DIAMOND's Atari U-Net)."""
-    run_dir: Path | None = None
-    """Output folder (default runs/<game>)."""
-    data: Path | None = None
-    """Training episode store (default data/<game>); collected if empty."""
+class Args(WorldModelOptions):
+    """train.py's options: the shared world-model settings (training/options.py) and these."""
+
     heldout: Path | None = None
     """Held-out episode store for evaluation (default data/<game>-heldout)."""
     collect_steps: int = 60_000
     """Agent steps to collect when the training store is empty."""
     heldout_steps: int = 6_000
+    """Agent steps to collect when the held-out store is empty (and --eval-every > 0)."""
     policy: str = "mixed"
     """Collection policy: random, expert, mixed (epsilon-mixed scripted expert) or rules
     (games/experts.rule_showing). A game without a scripted expert (games/experts.EXPERTS)
     collects with random."""
     epsilon: float = 0.25
+    """Random-action probability of the mixed policy."""
     steps: int = 20_000
     """Total denoiser optimisation steps (the run stops there; --resume continues up to it)."""
-    batch_size: int = 32
-    lr: float = 2e-4
-    weight_decay: float = 1e-2
-    warmup: int = 100
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
     re_every: int = 1
     """Train the reward/end model every N denoiser steps."""
-    re_seq: int = 8
-    """Sequence length for the reward/end model's LSTM."""
     ckpt_every: int = 250
+    """Save the snapshot and the resume state every N steps."""
     eval_every: int = 1000
     """Run the fidelity evaluation every N steps (0 = never)."""
     eval_starts: int = 8
+    """Held-out starts of that evaluation."""
     log_every: int = 25
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    """auto (bf16 on CUDA and bf16-capable CPUs), bf16 or fp32."""
-    threads: int = 0
-    """torch CPU threads (0 = torch's default)."""
+    """Write a metrics record every N steps."""
     compile: bool = False
     """torch.compile the U-Net (helps on CUDA; slower to start)."""
-    resume: bool = False
     init_from: Path | None = None
     """Start from a world-model snapshot (its config and EMA weights; fresh optimiser), e.g.
     checkpoints/Breakout.safetensors to fine-tune the shipped model on new data. Another game's
@@ -101,12 +84,6 @@ class Args:
     older frames enter through zero-initialised input channels; the embedded actions stay the last
     4), so training can teach it a game's hidden timers, e.g. Breakout's 8-step pause before a
     lost life is counted, which 4 frames cannot time."""
-    ar_frames: int = 0
-    """Autoregressive training: the last K context frames of a sample are dreamed by the EMA
-    model (3 Euler steps, as in play) from the real frames before them, so the denoiser learns
-    to carry the ball and paddle through its own errors. 0 = off."""
-    ar_fraction: float = 0.5
-    """Fraction of each batch trained on dreamed contexts when --ar-frames > 0."""
     empty_field_weight: float = 1.0
     """Draw training windows whose last context frame has no ball in the open field this many
     times as often (games with a ball field only: Breakout). Depends on the context alone, so it
@@ -124,20 +101,6 @@ class Args:
     of the data; a model with a context long enough to see the ball leave (--context-frames) learns
     when to draw it faster when it sees it more often. Depends on which window is drawn, not on what
     the model is asked to predict in it."""
-    motion_weight: float | None = None
-    """Override the denoiser's extra loss weight on moving pixels (default: the preset's or the
-    --init-from snapshot's value). Training-only settings: they change no weight shapes."""
-    context_noise_scale: float | None = None
-    """Override the context-noise std per augmentation level."""
-    context_noise_clean_prob: float | None = None
-    """Override the probability of a clean (level 0) context."""
-    motion_source: str | None = None
-    """Override where the motion weight comes from: 'target' (pixels that move into the target;
-    biases the model towards drawing motion) or 'context' (pixels that moved between the last two
-    context frames; leaves the optimum unbiased)."""
-    motion_on_prediction: bool | None = None
-    """Override whether the motion weight also covers pixels where the model's own estimate
-    moves (--motion-on-prediction: a phantom ball costs as much as a missed one)."""
     reward_end_only: bool = False
     """Train the reward/end model alone: the denoiser is frozen and its steps are skipped (e.g. a
     snapshot's end head retrained on longer --re-seq windows or with --re-blank-rows)."""
@@ -145,51 +108,32 @@ class Args:
     """Override the box of the frame the reward/end model does not see, "top,bottom,left,right"
     (model/reward_end.RewardEndConfig.blank; Breakout's lives counter: 0,5,36,50); a fresh or
     --init-from model only: the weights stay, what they see changes."""
-    progress: bool = True
 
-
-LOSS_OVERRIDES = (
-    "motion_weight",
-    "context_noise_scale",
-    "context_noise_clean_prob",
-    "motion_on_prediction",
-    "motion_source",
-)
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("steps", "ckpt_every", "log_every", "re_every", "collect_steps", "heldout_steps", "eval_starts"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{flag(name)} must be >= 1, got {getattr(self, name)}")
+        if self.eval_every < 0 or self.context_frames < 0:
+            raise ValueError(
+                f"--eval-every and --context-frames must be >= 0 (0 = never / the model's own), "
+                f"got {self.eval_every}, {self.context_frames}"
+            )
+        if not 0 <= self.epsilon <= 1:
+            raise ValueError(f"--epsilon must be in [0, 1], got {self.epsilon}")
+        if self.empty_field_weight <= 0 or self.serve_weight <= 0 or self.life_loss_weight <= 0:
+            raise ValueError("--empty-field-weight, --serve-weight and --life-loss-weight must be > 0")
+        if self.pause_fire_weight < 0:
+            raise ValueError(f"--pause-fire-weight must be >= 0, got {self.pause_fire_weight}")
+        if self.re_blank is not None:
+            try:
+                RewardEndConfig(blank=tuple(int(v) for v in self.re_blank.split(",")))
+            except ValueError as e:
+                raise ValueError(f"--re-blank: {e}") from e
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    p = dataclass_parser(
-        Args,
-        choices={"preset": PRESETS, "policy": POLICY_KINDS, "motion_source": ["target", "context"]},
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    a = Args(**vars(p.parse_args(argv)))
-    record = Path(a.run_dir or Path("runs") / a.game) / "args.json"
-    if a.resume and record.is_file():
-        # A resumed run keeps the settings it was started with; flags given now override them.
-        try:
-            p.set_defaults(**recorded_defaults(Args, json.loads(record.read_text()), skip=("resume",)))
-        except (ValueError, json.JSONDecodeError) as e:
-            p.error(f"cannot read {record}: {e}")
-        a = Args(**vars(p.parse_args(argv)))
-    if a.re_blank is not None:
-        try:
-            RewardEndConfig(blank=tuple(int(v) for v in a.re_blank.split(",")))
-        except ValueError as e:
-            p.error(f"--re-blank: {e}")
-    if a.context_frames < 0:
-        p.error(f"--context-frames must be >= 0 (0 = the model's own), got {a.context_frames}")
-    if a.ar_frames < 0 or not 0 <= a.ar_fraction <= 1:
-        p.error(f"--ar-frames must be >= 0 and --ar-fraction in [0, 1], got {a.ar_frames}, {a.ar_fraction}")
-    for name in LOSS_OVERRIDES:
-        v = getattr(a, name)
-        if v is not None and isinstance(v, float) and (v < 0 or (name == "context_noise_clean_prob" and v > 1)):
-            p.error(f"--{name.replace('_', '-')} must be >= 0 (and <= 1 for a probability), got {v}")
-    for name in ("steps", "batch_size", "ckpt_every", "log_every", "re_seq", "re_every", "collect_steps"):
-        if getattr(a, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
-    return a
+    return parse_run_args(Args, argv, choices={"policy": POLICY_KINDS}, description=__doc__)
 
 
 def rng_state() -> dict:
@@ -220,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.cuda.set_device(device)
     main_proc = rank == 0
 
-    run_dir = a.run_dir or Path("runs") / a.game
+    run_dir = a.run_path
     data_dir = a.data or Path("data") / a.game
     heldout_dir = a.heldout or Path("data") / f"{a.game}-heldout"
     state_path, snap_path = run_dir / "state", run_dir / "snapshot"
@@ -255,18 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     meanings = action_meanings(a.game)
     weights = None
-    if a.life_loss_weight <= 0:
-        print("error: --life-loss-weight must be > 0", file=sys.stderr)
-        return 2
     if a.empty_field_weight != 1.0 or a.serve_weight != 1.0 or a.pause_fire_weight != 1.0:
         from training.evaluate import BALL_FIELD, field_weights
 
-        if a.empty_field_weight <= 0 or a.serve_weight <= 0 or a.pause_fire_weight < 0:
-            print(
-                "error: --empty-field-weight and --serve-weight must be > 0, --pause-fire-weight >= 0",
-                file=sys.stderr,
-            )
-            return 2
         if a.game not in BALL_FIELD:
             print(f"error: the sampling weights need a ball field; {a.game} has none", file=sys.stderr)
             return 2
@@ -352,21 +287,14 @@ def main(argv: list[str] | None = None) -> int:
         cfg, init_state = WorldModelConfig(**d), grown
         if main_proc:
             print(f"context grown to {a.context_frames} frames (the last {unet.embedded_actions} actions embedded)")
-    overrides = {k: getattr(a, k) for k in LOSS_OVERRIDES if getattr(a, k) is not None}
-    if resume_tree is not None:
-        changed = {k: v for k, v in overrides.items() if getattr(cfg.denoiser, k) != v}
-        if changed:
-            print(
-                f"error: a resumed run keeps its loss settings; {run_dir} has "
-                + ", ".join(f"{k}={getattr(cfg.denoiser, k)}" for k in changed),
-                file=sys.stderr,
-            )
-            return 2
-    else:
+    try:
+        cfg = with_loss_settings(cfg, a, resumed=resume_tree is not None)
+    except ValueError as e:
+        print(f"error: {e} ({run_dir})", file=sys.stderr)
+        return 2
+    if resume_tree is None and a.re_blank is not None:
         d = cfg.to_dict()
-        d["denoiser"] = {**d["denoiser"], **overrides}
-        if a.re_blank is not None:
-            d["reward_end"] = {**d["reward_end"], "blank": [int(v) for v in a.re_blank.split(",")]}
+        d["reward_end"] = {**d["reward_end"], "blank": [int(v) for v in a.re_blank.split(",")]}
         cfg = WorldModelConfig(**d)
     wm = WorldModelSteps(cfg, device, bf16, a, init_state=init_state, compile=a.compile)
     model, ema = wm.model, wm.ema

@@ -13,6 +13,7 @@ import torch
 
 from model import checkpoint
 from model.agent import ActorCritic, AgentPolicy
+from model.world_model import WorldModel
 from training import evaluate_agent, ship_agent, train
 from training.dream_check import breakout_tracker
 
@@ -58,6 +59,23 @@ def test_loop_resume_and_refuses_to_overwrite(run: Path, capsys: pytest.CaptureF
     tree, _ = checkpoint.load(run / "run" / "state")
     assert tree["opt_ac"]["param_groups"][0]["lr"] == 2e-4  # a new --agent-lr wins over the saved optimiser's
     assert ActorCritic.from_snapshot(run / "run" / "agent").meta["epoch"] == 3
+
+
+def test_loop_trains_on_dreamed_contexts_with_its_loss_settings(run: Path, tmp_path: Path) -> None:
+    """--ar-frames and the loss settings reach the loop's world-model steps, as in train.py; --resume
+    takes the settings the run recorded, and refuses to change its loss settings."""
+    out = tmp_path / "ar"
+    args = [*TINY, "--run-dir", str(out), "--data", str(run / "data"), "--collect-steps", "0"]
+    assert train.main([*args, "--epochs", "1", "--ar-frames", "1", "--ar-fraction", "1", "--motion-weight", "3"]) == 0
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["denoiser/train/dreamed_samples"] == 2  # batch 2, every sample on a dreamed context
+    assert WorldModel.from_snapshot(out / "snapshot").cfg.denoiser.motion_weight == 3.0
+    assert train.main(["--agent", "--run-dir", str(out), "--resume", "--epochs", "2", "--motion-weight", "4"]) == 2
+    # only the run folder given again: tiny presets, no collection, --ar-frames 1 all come from args.json
+    assert train.main(["--agent", "--run-dir", str(out), "--resume", "--epochs", "2"]) == 0
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["epoch"] == 2 and lines[-1]["real_steps"] == 0
+    assert lines[-1]["denoiser/train/dreamed_samples"] == 2
 
 
 def test_evaluate_agent_cli(run: Path, capsys: pytest.CaptureFixture) -> None:

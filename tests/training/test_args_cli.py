@@ -72,6 +72,23 @@ def test_help_is_the_field_docstring() -> None:
     assert "--fast, --no-fast" in text and "{target,context}" in text
 
 
+@dataclass
+class FastToy(Toy):
+    """A subclass that changes a default and adds a field."""
+
+    name: str = "Pong"
+    extra: int = 1
+    """Its own field."""
+
+
+def test_a_subclass_keeps_its_bases_help_and_takes_its_own_defaults() -> None:
+    assert field_docs(FastToy) == {**field_docs(Toy), "extra": "Its own field."}
+    p = dataclass_parser(FastToy, prog="fast")
+    text = p.format_help()
+    assert "ALE game name (100% of it)." in text and "Its own field." in text
+    assert FastToy(**vars(p.parse_args([]))) == FastToy(name="Pong", extra=1)
+
+
 def test_choices_for_a_field_that_does_not_exist() -> None:
     with pytest.raises(ValueError, match="sources"):
         dataclass_parser(Toy, choices={"sources": ["target"]})
