@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -40,14 +39,13 @@ if __package__ in (None, ""):
 import torch
 
 from games.contexts import play_contexts
-from model.device import autocast, cpu_has_fast_bf16
+from model.device import autocast, cpu_has_fast_bf16, machine_info
 from model.onnx_backend import use_backend
 from model.world_model import PRESETS, Dreams, WorldModel, preset_config
 
 ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT"]  # Breakout's minimal action set
 MODES = ("fp32", "bf16+cl", "fp32+cl+frozen")
 BACKENDS = ("torch", "onnx-fp32", "onnx-int8")
-SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8")
 
 
 def timed(fn: Callable[[], object], warmup: int, repeats: int) -> float:
@@ -127,27 +125,6 @@ def bench_train_step(model: WorldModel, batch: int, warmup: int, repeats: int) -
     t = timed(run, warmup, repeats)
     den.eval()
     return t
-
-
-def machine() -> dict:
-    cpu, flags = platform.processor(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu == platform.processor():
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cpu_flags": " ".join(f for f in SIMD_FLAGS if f in flags) or "none of " + ",".join(SIMD_FLAGS),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "fast_bf16": cpu_has_fast_bf16(),
-        "python": platform.python_version(),
-    }
 
 
 def run(
@@ -280,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
 
-    info = machine()
+    info = machine_info()
     print(
         f"{info['cpu']} | torch {info['torch']} | {info['threads']} threads | {info['cpu_capability']} | "
         f"fast bf16: {info['fast_bf16']} | flags: {info['cpu_flags']}",

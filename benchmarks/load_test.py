@@ -4,11 +4,15 @@
     python benchmarks/load_test.py --url ws://127.0.0.1:8000/ws --players 4 --duration 30
     # or start one (python -m server) for the test and stop it afterwards
     python benchmarks/load_test.py --serve --checkpoint-dir checkpoints --players 8 --duration 30
+    # a sweep in one run (one server, one count after the other): 1, 4, 8 and 16 players
+    python benchmarks/load_test.py --serve --checkpoint-dir checkpoints --players 1,4,8,16 --json load.json
 
 Each player starts a session (mode, steps, sampler, fps), sends an input with a new sequence
 number every --input-interval seconds and measures input-to-display latency from the echoed
 sequence number of the frames. Reports per-session fps, p50/p95 latency, drops and errors, the
 worker's batch sizes and the server's memory (RSS, from /api/metrics). Bounded in players and time.
+The report starts with the machine (CPU, its SIMD flags, the load average when measured: a figure
+taken beside a busy process says so).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import websockets
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from model.device import machine_info  # noqa: E402
 from server.protocol import decode_frame  # noqa: E402
 
 MAX_PLAYERS = 64
@@ -121,7 +126,7 @@ def http_json(base: str, path: str) -> dict:
         return json.loads(r.read())
 
 
-async def run(a: argparse.Namespace, http: str) -> dict:
+async def run(a: argparse.Namespace, http: str, n_players: int) -> dict:
     t0 = time.monotonic()
     t_measure, t_end = t0 + a.warmup, t0 + a.warmup + a.duration
     rss: list[int] = []
@@ -135,12 +140,12 @@ async def run(a: argparse.Namespace, http: str) -> dict:
             await asyncio.sleep(1.0)
 
     sampler = asyncio.create_task(sample_memory())
-    players = await asyncio.gather(*(play(i, a, t_end, t_measure) for i in range(a.players)))
+    players = await asyncio.gather(*(play(i, a, t_end, t_measure) for i in range(n_players)))
     sampler.cancel()
     metrics = http_json(http, "/api/metrics")
     lat = [x for p in players for x in p.latencies]
     return {
-        "players": a.players,
+        "players": n_players,
         "mode": a.mode,
         "steps": a.steps,
         "sampler": a.sampler,
@@ -178,7 +183,7 @@ def free_port() -> int:
 
 def start_server(a: argparse.Namespace) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    cmd = [sys.executable, "-m", "server", "--port", str(port), "--max-sessions", str(max(8, a.players))]
+    cmd = [sys.executable, "-m", "server", "--port", str(port), "--max-sessions", str(max(8, *a.players))]
     cmd += ["--checkpoint-dir", str(a.checkpoint_dir)] if a.checkpoint_dir else []
     cmd += [x for c in a.checkpoint or [] for x in ("--checkpoint", str(c))]
     cmd += ["--threads", str(a.threads)] if a.threads else []
@@ -205,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint-dir", type=Path, default=None)
     p.add_argument("--checkpoint", type=Path, action="append")
     p.add_argument("--threads", type=int, default=None, help="torch threads of the started server")
-    p.add_argument("--players", type=int, default=1)
-    p.add_argument("--duration", type=float, default=30.0, help="measured seconds (after the warm-up)")
+    p.add_argument(
+        "--players", type=player_counts, default=[1], help="players, or a comma list run one after the other (1,4,8,16)"
+    )
+    p.add_argument("--duration", type=float, default=30.0, help="measured seconds per count (after the warm-up)")
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--game", default=None, help="default: the server's first game")
     p.add_argument("--mode", default="dream", choices=["dream", "real", "side"])
@@ -217,23 +224,56 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--input-interval", type=float, default=0.2, help="seconds between inputs per player")
     p.add_argument("--json", type=Path, default=None, help="also write the report here")
     a = p.parse_args(argv)
-    if not 1 <= a.players <= MAX_PLAYERS:
-        p.error(f"--players must be in 1..{MAX_PLAYERS}")
     if not 0 < a.duration + a.warmup <= MAX_DURATION:
         p.error(f"--duration + --warmup must be in (0, {MAX_DURATION:g}] s")
+    info = machine_info()
     proc = None
     if a.serve:
         proc, http = start_server(a)
         a.url = http.replace("http", "ws", 1) + "/ws"
     else:
         http = a.url.replace("ws", "http", 1).rsplit("/ws", 1)[0]
+    reports = []
     try:
-        report = asyncio.run(run(a, http))
+        for n in a.players:
+            reports.append(asyncio.run(run(a, http, n)))
+            print_report(reports[-1])
     finally:
         if proc is not None:
             proc.terminate()
             proc.wait(30)
-    print(f"{a.players} player(s), mode {a.mode}, {a.steps} {a.sampler} steps, target {a.fps} fps, {a.duration:g} s")
+    print(
+        f"CPU {info['cpu']} ({info['cpu_count']} cores), flags: {info['cpu_flags']}; "
+        f"load average at the start {info['load_average_1min']}; server threads {a.threads or 'default'}"
+    )
+    if len(reports) > 1:
+        print(f"{'players':>7} {'mean fps':>8} {'min fps':>7} {'p50 ms':>7} {'p95 ms':>7} {'errors':>6}")
+        for r in reports:
+            print(
+                f"{r['players']:>7} {r['mean_fps']:>8.2f} {r['min_fps']:>7.2f} {r['p50_ms']:>7.1f} "
+                f"{r['p95_ms']:>7.1f} {r['errors']:>6}"
+            )
+    if a.json:
+        a.json.write_text(json.dumps({"machine": info, "server_threads": a.threads, "runs": reports}, indent=1))
+    return 1 if any(r["errors"] for r in reports) else 0
+
+
+def player_counts(text: str) -> list[int]:
+    """'8' or '1,4,8,16' -> [8] / [1, 4, 8, 16], each in 1..MAX_PLAYERS."""
+    try:
+        counts = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or a comma list of numbers, got {text!r}") from None
+    if not counts or not all(1 <= n <= MAX_PLAYERS for n in counts):
+        raise argparse.ArgumentTypeError(f"player counts must be in 1..{MAX_PLAYERS}, got {text!r}")
+    return counts
+
+
+def print_report(report: dict) -> None:
+    print(
+        f"{report['players']} player(s), mode {report['mode']}, {report['steps']} {report['sampler']} steps, "
+        f"target {report['target_fps']} fps, {report['duration_s']:g} s"
+    )
     print(f"{'player':>6} {'fps':>6} {'frames':>6} {'p50 ms':>7} {'p95 ms':>7} {'srv ms':>7} {'drops':>5} errors")
     for s in report["sessions"]:
         srv = "-" if s["server_ms"] is None else f"{s['server_ms']:.1f}"
@@ -247,9 +287,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     for game, w in report["workers"].items():
         print(f"worker {game}: batch sizes {w['batch_sizes']}, {w['ms_per_frame']:.1f} ms/frame (recent)")
-    if a.json:
-        a.json.write_text(json.dumps(report, indent=1))
-    return 1 if report["errors"] else 0
 
 
 if __name__ == "__main__":

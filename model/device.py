@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import platform
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -51,3 +54,37 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
 def prepare(module: nn.Module, device: torch.device) -> nn.Module:
     """Move to the device in channels_last memory format (faster convolutions on CPU and GPU)."""
     return module.to(device=device, memory_format=torch.channels_last)
+
+
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8")
+"""The CPU flags that decide which kernels run fast (written beside every speed figure)."""
+
+
+def machine_info() -> dict:
+    """What a speed figure depends on: the CPU, its SIMD flags, torch, its threads and CPU kernel
+    level, whether bf16 is fast, Python, and the 1-minute load average when measured (a figure taken
+    beside a busy process says so)."""
+    cpu, flags = platform.processor(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and cpu == platform.processor():
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    try:
+        load = round(os.getloadavg()[0], 2)
+    except OSError:
+        load = None
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "cpu_flags": " ".join(f for f in SIMD_FLAGS if f in flags) or "none of " + ",".join(SIMD_FLAGS),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "fast_bf16": cpu_has_fast_bf16(),
+        "python": platform.python_version(),
+        "load_average_1min": load,
+    }
