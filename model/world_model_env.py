@@ -18,8 +18,8 @@ A context source is either
 all of them) and autoresets in gymnasium's default next-step mode.
 
 Who it is for: whoever wants the dream behind gymnasium's interface, e.g. to train an off-the-shelf
-RL agent in it. Nothing in this repository drives it: the agent's imagination (training/agent.py)
-and training/dream_check.py step a `Dreams` batch directly (they keep the frames in [-1, 1] on the
+RL agent in it. Nothing in this repository drives it: the agent's imagination (training/agent/loop.py)
+and training/agent/dream_check.py step a `Dreams` batch directly (they keep the frames in [-1, 1] on the
 model's device, share one generator across batches, and mask a dream that has ended instead of
 restarting it), and the server batches its sessions' dreams itself (server/worker.py).
 """

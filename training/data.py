@@ -1,4 +1,5 @@
-"""Batches of training windows drawn from stored episodes (held in memory as uint8)."""
+"""Batches of training windows drawn from stored episodes (held in memory as uint8), and the
+per-transition sampling weights train.py can give them (`field_weights`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import torch
 
 from games.episode_store import Episode
+from training.measures import BALL_BRIGHTNESS, BALL_FIELD
 
 
 @dataclass
@@ -81,3 +83,37 @@ class WindowSampler:
         to = lambda x: torch.from_numpy(x).to(device)  # noqa: E731
         frames = to(obs).permute(0, 1, 4, 2, 3).float() / 127.5 - 1  # (B, T+1, H, W, C) -> (B, T+1, C, H, W)
         return Batch(frames, to(act), to(rew), to(end))
+
+
+# Breakout: after the ball leaves the field the game pauses (8 agent steps) before the life counter
+# drops; FIRE in that pause is ignored, FIRE after it serves.
+LIFE_LOSS_PAUSE = {"Breakout": 10}
+
+
+def field_weights(
+    ep: Episode, game: str, fire: int, empty_field: float = 1.0, serve: float = 1.0, pause_fire: float = 1.0
+) -> np.ndarray:
+    """Per-transition sampling weights for training (see `WindowSampler`): a transition taken
+    from a frame with no ball in the open field (the game waits for a serve, or the ball is up
+    among the bricks) weighs `empty_field`; FIRE from such a frame weighs `empty_field * serve`;
+    all others 1. These depend only on the frame and the action the model is given, so they change
+    how often a situation is trained, not what the model should predict in it.
+
+    `pause_fire` multiplies FIRE from an empty field in the pause before a lost life is counted
+    (the next `LIFE_LOSS_PAUSE` steps hold a life loss). The game ignores FIRE there, and the last
+    4 frames of the pause look exactly like a game waiting for its serve, so these transitions
+    teach a 4-frame model that FIRE on a waiting field may do nothing. Weighting them down
+    chooses the prior over that hidden state (players serve from waits far more often than they
+    press FIRE in the pause): the dream serves when FIRE comes on a still, empty field."""
+    rows, cols = BALL_FIELD[game]
+    empty = ~(ep.obs[:-1, rows, cols].max(-1) > BALL_BRIGHTNESS).any((1, 2))
+    w = np.ones(len(ep), dtype=np.float64)
+    w[empty] *= empty_field
+    fire_empty = empty & (ep.actions == fire)
+    w[fire_empty] *= serve
+    if pause_fire != 1.0:
+        lost = np.concatenate([[0], np.cumsum(ep.life_lost.astype(np.int64))])
+        t = np.arange(len(ep))
+        in_pause = lost[np.minimum(t + LIFE_LOSS_PAUSE[game] + 1, len(ep))] > lost[t]
+        w[fire_empty & in_pause] *= pause_fire
+    return w

@@ -72,7 +72,7 @@ from tqdm import tqdm
 
 from games.envs import action_meanings, make_env
 from games.experts import EXPERTS, WAITING
-from training.evaluate import BALL_FIELD, BALL_RADIUS, ball_position, motion_mask, psnr
+from training.measures import BALL_FIELD, BALL_RADIUS, ball_position, ball_recall, motion_mask, psnr
 
 CONTEXT = 4
 """Frames of play before a start: 3 steps after a reset, a lost life or a serve."""
@@ -89,7 +89,7 @@ life loss is one the dream's own ball did not lose, and score recall is gated wh
 is with the real one (the open-loop figures that also count trajectories parting are reported)."""
 EXIT_WINDOW = 12
 """Steps after its ball leaves the field through the bottom within which a lost life is the rule
-(Breakout pauses 9 steps before the counter drops; `training.evaluate.LIFE_LOSS_PAUSE`)."""
+(Breakout pauses 9 steps before the counter drops; `training.data.LIFE_LOSS_PAUSE`)."""
 SCORE_LOOKBACK = 8
 """Steps before a real point searched for the last frame with the real ball in the open field (the
 ball hits bricks above it), where the dream's ball must be within `BALL_RADIUS` of it."""
@@ -651,8 +651,6 @@ def run(
     res["score_recall_ball_with_real"], res["score_ball_with_real_events"] = share(hit, n_with), n_with
 
     # fidelity over the played rollouts: ball recall per step, PSNR / motion PSNR vs repeat-last
-    from training.evaluate import ball_recall
-
     curve = ball_recall(d_play, real_frames, game)
     res["ball_recall"] = curve
     for a, b in ((1, 1), (2, 5), (6, 15), (16, 50)):

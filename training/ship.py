@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -32,17 +31,9 @@ from games.files import atomic_write_bytes
 from model.checkpoint import CheckpointError
 from model.world_model import WorldModel
 from training import playability
-from training.evaluate import (
-    BALL_RADIUS,
-    ball_plot,
-    fidelity,
-    format_table,
-    reward_end_accuracy,
-    stability,
-    strip_image,
-)
-
-MAX_FILE_BYTES = 25 * 1024 * 1024
+from training.fidelity import ball_plot, fidelity, format_table, reward_end_accuracy, stability, strip_image
+from training.measures import BALL_RADIUS
+from training.shipping import MAX_FILE_BYTES, cpu_name, read_run_args
 
 
 def _sampler_text(s) -> str:
@@ -69,14 +60,6 @@ def training_summary(run_dir: Path) -> dict:
                 last = rec
             steps = max(steps, rec["step"])
     return {"steps": steps, "wall_hours": wall / 3600, "last": last}
-
-
-def read_run_args(run_dir: Path) -> dict:
-    """The train.py arguments of the run (args.json), or {} if absent."""
-    try:
-        return json.loads((run_dir / "args.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
 
 
 def _stages_text(train: dict, run_args: dict) -> str:
@@ -135,16 +118,6 @@ def data_summary(store: EpisodeStore) -> dict:
     for e in idx:
         by_policy[e.get("policy", "?")] = by_policy.get(e.get("policy", "?"), 0) + e["length"]
     return {"episodes": len(idx), "steps": sum(e["length"] for e in idx), "steps_by_policy": by_policy}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 BALL_NOTE = f"""

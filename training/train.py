@@ -37,10 +37,10 @@ from model.reward_end import RewardEndConfig
 from model.sampler import SamplerConfig
 from model.unet import grow_context
 from model.world_model import WorldModel, WorldModelConfig, preset_config, transfer_to_game
-from training.collect import collect
 from training.data import WindowSampler
 from training.loop import TrainingLoop, WorldModelSteps, holds_a_run, seed_all, start
 from training.options import WorldModelOptions, flag, parse_run_args, with_loss_settings
+from training.recording import collect
 
 
 @dataclass
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     # -- issue 6: `--agent` runs DIAMOND's full loop (collect -> denoiser -> reward/end -> agent) --
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--agent" in argv:
-        from training.agent import run_loop
+        from training.agent.loop import run_loop
 
         return run_loop([x for x in argv if x != "--agent"])
     # -- end issue 6 --
@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     meanings = action_meanings(a.game)
     weights = None
     if a.empty_field_weight != 1.0 or a.serve_weight != 1.0 or a.pause_fire_weight != 1.0:
-        from training.evaluate import BALL_FIELD, field_weights
+        from training.data import field_weights
+        from training.measures import BALL_FIELD
 
         if a.game not in BALL_FIELD:
             print(f"error: the sampling weights need a ball field; {a.game} has none", file=sys.stderr)
@@ -344,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (a.eval_every and step % a.eval_every == 0):
             return
         if main_proc and heldout_eps:
-            from training.evaluate import fidelity, strip_image
+            from training.fidelity import fidelity, strip_image
 
             ema.bf16 = bf16
             ema.eval()

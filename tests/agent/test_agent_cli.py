@@ -1,4 +1,5 @@
-"""The full loop through `train.py --agent` (tiny presets), resume, and `evaluate_agent.py`."""
+"""The full loop through `train.py --agent` (tiny presets), resume, `python -m training.agent.evaluate`
+and `python -m training.agent.ship`."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ import torch
 from model import checkpoint
 from model.agent import ActorCritic, AgentPolicy
 from model.world_model import WorldModel
-from training import evaluate_agent, ship_agent, train
-from training.dream_check import breakout_tracker
+from training import train
+from training.agent import evaluate as evaluate_agent
+from training.agent import real_game
+from training.agent import ship as ship_agent
+from training.agent.dream_check import breakout_tracker
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
@@ -112,7 +116,7 @@ class PixelTracker:
 
 def test_tracking_probe(run: Path, capsys: pytest.CaptureFixture) -> None:
     """The probe tells a ball tracker from an untrained agent, on the real emulator."""
-    tracker = evaluate_agent.tracking_probe(PixelTracker(), 400, seed=5)
+    tracker = real_game.tracking_probe(PixelTracker(), 400, seed=5)
     assert tracker["states_with_ball"] > 100
     assert tracker["corr_gap_pull"] > 0.5 and tracker["sign_agreement"] > 0.9
     assert tracker["p_fire_no_ball"] == 1.0 and tracker["p_fire_ball"] == 0.0
@@ -143,8 +147,8 @@ def test_bad_paths_clear_errors(run: Path, tmp_path: Path, capsys: pytest.Captur
     assert train.main([*base, "--run-dir", str(tmp_path / "r3"), "--game", "NoSuchGame"]) == 2
     assert "unknown game" in capsys.readouterr().err
     # and a non-zero exit from the real command line
-    cmd = [sys.executable, str(ROOT / "training" / "evaluate_agent.py"), "--agent", str(tmp_path / "missing")]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    cmd = [sys.executable, "-m", "training.agent.evaluate", "--agent", str(tmp_path / "missing")]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert res.returncode == 2 and "checkpoint file missing" in res.stderr
 
 

@@ -13,7 +13,7 @@ from model.checkpoint import CheckpointError
 from model.sampler import SamplerConfig
 from model.world_model import WorldModel, preset_config
 from server.controls import Observation, TrainedAgent, load_agent
-from training.agent import agent_update, imagine, replay
+from training.agent.loop import agent_update, imagine, replay
 from training.data import WindowSampler
 
 NAMES = ["NOOP", "FIRE", "RIGHT", "LEFT"]

@@ -1,4 +1,4 @@
-"""dream_check: fixed policies in the dream and on the real game (tiny untrained world model)."""
+"""training.agent.dream_check: fixed policies in the dream and on the real game (tiny untrained world model)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from games.envs import make_env
 from games.episode_store import Episode, EpisodeStore
 from model.agent import ActorCritic, agent_preset
 from server.dev_snapshot import make_snapshot
-from training import dream_check
+from training.agent import dream_check
 
 NAMES = ["NOOP", "FIRE", "RIGHT", "LEFT"]
 

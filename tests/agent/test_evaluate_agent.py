@@ -1,9 +1,10 @@
-"""evaluate_agent's statistics and per-episode seeding (real emulator, tiny agent)."""
+"""The agent's real-game statistics and per-episode seeding (training/agent/real_game.py; real
+emulator, tiny agent)."""
 
 from __future__ import annotations
 
 from model.agent import ActorCritic, AgentPolicy, agent_preset
-from training.evaluate_agent import agent_player, compare, p_text, play
+from training.agent.real_game import agent_player, compare, p_text, play
 
 NAMES = ["NOOP", "FIRE", "RIGHT", "LEFT"]
 

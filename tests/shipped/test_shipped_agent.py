@@ -11,7 +11,7 @@ import numpy as np
 from model.agent import AgentPolicy
 from model.checkpoint import read_meta
 from server.engine import discover_snapshots, snapshot_kind
-from training.evaluate_agent import agent_player, play
+from training.agent.real_game import agent_player, play
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = ROOT / "checkpoints" / "Breakout-agent"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from training import playability as P
-from training.evaluate import BALL_FIELD, ball_position
+from training.measures import BALL_FIELD, ball_position
 
 REPO = Path(__file__).resolve().parents[2]
 GAME = "Breakout"

@@ -27,9 +27,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make the repo importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -530,7 +527,3 @@ def run_loop(argv: list[str] | None = None) -> int:
 def describe(path: str | Path) -> dict[str, Any]:
     """Config and training metadata of an agent snapshot."""
     return dict(ActorCritic.from_snapshot(path).meta)
-
-
-if __name__ == "__main__":
-    sys.exit(run_loop())

@@ -1,14 +1,14 @@
 """Ship an agent trained in the dream: copy its snapshot next to the world model and write its card.
 
-    python training/evaluate_agent.py --agent runs/Breakout-agent/agent --episodes 20 \\
+    python -m training.agent.evaluate --agent runs/Breakout-agent/agent --episodes 20 \\
         --out runs/Breakout-agent/eval.json
-    python training/ship_agent.py --run-dir runs/Breakout-agent --eval runs/Breakout-agent/eval.json
+    python -m training.agent.ship --run-dir runs/Breakout-agent --eval runs/Breakout-agent/eval.json
 
 Writes `checkpoints/<Game>-agent.{safetensors,json}` (what the server offers as the control
 "agent"), `docs/models/<Game>-agent.md` (the card), `<Game>-agent.png` (training curves in the
 dream, returns on the real game) and `<Game>-agent-eval.json` (the evaluation). Refuses an
 evaluation of another snapshot than the run's, and an agent that does not beat random play on the
-real game (`agent_beats_random`: higher mean at p < 0.05, see evaluate_agent.py).
+real game (`agent_beats_random`: higher mean at p < 0.05, see training/agent/evaluate.py).
 
 A run that went on past the snapshot worth shipping: keep a copy of `agent.{safetensors,json}` when
 it validates, evaluate the copy, and ship it with `--agent <copy>` (the card's curves stop at its
@@ -23,15 +23,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make the repo importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import numpy as np
 
 from model.agent import ActorCritic
 from model.checkpoint import CheckpointError
-from training.evaluate_agent import p_text
-from training.ship import MAX_FILE_BYTES, cpu_name, read_run_args
+from training.agent.real_game import p_text
+from training.shipping import MAX_FILE_BYTES, cpu_name, read_run_args
 
 SAME_SNAPSHOT_KEYS = ("epoch", "agent_steps", "horizon", "dream_steps")
 
@@ -171,7 +168,7 @@ skip 4), episode i from seed {result["seed"]} + i for every policy; agent action
 Agent minus random: {vs["difference"]:+.2f} (95 % bootstrap interval {vs["ci95"][0]:+.2f} .. {vs["ci95"][1]:+.2f}),
 one-sided permutation test {p_text(vs["p_value"])}. Reproduce:
 
-    python training/evaluate_agent.py --agent checkpoints/{game}-agent --game {game} --episodes {result["episodes"]} \\
+    python -m training.agent.evaluate --agent checkpoints/{game}-agent --game {game} --episodes {result["episodes"]} \\
         --max-steps {result["max_steps"]} --seed {result["seed"]}
 
 All returns: `{game}-agent-eval.json`.
@@ -179,7 +176,7 @@ All returns: `{game}-agent-eval.json`.
 
 
 def tracking_text(t: dict[str, Any] | None) -> str:
-    """The card's paragraph on evaluate_agent.py --tracking (Breakout), if the evaluation has it."""
+    """The card's paragraph on training.agent.evaluate --tracking (Breakout), if the evaluation has it."""
     if not t:
         return ""
     return f"""
@@ -196,7 +193,7 @@ ball tracker: +0.78; a policy blind to the ball: 0), its pull points toward the 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run-dir", type=Path, required=True, help="a run of train.py --agent")
-    p.add_argument("--eval", type=Path, required=True, help="evaluate_agent.py --out JSON of the run's agent")
+    p.add_argument("--eval", type=Path, required=True, help="training.agent.evaluate --out JSON of the run's agent")
     p.add_argument(
         "--agent",
         type=Path,
@@ -218,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             result = json.loads(a.eval.read_text())
             evaluated = result["agent_meta"]
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
-            raise ValueError(f"{a.eval} is not an evaluate_agent.py result: {e}") from None
+            raise ValueError(f"{a.eval} is not a training.agent.evaluate result: {e}") from None
         game = agent.cfg.game
         if run_args.get("game", game) != game:
             raise ValueError(f"{snapshot} plays {game}, the run {a.run_dir} {run_args['game']}")
@@ -226,10 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         if result.get("game") != game or differs:
             raise ValueError(
                 f"{a.eval} evaluates another snapshot than {snapshot} "
-                f"(differs in {', '.join(differs) or 'game'}): re-run evaluate_agent.py on it"
+                f"(differs in {', '.join(differs) or 'game'}): re-run training.agent.evaluate on it"
             )
         if "agent_vs_random" not in result:
-            raise ValueError(f"{a.eval} has no comparison with random play: run evaluate_agent.py with random")
+            raise ValueError(f"{a.eval} has no comparison with random play: run training.agent.evaluate with random")
         if not result.get("agent_beats_random"):
             vs = result["agent_vs_random"]
             raise ValueError(

@@ -1,6 +1,6 @@
 """Can an agent learn in this dream? Play fixed policies inside it and on the real game, side by side.
 
-    python training/dream_check.py --checkpoint checkpoints/Breakout --data data/Breakout-heldout \\
+    python -m training.agent.dream_check --checkpoint checkpoints/Breakout --data data/Breakout-heldout \\
         [--agent checkpoints/Breakout-agent] [--real-episodes 10]
 
 An actor-critic trained in imagination can only learn what the dream rewards. This plays the same
@@ -26,9 +26,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repo importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
@@ -39,9 +36,9 @@ from model.agent import ActorCritic
 from model.checkpoint import CheckpointError
 from model.sampler import SamplerConfig
 from model.world_model import Dreams, WorldModel, frames_to_tensor, tensor_to_frames
+from training.agent.real_game import play, summary
 from training.data import WindowSampler
-from training.evaluate import ball_position, breakout_paddle_column
-from training.evaluate_agent import play, summary
+from training.measures import ball_position, breakout_paddle_column
 
 # A frame policy: reset(batch), then act(frames uint8 (B, H, W, 3), rng) -> B action indices.
 FramePolicy = tuple[Callable[[int], None], Callable[[np.ndarray, np.random.Generator], np.ndarray]]

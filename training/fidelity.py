@@ -1,0 +1,279 @@
+"""Measure how faithful a dream is (docs/design.md §6); the command is training/evaluate.py.
+
+Start the dream from a real 4-frame context of a held-out episode, feed it the episode's own
+actions, and compare with the real frames at horizons h (`fidelity`): whole-frame PSNR, motion
+PSNR and SSIM beside the trivial repeat-the-last-real-frame predictor, and ball recall where the
+game has a ball field (training/measures.py). `stability`: a long rollout with random keys, checked
+for collapse. `reward_end_accuracy`: the reward/end model on real transitions. Also the table and
+images training/evaluate.py, training/ship.py and train.py's periodic evaluation write.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from games.episode_store import Episode
+from model.sampler import SamplerConfig
+from model.world_model import Dreams, WorldModel
+from training.measures import BALL_RADIUS, ball_recall, mean_ball_recall, motion_mask, psnr, ssim
+
+HORIZONS = (1, 5, 15, 50)
+
+
+def ball_plot(curve: dict, width: int = 520, height: int = 240) -> Image.Image:
+    """Ball recall and 'any ball drawn' against the dreamed step, as a small line chart."""
+    from PIL import ImageDraw
+
+    img = Image.new("RGB", (width, height), "white")
+    g = ImageDraw.Draw(img)
+    left, right, top, bottom = 44, width - 12, 24, height - 30
+    n = len(curve["recall"])
+    xs = lambda k: left + (right - left) * (k / max(1, n - 1))  # noqa: E731  (k: 0-based step)
+    ys = lambda v: bottom - (bottom - top) * v  # noqa: E731
+    for v in (0, 0.25, 0.5, 0.75, 1):
+        g.line([(left, ys(v)), (right, ys(v))], fill=(225, 225, 225))
+        g.text((6, ys(v) - 6), f"{v:.2f}", fill="black")
+    for k in range(0, n, max(1, n // 10)):
+        g.text((xs(k) - 4, bottom + 6), str(k + 1), fill="black")
+    g.line([(left, top), (left, bottom), (right, bottom)], fill="black")
+    for key, colour in (("drawn", (160, 160, 160)), ("recall", (200, 40, 40))):
+        pts = [(xs(k), ys(v)) for k, v in enumerate(curve[key]) if v is not None]
+        if len(pts) > 1:
+            g.line(pts, fill=colour, width=2)
+    g.text((left + 8, 6), f"ball recall (within {BALL_RADIUS} px)", fill=(200, 40, 40))
+    g.text((left + 200, 6), "any ball drawn", fill=(130, 130, 130))
+    g.text((right - 90, 6), "dreamed step", fill="black")
+    return img
+
+
+def pick_starts(episodes: list[Episode], n: int, horizon: int, context: int, seed: int) -> list[tuple[int, int]]:
+    """n (episode, t0) pairs with a full context before t0 and `horizon` real steps after it."""
+    rng = np.random.default_rng(seed)
+    ok = [i for i, e in enumerate(episodes) if len(e) >= horizon + context]
+    if not ok:
+        raise ValueError(f"no held-out episode is long enough for horizon {horizon}")
+    starts = []
+    for k in range(n):
+        i = ok[k % len(ok)]
+        t0 = int(rng.integers(context - 1, len(episodes[i]) - horizon + 1))
+        starts.append((i, t0))
+    return starts
+
+
+def rollout(
+    model: WorldModel,
+    episodes: list[Episode],
+    starts: list[tuple[int, int]],
+    horizon: int,
+    sampler: SamplerConfig,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dream `horizon` steps from each start with the real actions -> (dream, real) uint8 (N, h, H, W, C)."""
+    L = model.cfg.context_frames
+    frames = torch.from_numpy(np.stack([episodes[i].obs[t0 - L + 1 : t0 + 1] for i, t0 in starts]))
+    acts = torch.from_numpy(np.stack([episodes[i].actions[t0 - L + 1 : t0] for i, t0 in starts]))
+    dreams = Dreams(model, sampler, seed=seed)
+    dreams.reset(frames, acts)
+    out = []
+    for h in tqdm(range(horizon), desc="dream", disable=not progress, leave=False):
+        a = torch.tensor([int(episodes[i].actions[t0 + h]) for i, t0 in starts])
+        nxt, _, _ = dreams.step(a)
+        out.append(nxt.numpy())
+    dream = np.stack(out, axis=1)
+    real = np.stack([episodes[i].obs[t0 + 1 : t0 + horizon + 1] for i, t0 in starts])
+    return dream, real
+
+
+def fidelity(
+    model: WorldModel,
+    episodes: list[Episode],
+    horizons=HORIZONS,
+    starts: int = 8,
+    sampler: SamplerConfig | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict:
+    """Per-horizon PSNR / motion PSNR / SSIM of the dream and of repeat-last, averaged over starts."""
+    sampler = sampler or model.sampler_config()
+    H = max(horizons)
+    st = pick_starts(episodes, starts, H, model.cfg.context_frames, seed)
+    dream, real = rollout(model, episodes, st, H, sampler, seed, progress)
+    last = np.stack([episodes[i].obs[t0] for i, t0 in st])
+    prev_real = np.concatenate([last[:, None], real[:, :-1]], axis=1)
+    rows = {}
+    for h in horizons:
+        k = h - 1
+        m = {
+            "psnr_dream": [],
+            "psnr_repeat": [],
+            "motion_psnr_dream": [],
+            "motion_psnr_repeat": [],
+            "ssim_dream": [],
+            "ssim_repeat": [],
+        }
+        for n in range(len(st)):
+            mask = motion_mask(real[n, k], prev_real[n, k])
+            m["psnr_dream"].append(psnr(dream[n, k], real[n, k]))
+            m["psnr_repeat"].append(psnr(last[n], real[n, k]))
+            m["motion_psnr_dream"].append(psnr(dream[n, k], real[n, k], mask))
+            m["motion_psnr_repeat"].append(psnr(last[n], real[n, k], mask))
+            m["ssim_dream"].append(ssim(dream[n, k], real[n, k]))
+            m["ssim_repeat"].append(ssim(last[n], real[n, k]))
+        rows[str(h)] = {key: float(np.nanmean(v)) if np.isfinite(v).any() else None for key, v in m.items()}
+    game = model.cfg.game
+    ball = ball_recall(dream, real, game)
+    if ball is not None:
+        for h in horizons:
+            rows[str(h)]["ball_recall"] = ball["recall"][h - 1]
+        ball["pooled"] = {
+            f"{a}-{b}": mean_ball_recall(ball, a, b) for a, b in ((1, 1), (2, 5), (6, 15), (16, H)) if a <= H
+        }
+    return {
+        "horizons": rows,
+        "ball": ball,
+        "starts": [list(s) for s in st],
+        "sampler": vars(sampler),
+        "_dream": dream,
+        "_real": real,
+    }
+
+
+def strip_image(
+    dream: np.ndarray, real: np.ndarray, steps=(1, 2, 3, 5, 8, 12, 15, 20, 30, 40, 50), scale: int = 2
+) -> Image.Image:
+    """Real row over dream row at the given steps (1-based), upscaled pixel-sharp."""
+    steps = [s for s in steps if s <= dream.shape[0]]
+    top = np.concatenate([real[s - 1] for s in steps], axis=1)
+    bottom = np.concatenate([dream[s - 1] for s in steps], axis=1)
+    sep = np.full((2, top.shape[1], 3), 255, np.uint8)
+    img = Image.fromarray(np.concatenate([top, sep, bottom], axis=0))
+    return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+
+
+def stability(
+    model: WorldModel,
+    episodes: list[Episode],
+    steps: int = 500,
+    batch: int = 4,
+    sampler: SamplerConfig | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict:
+    """Dream `steps` steps with random keys from real starts; report collapse indicators per 100 steps.
+
+    blank: frame std < 2; saturated: > 50 % of pixels at 0 or 255 beyond what real frames show;
+    frozen: no pixel changes for 25 consecutive steps; sharpness: mean |Laplacian| relative to
+    real frames (smearing drives it down).
+    """
+    sampler = sampler or model.sampler_config()
+    rng = np.random.default_rng(seed)
+    L = model.cfg.context_frames
+    st = pick_starts(episodes, batch, 1, L, seed)
+    frames = torch.from_numpy(np.stack([episodes[i].obs[t0 - L + 1 : t0 + 1] for i, t0 in st]))
+    acts = torch.from_numpy(np.stack([episodes[i].actions[t0 - L + 1 : t0] for i, t0 in st]))
+    dreams = Dreams(model, sampler, seed=seed)
+    dreams.reset(frames, acts)
+
+    def lap(x: np.ndarray) -> float:
+        g = x.astype(np.float32).mean(-1)
+        return float(np.abs(4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]).mean())
+
+    ref = [e.obs[j] for e in episodes for j in range(0, len(e), 50)][:200]
+    ref_sharp = float(np.mean([lap(f) for f in ref]))
+    ref_sat = float(np.mean([((f == 0) | (f == 255)).all(-1).mean() for f in ref]))
+    prev = frames[:, -1].numpy()
+    still = np.zeros(batch, dtype=int)
+    chunks, cur = [], {"blank": 0, "saturated": 0, "frozen": 0, "sharp": []}
+    for t in tqdm(range(steps), desc="stability", disable=not progress, leave=False):
+        nxt, _, _ = dreams.step(torch.from_numpy(rng.integers(model.num_actions, size=batch)))
+        f = nxt.numpy()
+        for n in range(batch):
+            cur["blank"] += int(f[n].std() < 2)
+            cur["saturated"] += int(((f[n] == 0) | (f[n] == 255)).all(-1).mean() - ref_sat > 0.5)
+            still[n] = still[n] + 1 if np.array_equal(f[n], prev[n]) else 0
+            cur["frozen"] += int(still[n] >= 25)
+            cur["sharp"].append(lap(f[n]) / max(ref_sharp, 1e-6))
+        prev = f
+        if (t + 1) % 100 == 0:
+            n_fr = 100 * batch
+            chunks.append(
+                {
+                    "steps": f"{t - 98}-{t + 1}",
+                    "blank_frac": cur["blank"] / n_fr,
+                    "saturated_frac": cur["saturated"] / n_fr,
+                    "frozen_frac": cur["frozen"] / n_fr,
+                    "sharpness_vs_real": float(np.mean(cur["sharp"])),
+                }
+            )
+            cur = {"blank": 0, "saturated": 0, "frozen": 0, "sharp": []}
+    collapsed = any(
+        c["blank_frac"] > 0.1 or c["saturated_frac"] > 0.1 or c["frozen_frac"] > 0.5 or c["sharpness_vs_real"] < 0.5
+        for c in chunks
+    )
+    return {"steps": steps, "dreams": batch, "per_100_steps": chunks, "collapse": collapsed, "last_frames": prev}
+
+
+@torch.no_grad()
+def reward_end_accuracy(model: WorldModel, episodes: list[Episode], end_on_life_loss: bool = True) -> dict:
+    """Teacher-forced accuracy of the reward/end model on real transitions, with per-class recall
+    (rewards and ends are rare, so plain accuracy alone flatters the model)."""
+    from model.reward_end import reward_to_class
+    from model.world_model import frames_to_tensor
+
+    pred_r, true_r, pred_e, true_e = [], [], [], []
+    for ep in episodes:
+        obs = frames_to_tensor(torch.from_numpy(ep.obs)).to(model.device)[None]  # (1, T+1, C, H, W)
+        act = torch.from_numpy(ep.actions).to(model.device)[None]
+        logits_r, logits_e, _ = model.reward_end(obs[:, :-1], obs[:, 1:], act)
+        pred_r.append(logits_r[0].argmax(-1).cpu())
+        pred_e.append(logits_e[0].argmax(-1).cpu())
+        true_r.append(reward_to_class(torch.from_numpy(ep.rewards)))
+        end = ep.terminated | ep.life_lost if end_on_life_loss else ep.terminated
+        true_e.append(torch.from_numpy(end.astype(np.int64)))
+    pr, tr, pe, te = (torch.cat(x) for x in (pred_r, true_r, pred_e, true_e))
+
+    def recall(p, t, c):
+        n = int((t == c).sum())
+        return None if n == 0 else float(((p == c) & (t == c)).sum() / n)
+
+    return {
+        "transitions": int(len(tr)),
+        "reward_accuracy": float((pr == tr).float().mean()),
+        "reward_recall": {"negative": recall(pr, tr, 0), "zero": recall(pr, tr, 1), "positive": recall(pr, tr, 2)},
+        "reward_counts": {
+            "negative": int((tr == 0).sum()),
+            "zero": int((tr == 1).sum()),
+            "positive": int((tr == 2).sum()),
+        },
+        "end_accuracy": float((pe == te).float().mean()),
+        "end_recall": {"continue": recall(pe, te, 0), "end": recall(pe, te, 1)},
+        "end_counts": {"continue": int((te == 0).sum()), "end": int((te == 1).sum())},
+    }
+
+
+def format_table(result: dict) -> str:
+    lines = [
+        "| h | PSNR dream | PSNR repeat-last | motion PSNR dream | motion PSNR repeat-last "
+        "| SSIM dream | SSIM repeat-last |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    f = lambda v: "n/a" if v is None else f"{v:.2f}" if abs(v) < 2 else f"{v:.1f}"  # noqa: E731
+    for h, r in result["horizons"].items():
+        lines.append(
+            f"| {h} | {f(r['psnr_dream'])} | {f(r['psnr_repeat'])} | {f(r['motion_psnr_dream'])} | "
+            f"{f(r['motion_psnr_repeat'])} | {f(r['ssim_dream'])} | {f(r['ssim_repeat'])} |"
+        )
+    ball = result.get("ball")
+    if ball:
+        pooled = ball["pooled"]
+        lines += [
+            "",
+            "| dreamed steps | " + " | ".join(pooled) + " |",
+            "| --- |" + " --- |" * len(pooled),
+            f"| ball recall (within {BALL_RADIUS} px) | " + " | ".join(f(v) for v in pooled.values()) + " |",
+        ]
+    return "\n".join(lines)
