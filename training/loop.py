@@ -1,7 +1,7 @@
 """The one training loop behind `train.py` and `train.py --agent`.
 
 A run is a number of rounds. A world-model run (`train.py`) has one round per denoiser step; DIAMOND's
-full loop (`train.py --agent`, training/agent.py) one per epoch: collect with the agent -> denoiser steps
+full loop (`train.py --agent`, training/agent/loop.py) one per epoch: collect with the agent -> denoiser steps
 -> reward/end steps -> agent steps. What the two share lives here:
 
 - `TrainingLoop.run`: the rounds, with SIGINT / SIGTERM handling (the round in progress ends, the state
@@ -14,7 +14,7 @@ full loop (`train.py --agent`, training/agent.py) one per epoch: collect with th
 - the start of a run: `start` (game check, threads, seeds) and `holds_a_run` (no silent overwrite).
 
 A round is a function the caller hands to `TrainingLoop.run`: train.py's makes one denoiser step and a
-reward/end step; training/agent.py's collects, then makes its denoiser, reward/end and agent steps.
+reward/end step; training/agent/loop.py's collects, then makes its denoiser, reward/end and agent steps.
 """
 
 from __future__ import annotations

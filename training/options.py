@@ -1,6 +1,6 @@
 """The settings every world-model run shares, and how a run reads its command line.
 
-`train.py`'s `Args` and `train.py --agent`'s `LoopArgs` (training/agent.py) both extend
+`train.py`'s `Args` and `train.py --agent`'s `LoopArgs` (training/agent/loop.py) both extend
 `WorldModelOptions`: each setting of the world model's training (game, size, optimiser, batch,
 autoregressive contexts, loss settings, device) has one flag, one check and one help text, whichever
 loop runs it; a subclass may give a field another default (the agent loop's lr).

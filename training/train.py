@@ -4,7 +4,7 @@
     python training/train.py --resume                # continue a stopped run with its recorded settings
     python training/train.py --preset paper         # the paper's U-Net (for a GPU)
     torchrun --nproc_per_node=2 training/train.py    # data-parallel (gloo on CPU, nccl on CUDA)
-    python training/train.py --agent                 # full DIAMOND loop with an actor-critic (training/agent.py)
+    python training/train.py --agent                 # full DIAMOND loop with an actor-critic (training/agent/loop.py)
 
 Writes to --run-dir: `snapshot.{safetensors,json}` (EMA weights + config, for play and
 evaluation), `state.{safetensors,json}` (full resume state), `metrics.jsonl`, TensorBoard
@@ -94,7 +94,7 @@ class Args(WorldModelOptions):
     pause_fire_weight: float = 1.0
     """Multiply the weight of FIRE on an empty field in the pause before a lost life is counted
     (the game ignores it; 0 = never draw them): the dream then serves on FIRE from a waiting
-    field instead of learning that FIRE there may do nothing (see training/evaluate.field_weights)."""
+    field instead of learning that FIRE there may do nothing (see training/data.field_weights)."""
     life_loss_weight: float = 1.0
     """Draw windows whose target is the frame where a life is counted lost (the life counter drops)
     this many times as often (any game). The drop is one frame per lost life, a fraction of a percent
