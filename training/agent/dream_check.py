@@ -159,7 +159,11 @@ def real_player(policy: FramePolicy):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m training.agent.dream_check",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--checkpoint", type=Path, required=True, help="world-model snapshot")
     p.add_argument("--data", type=Path, required=True, help="episode store the contexts come from")
     p.add_argument("--agent", type=Path, default=None, help="also play this agent snapshot")

@@ -45,7 +45,11 @@ def format_table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m training.agent.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--agent", type=Path, required=True, help="agent snapshot (path with or without suffix)")
     p.add_argument("--game", default=None, help="ALE game (default: the agent's game; must match it)")
     p.add_argument("--episodes", type=int, default=20)

@@ -191,7 +191,9 @@ ball tracker: +0.78; a policy blind to the ball: 0), its pull points toward the 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m training.agent.ship", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--run-dir", type=Path, required=True, help="a run of train.py --agent")
     p.add_argument("--eval", type=Path, required=True, help="training.agent.evaluate --out JSON of the run's agent")
     p.add_argument(

@@ -465,7 +465,11 @@ def report(doc: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m training.dbc.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--task", default="maze", help="maze, fetch or breakout")
     p.add_argument("--policies", nargs="+", type=Path, default=[], help="policy checkpoints (.json/.safetensors)")
     p.add_argument("--merge", nargs="+", type=Path, default=[], help="merge evaluation JSONs (e.g. parallel runs)")

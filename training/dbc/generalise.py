@@ -81,7 +81,11 @@ def plot(doc: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m training.dbc.generalise",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--policies", nargs="+", type=Path, default=[], help="FetchPick policy checkpoints")
     p.add_argument("--noise-levels", default="0,0.02,0.04,0.06,0.08", help="comma list, metres")
     p.add_argument("--episodes", type=int, default=100, help="episodes per policy and level")

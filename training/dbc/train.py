@@ -156,7 +156,12 @@ class Args:
 
 
 def parse_args(argv: list[str] | None) -> Args:
-    p = dataclass_parser(Args, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = dataclass_parser(
+        Args,
+        prog="python -m training.dbc.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ns = vars(p.parse_args(argv))
     if ns["human"] is not None and str(ns["human"]).lower() in ("", ".", "none"):
         ns["human"] = None
