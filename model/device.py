@@ -60,19 +60,26 @@ SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni"
 """The CPU flags that decide which kernels run fast (written beside every speed figure)."""
 
 
-def machine_info() -> dict:
-    """What a speed figure depends on: the CPU, its SIMD flags, torch, its threads and CPU kernel
-    level, whether bf16 is fast, Python, and the 1-minute load average when measured (a figure taken
-    beside a busy process says so)."""
-    cpu, flags = platform.processor(), set()
+def cpu_info() -> tuple[str, set[str]]:
+    """The CPU's model name and flags from /proc/cpuinfo (elsewhere: platform.processor() or
+    'unknown', and no flags)."""
+    name, flags = "", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu == platform.processor():
-                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("model name") and not name:
+                name = line.split(":", 1)[1].strip()
             if line.startswith("flags") and not flags:
                 flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
+    return name or platform.processor() or "unknown", flags
+
+
+def machine_info() -> dict:
+    """What a speed figure depends on: the CPU, its SIMD flags, torch, its threads and CPU kernel
+    level, whether bf16 is fast, Python, and the 1-minute load average when measured (a figure taken
+    beside a busy process says so)."""
+    cpu, flags = cpu_info()
     try:
         load = round(os.getloadavg()[0], 2)
     except OSError:

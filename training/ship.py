@@ -29,11 +29,12 @@ from PIL import Image
 from games.episode_store import EpisodeStore
 from games.files import atomic_write_bytes
 from model.checkpoint import CheckpointError
+from model.device import cpu_info
 from model.world_model import WorldModel
 from training import playability
 from training.fidelity import ball_plot, fidelity, format_table, reward_end_accuracy, stability, strip_image
 from training.measures import BALL_RADIUS
-from training.shipping import MAX_FILE_BYTES, cpu_name, read_run_args
+from training.shipping import MAX_FILE_BYTES, read_run_args
 
 
 def _sampler_text(s) -> str:
@@ -277,7 +278,7 @@ Held-out: {len(heldout)} episodes collected with other seeds, never trained on.
 ## Training
 
 {den_steps:,} denoiser steps (reward/end model alongside), about {hours:.1f} h of wall
-time on 2-core CPUs, resumed across sessions. {_stages_text(train, run_args)} Last stage on {cpu_name()}
+time on 2-core CPUs, resumed across sessions. {_stages_text(train, run_args)} Last stage on {cpu_info()[0]}
 ({"bf16 autocast" if model.bf16 else "fp32: no fast bf16 on this CPU"}, channels_last).
 
 ## Playability: does the dream obey the player?

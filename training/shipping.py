@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import platform
 from pathlib import Path
 
 MAX_FILE_BYTES = 25 * 1024 * 1024
@@ -17,14 +16,3 @@ def read_run_args(run_dir: Path) -> dict:
         return json.loads((run_dir / "args.json").read_text())
     except (OSError, json.JSONDecodeError):
         return {}
-
-
-def cpu_name() -> str:
-    """The CPU's model name, for the card's account of the training time."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"

@@ -37,8 +37,9 @@ from model.reward_end import RewardEndConfig
 from model.sampler import SamplerConfig
 from model.unet import grow_context
 from model.world_model import WorldModel, WorldModelConfig, preset_config, transfer_to_game
-from training.data import WindowSampler
+from training.data import WindowSampler, field_weights
 from training.loop import TrainingLoop, WorldModelSteps, holds_a_run, seed_all, start
+from training.measures import BALL_FIELD
 from training.options import WorldModelOptions, flag, parse_run_args, with_loss_settings
 from training.recording import collect
 
@@ -200,9 +201,6 @@ def main(argv: list[str] | None = None) -> int:
     meanings = action_meanings(a.game)
     weights = None
     if a.empty_field_weight != 1.0 or a.serve_weight != 1.0 or a.pause_fire_weight != 1.0:
-        from training.data import field_weights
-        from training.measures import BALL_FIELD
-
         if a.game not in BALL_FIELD:
             print(f"error: the sampling weights need a ball field; {a.game} has none", file=sys.stderr)
             return 2

@@ -287,6 +287,10 @@ class LoopArgs(WorldModelOptions):
     def default_run_dir(self) -> Path:
         return Path("runs") / f"{self.game}-agent"
 
+    def loss_config(self) -> ActorCriticLossConfig:
+        """The imagination settings as the actor-critic's loss takes them (ValueError if out of range)."""
+        return ActorCriticLossConfig(self.horizon, self.gamma, self.lam, self.entropy_weight, self.ppo_clip)
+
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("epochs", "agent_batch_size", "agent_passes", "horizon", "ckpt_every", "max_episode_steps"):
@@ -299,7 +303,7 @@ class LoopArgs(WorldModelOptions):
             raise ValueError(f"--collect-epsilon must be in [0, 1], got {self.collect_epsilon}")
         if self.agent_preset not in AGENT_PRESETS:
             raise ValueError(f"--agent-preset must be one of {', '.join(AGENT_PRESETS)}, got {self.agent_preset!r}")
-        ActorCriticLossConfig(self.horizon, self.gamma, self.lam, self.entropy_weight, self.ppo_clip)
+        self.loss_config()
         SamplerConfig(num_steps=self.dream_steps)
 
 
@@ -360,7 +364,7 @@ def run_loop(argv: list[str] | None = None) -> int:
     model.bf16 = bf16  # the agent dreams with it
     agent = ActorCritic(ac_cfg).to(device)
     opt_ac = torch.optim.AdamW(agent.parameters(), lr=a.agent_lr, weight_decay=0.0)
-    loss_cfg = ActorCriticLossConfig(a.horizon, a.gamma, a.lam, a.entropy_weight, a.ppo_clip)
+    loss_cfg = a.loss_config()
     dream_sampler = model.sampler_config(num_steps=a.dream_steps)
     epoch, wm_step, counters = 0, 0, {"agent_steps": 0, "real_steps": 0}
     if resume_tree is not None:

@@ -27,8 +27,9 @@ import numpy as np
 
 from model.agent import ActorCritic
 from model.checkpoint import CheckpointError
+from model.device import cpu_info
 from training.agent.real_game import p_text
-from training.shipping import MAX_FILE_BYTES, cpu_name, read_run_args
+from training.shipping import MAX_FILE_BYTES, read_run_args
 
 SAME_SNAPSHOT_KEYS = ("epoch", "agent_steps", "horizon", "dream_steps")
 
@@ -151,7 +152,7 @@ rollouts of {s.get("horizon")} steps from real 4-frame contexts, {s.get("dream_s
 frame; rewards and ends from the world model's reward/end model. lambda-returns (gamma
 {s.get("gamma")}, lambda {s.get("lam")}), {update}, entropy weight
 {s.get("entropy_weight")}, AdamW lr {s.get("agent_lr")}. {train["wall_hours"]} h of wall time on a 2-core
-CPU ({cpu_name()}, fp32). Last 10 epochs: imagined lambda-return {train["imagined_return_last10"]:.3f},
+CPU ({cpu_info()[0]}, fp32). Last 10 epochs: imagined lambda-return {train["imagined_return_last10"]:.3f},
 policy entropy {train["entropy_last10"]:.3f} nats (uniform over 4 actions: 1.386).
 
 ![training curves in the dream, returns on the real game]({game}-agent.png)
