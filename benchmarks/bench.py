@@ -16,7 +16,7 @@ default on CPUs where `model.device.cpu_has_fast_bf16()`) and `fp32+cl+frozen` (
 the traced, frozen U-Net of `Denoiser.freeze`: the default on other CPUs). Each measurement runs warm-up iterations
 first and reports the median of the timed repeats. Run it on an otherwise idle machine.
 
-`--backends` compares the denoiser backends of model/onnx_backend.py side by side in one process:
+`--backends` compares the denoiser backends of model/world_model/onnx_backend.py side by side in one process:
 torch (what `WorldModel.configure` picks here), ONNX Runtime fp32 and ONNX Runtime int8 (static QDQ,
 calibrated on real emulator contexts), dreamed frames/s through `Dreams.step` from real contexts of
 the shipped snapshot (`--checkpoint`), at batch 1 and 8 with 1, 2 and 3 Euler steps; the timed
@@ -40,8 +40,8 @@ import torch
 
 from games.contexts import play_contexts
 from model.device import autocast, cpu_has_fast_bf16, machine_info
-from model.onnx_backend import use_backend
 from model.world_model import PRESETS, Dreams, WorldModel, preset_config
+from model.world_model.onnx_backend import use_backend
 
 ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT"]  # Breakout's minimal action set
 MODES = ("fp32", "bf16+cl", "fp32+cl+frozen")

@@ -1,6 +1,6 @@
 """Real dream contexts from the emulator: L consecutive frames, the actions between them and the
 next action, as a dream starts from them. Calibration and parity checks of the inference backends
-(model/onnx_backend.py) use them: nothing downloaded, nothing recorded needed."""
+(model/world_model/onnx_backend.py) use them: nothing downloaded, nothing recorded needed."""
 
 from __future__ import annotations
 

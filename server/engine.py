@@ -16,8 +16,8 @@ from games.contexts import play_contexts
 from games.envs import UnknownGameError, action_meanings
 from model.checkpoint import CheckpointError, read_meta
 from model.device import pick_device
-from model.onnx_backend import use_backend
 from model.world_model import WorldModel
+from model.world_model.onnx_backend import use_backend
 from server import controls
 from server.config import Settings
 from server.keymap import keymap
@@ -106,7 +106,7 @@ class Engine:
         env_meanings = list(emulator_actions(game))
         if meanings != env_meanings:
             raise ValueError(f"model actions {meanings} differ from the emulator's {env_meanings}")
-        if self.settings.backend != "torch":  # model/onnx_backend.py; an ONNX graph is cached per weights
+        if self.settings.backend != "torch":  # model/world_model/onnx_backend.py; an ONNX graph is cached per weights
             calibration = None
             if self.settings.backend == "onnx-int8":  # int8 ranges from real play of the game
                 calibration = play_contexts(game, INT8_CALIBRATION_CONTEXTS, context_frames=model.cfg.context_frames)

@@ -25,7 +25,6 @@ from games.envs import make_env
 from games.episode_store import Episode, EpisodeStore
 from games.experts import WAITING
 from model.checkpoint import CheckpointError
-from model.sampler import SamplerConfig
 from model.world_model import (
     DreamNoise,
     WorldModel,
@@ -35,6 +34,7 @@ from model.world_model import (
     tensor_to_frames,
     with_action,
 )
+from model.world_model.sampler import SamplerConfig
 from server import controls
 from server.protocol import AgentInfo, DreamInfo, EpisodeEnd, Error, Mode, PlaySettings, RealInfo, SamplerName, State
 from server.worker import InferenceWorker

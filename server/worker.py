@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 
-from model.sampler import SamplerConfig
 from model.world_model import DreamNoise, Hidden, WorldModel
+from model.world_model.sampler import SamplerConfig
 
 log = logging.getLogger(__name__)
 

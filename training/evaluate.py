@@ -29,8 +29,8 @@ from PIL import Image
 
 from games.episode_store import EpisodeStore
 from model.checkpoint import CheckpointError
-from model.sampler import SamplerConfig
 from model.world_model import WorldModel
+from model.world_model.sampler import SamplerConfig
 from training.fidelity import (
     ball_plot,
     fidelity,

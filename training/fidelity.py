@@ -16,8 +16,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from games.episode_store import Episode
-from model.sampler import SamplerConfig
 from model.world_model import Dreams, WorldModel
+from model.world_model.sampler import SamplerConfig
 from training.measures import BALL_RADIUS, ball_recall, mean_ball_recall, motion_mask, psnr, ssim
 
 HORIZONS = (1, 5, 15, 50)
@@ -221,8 +221,8 @@ def stability(
 def reward_end_accuracy(model: WorldModel, episodes: list[Episode], end_on_life_loss: bool = True) -> dict:
     """Teacher-forced accuracy of the reward/end model on real transitions, with per-class recall
     (rewards and ends are rare, so plain accuracy alone flatters the model)."""
-    from model.reward_end import reward_to_class
     from model.world_model import frames_to_tensor
+    from model.world_model.reward_end import reward_to_class
 
     pred_r, true_r, pred_e, true_e = [], [], [], []
     for ep in episodes:

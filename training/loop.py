@@ -34,8 +34,8 @@ from tqdm import tqdm
 from games.envs import UnknownGameError, check_game
 from model import checkpoint
 from model.device import autocast, prepare
-from model.sampler import SamplerConfig, sample_next_frame
 from model.world_model import WorldModel, WorldModelConfig
+from model.world_model.sampler import SamplerConfig, sample_next_frame
 from training.data import WindowSampler
 
 

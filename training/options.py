@@ -30,7 +30,7 @@ LOSS_OVERRIDES = (
     "motion_on_prediction",
     "motion_source",
 )
-"""Denoiser loss settings a run may set for itself (model/denoiser.DenoiserConfig fields)."""
+"""Denoiser loss settings a run may set for itself (model/world_model/denoiser.DenoiserConfig fields)."""
 
 MOTION_SOURCES = ("target", "context")
 

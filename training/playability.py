@@ -1291,7 +1291,7 @@ def serve_belief(model, starts: list[Start], noises: int = 4, steps: int = 3, **
     sigma_max for FIRE and for NOOP (median over starts). A served ball is about 200 bright, an
     empty field about 30: an estimate far below the ball says the model doubts the serve, and a
     short deterministic sampler then ends on "no ball"."""
-    from model.sampler import SamplerConfig
+    from model.world_model.sampler import SamplerConfig
 
     game = model.cfg.game
     meanings = model.cfg.action_meanings
@@ -1363,7 +1363,7 @@ def long_dream_losses(model, n: int, steps: int = 200, seed: int = 3_000_000, **
 
 
 def add_guidance_flags(p: argparse.ArgumentParser, help_g: str) -> None:
-    """--action-guidance G and --guidance-sigma S (model.sampler.SamplerConfig), both optional."""
+    """--action-guidance G and --guidance-sigma S (model/world_model/sampler.SamplerConfig), both optional."""
     p.add_argument("--action-guidance", type=float, default=None, metavar="G", help=help_g)
     p.add_argument("--guidance-sigma", type=float, default=None, metavar="S", help="guide the steps at noise >= S")
 

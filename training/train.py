@@ -33,10 +33,10 @@ from games.experts import POLICY_KINDS, make_policy
 from model import checkpoint
 from model.checkpoint import CheckpointError
 from model.device import pick_device, use_bf16
-from model.reward_end import RewardEndConfig
-from model.sampler import SamplerConfig
-from model.unet import grow_context
 from model.world_model import WorldModel, WorldModelConfig, preset_config, transfer_to_game
+from model.world_model.reward_end import RewardEndConfig
+from model.world_model.sampler import SamplerConfig
+from model.world_model.unet import grow_context
 from training.data import WindowSampler, field_weights
 from training.loop import TrainingLoop, WorldModelSteps, holds_a_run, seed_all, start
 from training.measures import BALL_FIELD
@@ -78,10 +78,10 @@ class Args(WorldModelOptions):
     """Start from a world-model snapshot (its config and EMA weights; fresh optimiser), e.g.
     checkpoints/Breakout.safetensors to fine-tune the shipped model on new data. Another game's
     snapshot starts a new game from its weights (all but the action embeddings, whose rows follow
-    the action names: model/world_model.transfer_to_game)."""
+    the action names: model/world_model/core.transfer_to_game)."""
     context_frames: int = 0
     """Past frames the world model sees (0 = the preset's or the --init-from snapshot's, 4). More
-    than the snapshot's grows it without changing what it computes (model/unet.grow_context: the
+    than the snapshot's grows it without changing what it computes (model/world_model/unet.grow_context: the
     older frames enter through zero-initialised input channels; the embedded actions stay the last
     4), so training can teach it a game's hidden timers, e.g. Breakout's 8-step pause before a
     lost life is counted, which 4 frames cannot time."""
@@ -107,7 +107,7 @@ class Args(WorldModelOptions):
     snapshot's end head retrained on longer --re-seq windows or with --re-blank-rows)."""
     re_blank: str | None = None
     """Override the box of the frame the reward/end model does not see, "top,bottom,left,right"
-    (model/reward_end.RewardEndConfig.blank; Breakout's lives counter: 0,5,36,50); a fresh or
+    (model/world_model/reward_end.RewardEndConfig.blank; Breakout's lives counter: 0,5,36,50); a fresh or
     --init-from model only: the weights stay, what they see changes."""
 
     def __post_init__(self) -> None:

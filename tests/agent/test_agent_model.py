@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from games.episode_store import Episode
-from model.agent import ActorCritic, ActorCriticConfig, ActorCriticLossConfig, AgentPolicy, agent_preset
+from model.agent import ActorCritic, ActorCriticConfig, AgentPolicy, agent_preset
+from model.agent.actor_critic import ActorCriticLossConfig
 from model.checkpoint import CheckpointError
-from model.sampler import SamplerConfig
 from model.world_model import WorldModel, preset_config
+from model.world_model.sampler import SamplerConfig
 from server.controls import Observation, TrainedAgent, load_agent
 from training.agent.loop import agent_update, imagine, replay
 from training.data import WindowSampler

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.agent import ActorCriticLossConfig, actor_critic_loss, alive_mask, lambda_returns, rollout_targets
+from model.agent.actor_critic import (
+    ActorCriticLossConfig,
+    actor_critic_loss,
+    alive_mask,
+    lambda_returns,
+    rollout_targets,
+)
 
 
 def test_lambda_returns_hand_computed_with_termination_in_the_middle() -> None:

@@ -13,8 +13,8 @@ from safetensors import safe_open
 
 from model import checkpoint
 from model.checkpoint import CheckpointError
-from model.sampler import SamplerConfig
 from model.world_model import Dreams, WorldModel
+from model.world_model.sampler import SamplerConfig
 
 # Count unpickling anywhere in the process: every pickle load resolves classes through find_class,
 # which raises this audit event (PEP 578). Hooks cannot be removed, so one hook feeds a counter.

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from model.denoiser import Denoiser, DenoiserConfig
-from model.unet import UNetConfig
+from model.world_model.denoiser import Denoiser, DenoiserConfig
+from model.world_model.unet import UNetConfig
 
 TINY_UNET = UNetConfig(channels=[16, 16, 16, 16], blocks_per_level=1, cond_channels=64)
 
@@ -159,7 +159,7 @@ def test_clean_contexts_are_level_zero_in_training_as_in_sampling(monkeypatch) -
     assert loss.item() == pytest.approx(recomputed(torch.zeros(2, dtype=torch.long)), rel=1e-5)
     assert loss.item() != pytest.approx(recomputed(None), rel=1e-5)
 
-    from model.sampler import SamplerConfig, sample_next_frame
+    from model.world_model.sampler import SamplerConfig, sample_next_frame
 
     levels = []
     denoise = den.denoise
@@ -202,7 +202,7 @@ def test_bad_unet_config_raises(kwargs: dict) -> None:
 def test_frozen_unet_matches_eager_and_is_dropped_by_train(model_factory) -> None:
     """configure() traces and freezes the U-Net for fp32 CPU inference; dreams stay the same and
     training never sees the frozen copy (it would be stale after one optimiser step)."""
-    from model.sampler import SamplerConfig, sample_next_frame
+    from model.world_model.sampler import SamplerConfig, sample_next_frame
 
     model = model_factory(3)
     assert model.denoiser._frozen is not None

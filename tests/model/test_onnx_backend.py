@@ -1,4 +1,4 @@
-"""ONNX Runtime backends of the denoiser (model/onnx_backend.py) on the shipped Breakout model and
+"""ONNX Runtime backends of the denoiser (model/world_model/onnx_backend.py) on the shipped Breakout model and
 real emulator contexts: fp32 parity with torch, int8 dreams within a measured PSNR of torch's, the
 cache (keyed by the weights, reused, written atomically), the backend choice, and bad input."""
 
@@ -15,7 +15,8 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 from games.contexts import play_contexts  # noqa: E402
-from model.onnx_backend import (  # noqa: E402
+from model.world_model import Dreams, WorldModel, frames_to_tensor  # noqa: E402
+from model.world_model.onnx_backend import (  # noqa: E402
     BACKENDS,
     OnnxUNet,
     load_onnx_unet,
@@ -23,8 +24,7 @@ from model.onnx_backend import (  # noqa: E402
     use_backend,
     weights_key,
 )
-from model.sampler import SamplerConfig, sample_next_frame  # noqa: E402
-from model.world_model import Dreams, WorldModel, frames_to_tensor  # noqa: E402
+from model.world_model.sampler import SamplerConfig, sample_next_frame  # noqa: E402
 
 log = logging.getLogger(__name__)
 SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints" / "Breakout"

@@ -7,7 +7,7 @@ from itertools import pairwise
 import pytest
 import torch
 
-from model.sampler import SamplerConfig, karras_sigmas, sample_next_frame
+from model.world_model.sampler import SamplerConfig, karras_sigmas, sample_next_frame
 
 
 def test_schedule_n3_matches_paper() -> None:

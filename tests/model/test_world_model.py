@@ -7,9 +7,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.reward_end import RewardEndConfig, RewardEndModel, class_to_reward, reward_to_class
-from model.sampler import SamplerConfig
-from model.unet import UNet, UNetConfig
 from model.world_model import (
     DreamNoise,
     Dreams,
@@ -17,10 +14,13 @@ from model.world_model import (
     WorldModelConfig,
     frames_to_tensor,
     preset_config,
-    sample_classes,
     tensor_to_frames,
     transfer_to_game,
 )
+from model.world_model.core import sample_classes
+from model.world_model.reward_end import RewardEndConfig, RewardEndModel, class_to_reward, reward_to_class
+from model.world_model.sampler import SamplerConfig
+from model.world_model.unet import UNet, UNetConfig
 
 ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT"]
 
@@ -351,7 +351,7 @@ def test_grown_context_computes_the_same_function_until_trained() -> None:
     """grow_context: a 4-frame U-Net grown to 7 frames gives the same output whatever the 3 older
     frames and their actions hold; once its new input channels are trained, the older frames
     count; the older actions never do (the grown model embeds the last 4)."""
-    from model.unet import grow_context
+    from model.world_model.unet import grow_context
 
     torch.manual_seed(0)
     cfg = UNetConfig(channels=[8, 8], blocks_per_level=1, cond_channels=16, attn_middle=False)
@@ -424,7 +424,7 @@ def test_a_snapshot_carries_its_sampler_settings(tiny_model: WorldModel, tmp_pat
     written before the setting existed loads with DIAMOND's sampler."""
     import dataclasses
 
-    from model.sampler import SamplerConfig
+    from model.world_model.sampler import SamplerConfig
 
     model = WorldModel(dataclasses.replace(tiny_model.cfg, sampler=SamplerConfig(action_guidance=2.0)))
     model.load_state_dict(tiny_model.state_dict())

@@ -11,9 +11,9 @@ import torch
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 
-from model.sampler import SamplerConfig
 from model.world_model import WorldModel
-from model.world_model_env import WorldModelEnv, WorldModelVectorEnv
+from model.world_model.env import WorldModelEnv, WorldModelVectorEnv
+from model.world_model.sampler import SamplerConfig
 
 FAST = SamplerConfig(num_steps=1)
 

@@ -7,8 +7,8 @@ import asyncio
 
 import torch
 
-from model.sampler import SamplerConfig
 from model.world_model import DreamNoise, open_action_slot
+from model.world_model.sampler import SamplerConfig
 from server.worker import InferenceWorker
 
 

@@ -11,8 +11,8 @@ import torch
 
 from games.envs import action_meanings, make_env
 from games.experts import make_policy
-from model.sampler import SamplerConfig
 from model.world_model import Dreams, WorldModel
+from model.world_model.sampler import SamplerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(p.with_suffix("") for p in (ROOT / "checkpoints").glob("*.safetensors") if "-agent" not in p.name)

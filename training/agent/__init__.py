@@ -1,5 +1,5 @@
 """The agent: an actor-critic trained inside the dream, DIAMOND's full loop around it, and its
-evaluation and shipping (docs/agent.md). The network and its losses are in model/agent.py.
+evaluation and shipping (docs/agent.md). The network and its losses are in model/agent/actor_critic.py.
 
 Entry points, run from the repository root:
 

@@ -34,8 +34,8 @@ from tqdm import tqdm
 from games.episode_store import EpisodeStore
 from model.agent import ActorCritic
 from model.checkpoint import CheckpointError
-from model.sampler import SamplerConfig
 from model.world_model import Dreams, WorldModel, frames_to_tensor, tensor_to_frames
+from model.world_model.sampler import SamplerConfig
 from training.agent.real_game import play, summary
 from training.data import WindowSampler
 from training.measures import ball_position, breakout_paddle_column

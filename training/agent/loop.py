@@ -11,7 +11,7 @@
 
 Imagination: real 4-frame contexts (with their 3 actions) from the episode store; the world
 model's reward/end LSTM and the agent's LSTM are burnt in on them; then `horizon` dreamed steps
-(one `Dreams` batch, model/world_model.py) with actions sampled from the policy, rewards and ends
+(one `Dreams` batch, model/world_model/core.py) with actions sampled from the policy, rewards and ends
 sampled from the reward/end model's heads (as DIAMOND imagines). Steps after a dream has ended are
 masked out of the loss.
 
@@ -34,20 +34,12 @@ from tqdm import tqdm
 from games.envs import action_meanings, make_env
 from games.episode_store import Episode, EpisodeStore, remove_stale_temp_files
 from model import checkpoint
-from model.agent import (
-    AGENT_PRESETS,
-    ActorCritic,
-    ActorCriticConfig,
-    ActorCriticLossConfig,
-    AgentPolicy,
-    actor_critic_loss,
-    agent_preset,
-    rollout_targets,
-)
+from model.agent import AGENT_PRESETS, ActorCritic, ActorCriticConfig, AgentPolicy, agent_preset
+from model.agent.actor_critic import ActorCriticLossConfig, actor_critic_loss, rollout_targets
 from model.checkpoint import CheckpointError
 from model.device import pick_device, use_bf16
-from model.sampler import SamplerConfig
 from model.world_model import Dreams, WorldModel, WorldModelConfig, preset_config
+from model.world_model.sampler import SamplerConfig
 from training.data import WindowSampler
 from training.loop import TrainingLoop, WorldModelSteps, holds_a_run, start
 from training.options import WorldModelOptions, flag, parse_run_args, with_loss_settings

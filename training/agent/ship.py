@@ -142,7 +142,7 @@ def card(game: str, train: dict[str, Any], result: dict[str, Any], vs: dict[str,
     return f"""# {game} agent, trained in the dream
 
 `checkpoints/{game}-agent.safetensors`: an actor-critic (`{s.get("agent_preset")}` preset: conv encoder +
-LSTM, model/agent.py) that learned only inside the diffusion world model `{s.get("world_model")}`:
+LSTM, model/agent/actor_critic.py) that learned only inside the diffusion world model `{s.get("world_model")}`:
 {loop}. The page offers it as the control **agent** (docs/agent.md, "In the browser").
 
 ## Training

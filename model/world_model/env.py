@@ -36,8 +36,8 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from model.sampler import SamplerConfig
 from model.world_model import Dreams, WorldModel, frames_to_tensor, open_action_slot
+from model.world_model.sampler import SamplerConfig
 
 FRAME_SHAPE = (64, 64, 3)
 

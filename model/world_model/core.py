@@ -17,11 +17,11 @@ import torch
 from torch import nn
 
 from model import checkpoint
-from model.denoiser import Denoiser, DenoiserConfig
 from model.device import autocast, prepare, use_bf16
-from model.reward_end import RewardEndConfig, RewardEndModel, class_to_reward
-from model.sampler import SamplerConfig, sample_next_frame
-from model.unet import UNetConfig
+from model.world_model.denoiser import Denoiser, DenoiserConfig
+from model.world_model.reward_end import RewardEndConfig, RewardEndModel, class_to_reward
+from model.world_model.sampler import SamplerConfig, sample_next_frame
+from model.world_model.unet import UNetConfig
 
 Hidden = tuple[torch.Tensor, torch.Tensor]
 
@@ -114,7 +114,7 @@ PRESETS = ("cpu", "paper", "tiny")
 
 def preset_config(preset: str, game: str, action_meanings: list[str]) -> WorldModelConfig:
     """'cpu' (default; ~1 s/step on 2 cores), 'paper' (DIAMOND's Atari denoiser, 4.41 M parameters:
-    see model/unet.py) or 'tiny' (tests)."""
+    see model/world_model/unet.py) or 'tiny' (tests)."""
     n = len(action_meanings)
     if preset == "cpu":
         unet = UNetConfig(num_actions=n, channels=[32, 32, 64, 64])
@@ -221,7 +221,7 @@ class WorldModel(nn.Module):
 
         backend: 'torch', 'onnx-fp32', 'onnx-int8' (needs `calibration`: real frames uint8
         (N, L, H, W, C) and actions (N, L)) or 'auto' (the faster of torch and onnx-fp32 here; torch on
-        CUDA): model/onnx_backend.py. What runs is in `self.backend`."""
+        CUDA): model/world_model/onnx_backend.py. What runs is in `self.backend`."""
         prepare(self, device)
         self.bf16 = use_bf16(device, precision)
         self.eval()
@@ -229,7 +229,7 @@ class WorldModel(nn.Module):
             self.denoiser.freeze()
         self.backend = "torch"
         if backend != "torch":
-            from model.onnx_backend import use_backend
+            from model.world_model.onnx_backend import use_backend
 
             self.backend = use_backend(self, backend, calibration)
         return self

@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.denoiser import Denoiser
 from model.device import autocast
-from model.sampler import SamplerConfig, sample_next_frame
+from model.world_model.denoiser import Denoiser
+from model.world_model.sampler import SamplerConfig, sample_next_frame
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.unet import UNet, UNetConfig
+from model.world_model.unet import UNet, UNetConfig
 
 
 @dataclass
@@ -133,7 +133,7 @@ class Denoiser(nn.Module):
 
     def use_inference_net(self, net: Callable[..., torch.Tensor] | None) -> None:
         """Run `net` in place of the U-Net at inference, as the frozen graph is run: a callable with
-        `UNet.forward`'s signature (e.g. an ONNX Runtime session, model/onnx_backend.py); None goes
+        `UNet.forward`'s signature (e.g. an ONNX Runtime session, model/world_model/onnx_backend.py); None goes
         back to the eager U-Net. Used only outside autograd and autocast; `train()` drops it."""
         object.__setattr__(self, "_frozen", net)
 

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import torch
 
-from model.denoiser import Denoiser
+from model.world_model.denoiser import Denoiser
 
 
 @dataclass
