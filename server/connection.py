@@ -181,7 +181,7 @@ class Connection(Guard):
             self.emit_frame,
             self.send,
             mode=m.mode,
-            steps=m.steps,
+            steps=m.steps or rt.model.cfg.sampler.num_steps,
             sampler=m.sampler,
             fps=m.fps or self.s.default_fps,
             control=m.control,

@@ -42,7 +42,7 @@ class Start(_Msg):
     type: Literal["start"]
     game: str = Field(max_length=64)
     mode: Mode = "side"
-    steps: int = Field(3, ge=1, le=10)
+    steps: int | None = Field(None, ge=1, le=10)  # None: the model's own (3; 1 for a distilled one)
     sampler: SamplerName = "euler"
     fps: int | None = Field(None, ge=1, le=30)
     control: str = Field("human", max_length=64)

@@ -267,3 +267,23 @@ def test_trained_agent_control_with_probs_and_value(agent_client, agent_folder):
         assert err["code"] == "bad_control" and "Breakout-agent" in err["message"]
         ws.send_json({"type": "configure", "fps": 20})  # the session is alive and still human
         assert recv(ws, "state")["settings"]["control"] == "human"
+
+
+def test_a_session_dreams_with_its_models_own_step_count(tmp_path):
+    """A start without `steps` takes the model's own sampler's (3 for DIAMOND's, 1 for a distilled
+    model: train.py --distill-from); a start or configure that names one overrides it."""
+    from dataclasses import replace
+
+    from model.world_model import WorldModel
+
+    make_snapshot(tmp_path, "Breakout", "tiny")
+    student = WorldModel.from_snapshot(make_snapshot(tmp_path, "Pong", "tiny"), freeze=False)
+    student.cfg = replace(student.cfg, sampler=replace(student.cfg.sampler, num_steps=1))
+    student.save_snapshot(tmp_path / "Pong")
+    with make_client(tmp_path, tmp_path / "data") as c:
+        for game, fields, steps in (("Breakout", {}, 3), ("Pong", {}, 1), ("Pong", {"steps": 2}, 2)):
+            with c.websocket_connect("/ws") as ws:
+                assert recv(ws)["type"] == "hello"
+                ws.send_json({"type": "start", "game": game, "mode": "dream", **fields})
+                assert recv(ws, "ready")["settings"]["steps"] == steps, (game, fields)
+                recv(ws, "frame")

@@ -79,8 +79,7 @@ function start() {
   net.send({
     type: "start",
     game,
-    mode: $("mode").value,
-    steps: Number($("steps").value),
+    mode: $("mode").value, // steps: the model's own (ready.settings sets the slider)
     sampler: $("sampler").value,
     fps: Number($("fps").value),
     control: "human",
