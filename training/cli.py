@@ -7,6 +7,9 @@ typed from its annotation, its default the field's, its help the docstring under
 `bool` fields get `--flag / --no-flag`; an `X | None` field parses its value as an X (None is
 only ever its default); Path fields parse as Path. Checks beyond a type and a choice list stay
 with the script (`p.error`) or the dataclass (`__post_init__`).
+
+`add_guidance_flags` and `guidance_overrides`: the sampler's guidance flags of the commands that
+dream (training/playability.py, training/ship.py).
 """
 
 from __future__ import annotations
@@ -112,3 +115,19 @@ def recorded_defaults(cls: type, record: Mapping[str, Any], skip: Sequence[str] 
             raise ValueError(f"recorded argument {name}={raw!r} is not a {kind.__name__}") from e
         out[name] = value
     return out
+
+
+# -- the dreaming commands' sampler flags (training/playability.py, training/ship.py) ----------------
+def add_guidance_flags(p: argparse.ArgumentParser, help_g: str) -> None:
+    """--action-guidance G and --guidance-sigma S (model/world_model/sampler.SamplerConfig), both optional."""
+    p.add_argument("--action-guidance", type=float, default=None, metavar="G", help=help_g)
+    p.add_argument("--guidance-sigma", type=float, default=None, metavar="S", help="guide the steps at noise >= S")
+
+
+def guidance_overrides(p: argparse.ArgumentParser, a: argparse.Namespace) -> dict[str, float]:
+    """The guidance flags that were given, as `WorldModel.sampler_config` overrides (p.error if < 0)."""
+    flags = {"action_guidance": a.action_guidance, "guidance_sigma": a.guidance_sigma}
+    given = {k: v for k, v in flags.items() if v is not None}
+    if any(v < 0 for v in given.values()):
+        p.error("--action-guidance and --guidance-sigma must be >= 0")
+    return given

@@ -1,4 +1,4 @@
-"""Collect real Atari play into the episode store (the playing and recording: training/recording.py).
+"""Collect real Atari play into the episode store (the playing and recording: training/world_model/recording.py).
 
 python training/collect.py --game Breakout --policy mixed --steps 50000 --out data/Breakout
 """
@@ -15,7 +15,7 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 from games.envs import UnknownGameError, check_game
 from games.episode_store import EpisodeStore
 from games.experts import POLICY_KINDS
-from training.recording import collect
+from training.world_model.recording import collect
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ field (Breakout), also ball recall: of the real frames with the ball in the fiel
 dream draws a ball within 3 pixels of it (the detail a playable dream must keep; whole-frame PSNR
 hardly sees it). Also a long rollout with random keys
 checks the dream for collapse (blank, frozen, smeared or saturated frames). The measures
-themselves are in training/fidelity.py (and training/measures.py); this is their command.
+themselves are in training/world_model/fidelity.py (and training/world_model/measures.py); this is their command.
 
     python training/evaluate.py --checkpoint runs/Breakout/snapshot --data data/Breakout-heldout
 """
@@ -31,7 +31,7 @@ from games.episode_store import EpisodeStore
 from model.checkpoint import CheckpointError
 from model.world_model import WorldModel
 from model.world_model.sampler import SamplerConfig
-from training.fidelity import (
+from training.world_model.fidelity import (
     ball_plot,
     fidelity,
     format_table,

@@ -36,7 +36,7 @@ from model import checkpoint
 from model.device import autocast, prepare
 from model.world_model import WorldModel, WorldModelConfig
 from model.world_model.sampler import SamplerConfig, sample_next_frame
-from training.data import WindowSampler
+from training.world_model.data import WindowSampler
 
 
 # -- the start of a run ---------------------------------------------------------------------------

@@ -6,7 +6,7 @@ Writes `checkpoints/<Game>.{safetensors,json}` (each file under 25 MB), and in d
 `<Game>.md` (data, training, playability and fidelity tables, reward/end accuracy, stability),
 `<Game>-strip.png` (real row over dream row), `<Game>-eval.json`, and `<Game>-playability.{json,png}`.
 
-The playability suite (training/playability.py) is the ship gate: a model that is worse than the
+The playability suite (training/world_model/playability/) is the ship gate: a model that is worse than the
 model it replaces on any probe (by more than playability.TOLERANCE) is refused, and nothing is
 written, unless --force.
 """
@@ -31,10 +31,11 @@ from games.files import atomic_write_bytes
 from model.checkpoint import CheckpointError
 from model.device import cpu_info
 from model.world_model import WorldModel
-from training import playability
-from training.fidelity import ball_plot, fidelity, format_table, reward_end_accuracy, stability, strip_image
-from training.measures import BALL_RADIUS
-from training.shipping import MAX_FILE_BYTES, read_run_args
+from training.cli import add_guidance_flags, guidance_overrides
+from training.world_model import playability
+from training.world_model.fidelity import ball_plot, fidelity, format_table, reward_end_accuracy, stability, strip_image
+from training.world_model.measures import BALL_RADIUS
+from training.world_model.shipping import MAX_FILE_BYTES, read_run_args
 
 
 def _sampler_text(s) -> str:
@@ -143,9 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--playability-starts", type=int, default=32, help="start states per kind for the suite")
     p.add_argument("--force", action="store_true", help="ship even if a playability probe got worse")
-    playability.add_guidance_flags(p, "ship the model with action-contrast guidance G in its sampler settings")
+    add_guidance_flags(p, "ship the model with action-contrast guidance G in its sampler settings")
     args = p.parse_args(argv)
-    guidance = playability.guidance_overrides(p, args)
+    guidance = guidance_overrides(p, args)
     if args.threads < 0:
         p.error(f"--threads must be >= 0, got {args.threads}")
     if args.threads:
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         ball_plot(fid["ball"]).save(docs_dir / f"{game}-ball.png")
     report = {"fidelity": fid, "reward_end": re, "stability": stab, "training": train, "data": data}
     (docs_dir / f"{game}-eval.json").write_text(json.dumps(report, indent=1))
-    play_text = "No playability probes exist for this game yet (training/playability.py)."
+    play_text = "No playability probes exist for this game yet (training/world_model/playability/)."
     if play is not None:
         play["checkpoint"] = str(args.out_dir / game)
         (docs_dir / f"{game}-playability.json").write_text(json.dumps(play, indent=1))

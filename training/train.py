@@ -37,11 +37,11 @@ from model.world_model import WorldModel, WorldModelConfig, preset_config, trans
 from model.world_model.reward_end import RewardEndConfig
 from model.world_model.sampler import SamplerConfig
 from model.world_model.unet import grow_context
-from training.data import WindowSampler, field_weights
 from training.loop import TrainingLoop, WorldModelSteps, holds_a_run, seed_all, start
-from training.measures import BALL_FIELD
 from training.options import WorldModelOptions, flag, parse_run_args, with_loss_settings
-from training.recording import collect
+from training.world_model.data import WindowSampler, field_weights
+from training.world_model.measures import BALL_FIELD
+from training.world_model.recording import collect
 
 
 @dataclass
@@ -95,7 +95,7 @@ class Args(WorldModelOptions):
     pause_fire_weight: float = 1.0
     """Multiply the weight of FIRE on an empty field in the pause before a lost life is counted
     (the game ignores it; 0 = never draw them): the dream then serves on FIRE from a waiting
-    field instead of learning that FIRE there may do nothing (see training/data.field_weights)."""
+    field instead of learning that FIRE there may do nothing (see training/world_model/data.field_weights)."""
     life_loss_weight: float = 1.0
     """Draw windows whose target is the frame where a life is counted lost (the life counter drops)
     this many times as often (any game). The drop is one frame per lost life, a fraction of a percent
@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (a.eval_every and step % a.eval_every == 0):
             return
         if main_proc and heldout_eps:
-            from training.fidelity import fidelity, strip_image
+            from training.world_model.fidelity import fidelity, strip_image
 
             ema.bf16 = bf16
             ema.eval()

@@ -15,7 +15,7 @@ from model.world_model import WorldModel, preset_config
 from model.world_model.sampler import SamplerConfig
 from server.controls import Observation, TrainedAgent, load_agent
 from training.agent.loop import agent_update, imagine, replay
-from training.data import WindowSampler
+from training.world_model.data import WindowSampler
 
 NAMES = ["NOOP", "FIRE", "RIGHT", "LEFT"]
 

@@ -1,11 +1,11 @@
-"""The paired bootstrap of training.dbc.evaluate on synthetic data whose answer is known."""
+"""The paired bootstrap of training.dbc.scoring on synthetic data whose answer is known."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from training.dbc.evaluate import check_episode_seeds, compare, paired_bootstrap
+from training.dbc.scoring import check_episode_seeds, compare, paired_bootstrap
 
 
 def test_a_constant_shift_has_a_zero_width_interval() -> None:

@@ -11,7 +11,7 @@ import torch
 
 from model.dbc.core import load_dbc_policy
 from training.dbc import evaluate, generalise, train
-from training.dbc.evaluate import load_agent
+from training.dbc.scoring import load_agent, make_task, rollout_lowdim
 
 
 def test_fetch_demos_and_checkpoints(fetch_run: Path) -> None:
@@ -78,8 +78,8 @@ def test_diffusion_policy_on_the_maze(maze_run: Path, tmp_path: Path) -> None:
     assert set(doc["summary"]) == {"bc", "diffusion_policy"} and doc["comparisons"][0]["a"] == "diffusion_policy"
     # Envs are reused across episodes: seed 0 after seed 1 in the same env replays the fixture's seed 0.
     bc = load_agent(maze_run / "maze" / "bc_s0")[0]
-    pool = [evaluate.make_task("maze")]
-    replay = evaluate.rollout_lowdim(bc, "maze", [1, 0], pool=pool)[1]
+    pool = [make_task("maze")]
+    replay = rollout_lowdim(bc, "maze", [1, 0], pool=pool)[1]
     pool[0].close()
     first = json.loads((maze_run / "maze" / "eval.json").read_text())["results"][0]
     assert first["policy"].endswith("bc_s0") and replay == first["episodes"][0]

@@ -1,4 +1,4 @@
-"""Ball recall (training/measures.py) on real Breakout frames from the emulator."""
+"""Ball recall (training/world_model/measures.py) on real Breakout frames from the emulator."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from games.envs import make_env
 from games.experts import make_policy
-from training.measures import BALL_FIELD, ball_position, ball_recall, mean_ball_recall
+from training.world_model.measures import BALL_FIELD, ball_position, ball_recall, mean_ball_recall
 
 
 @pytest.fixture(scope="module")

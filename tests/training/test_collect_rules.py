@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from games.episode_store import EpisodeStore
-from training.measures import ball_position
-from training.recording import CONTEXT, collect
+from training.world_model.measures import ball_position
+from training.world_model.recording import CONTEXT, collect
 
 
 def test_branches_show_every_action_from_the_same_state(tmp_path) -> None:

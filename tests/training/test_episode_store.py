@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from games.episode_store import INDEX, CorruptEpisodeError, Episode, EpisodeStore, remove_stale_temp_files
-from training.data import WindowSampler
+from training.world_model.data import WindowSampler
 
 
 @pytest.fixture
@@ -142,8 +142,8 @@ def test_window_sampler_weights_pick_the_last_transition(episodes) -> None:
 def test_field_weights_emphasise_empty_fields_and_the_serve() -> None:
     """Breakout: transitions from a frame without a ball in the open field weigh more, FIRE from
     one more again; a frame with a ball keeps weight 1."""
-    from training.data import field_weights
-    from training.measures import BALL_FIELD
+    from training.world_model.data import field_weights
+    from training.world_model.measures import BALL_FIELD
 
     rows, cols = BALL_FIELD["Breakout"]
     obs = np.zeros((4, 64, 64, 3), np.uint8)

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training import playability as P
-from training.measures import BALL_FIELD, ball_position
+from training.world_model.measures import BALL_FIELD, ball_position
+from training.world_model.playability import breakout, core, suites
 
 REPO = Path(__file__).resolve().parents[2]
 GAME = "Breakout"
@@ -21,12 +21,12 @@ KW = {"idle_steps": 24, "play_steps": 50, "branch_steps": 6, "progress": False}
 
 @pytest.fixture(scope="module")
 def starts():
-    return P.make_starts(GAME, 4, seed=P.SEED, progress=False)
+    return breakout.make_starts(GAME, 4, seed=core.SEED, progress=False)
 
 
 @pytest.fixture(scope="module")
 def oracle(starts):
-    res = P.run(GAME, P.OracleDreamer(GAME), starts, **KW)
+    res = breakout.run(GAME, core.OracleDreamer(GAME), starts, **KW)
     res.pop("_cases")
     return res
 
@@ -61,7 +61,7 @@ class Tamper:
 
 
 def test_starts_are_what_they_claim(starts):
-    g = P.RealGame(GAME)
+    g = core.RealGame(GAME)
     assert len(starts["waiting"]) == 4 and len(starts["in_play"]) == 4
     assert {s.kind for s in starts["waiting"]} == {"reset", "life_lost"}
     for s in starts["waiting"]:
@@ -78,9 +78,9 @@ def test_where_the_serve_goes_is_hidden_from_the_frames():
     shows the same 4 frames, yet FIRE puts the ball in different columns (the game's frame counter
     decides), so no world model can know which; comparing its ball to the real one after its own
     serve would measure a coin."""
-    g = P.RealGame(GAME)
+    g = core.RealGame(GAME)
     contexts, columns = [], set()
-    for seed in range(P.SEED, P.SEED + 8):
+    for seed in range(core.SEED, core.SEED + 8):
         g.reset(seed)
         for _ in range(3):
             g.step(g.idx("NOOP"))
@@ -92,12 +92,12 @@ def test_where_the_serve_goes_is_hidden_from_the_frames():
 
 
 def test_served_starts_show_the_ball_in_flight(starts):
-    g = P.RealGame(GAME)
-    served = P.served_starts(g, starts["waiting"], np.random.default_rng(0))
+    g = core.RealGame(GAME)
+    served = breakout.served_starts(g, starts["waiting"], np.random.default_rng(0))
     assert len(served) == len(starts["waiting"])
     for s in served:
-        assert len(s.frames) == P.HISTORY and len(s.actions) == P.HISTORY - 1
-        assert all(ball_position(f, GAME) is not None for f in s.frames[-P.CONTEXT :])
+        assert len(s.frames) == core.HISTORY and len(s.actions) == core.HISTORY - 1
+        assert all(ball_position(f, GAME) is not None for f in s.frames[-core.CONTEXT :])
         g.restore(s)
         assert int(g.env.unwrapped.ale.getRAM()[101]) != 0
 
@@ -113,37 +113,37 @@ def test_the_real_game_obeys_every_rule(oracle):
     assert oracle["score_recall_ball_with_real"] == 1 and oracle["score_ball_with_real_events"] >= 1
     assert oracle["branch_agreement"] == 1
     assert oracle["ball_recall_16_50"] == 1
-    assert P.goals_missed(oracle) == []
+    assert suites.goals_missed(oracle) == []
 
 
 def test_a_dream_that_always_draws_a_ball_fails_the_ball_probes(starts, oracle):
-    res = P.run(GAME, Tamper(P.OracleDreamer(GAME), ball=True), starts, **KW)
+    res = breakout.run(GAME, Tamper(core.OracleDreamer(GAME), ball=True), starts, **KW)
     assert res["phantom_serve"] == 1
     assert res["ball_where_none_1_15"] == 1 and res["ball_where_none_16_50"] == 1
     assert res["multi_ball"] > 0.8  # the drawn ball plus the real one
-    worse = P.worse_than(res, oracle)
+    worse = suites.worse_than(res, oracle)
     assert any(w.startswith("phantom_serve") for w in worse) and any(w.startswith("multi_ball") for w in worse)
     assert "phantom_serve" in res["_cases"]
 
 
 def test_a_dream_that_never_serves_fails_serve_and_ball_recall(starts):
-    res = P.run(GAME, Tamper(P.OracleDreamer(GAME), hold=True), starts, **KW)
+    res = breakout.run(GAME, Tamper(core.OracleDreamer(GAME), hold=True), starts, **KW)
     assert res["serve"] == 0
     assert res["ball_recall_16_50"] < 0.2
-    assert "serve" in " ".join(P.goals_missed(res))
+    assert "serve" in " ".join(suites.goals_missed(res))
 
 
 def test_a_dream_that_replays_the_wrong_branch_fails_branching(starts, oracle):
-    meanings = P.RealGame(GAME).meanings
+    meanings = core.RealGame(GAME).meanings
     left, right = meanings.index("LEFT"), meanings.index("RIGHT")
-    every_noop = P.run(GAME, P.OracleDreamer(GAME, {a: 0 for a in range(len(meanings))}), starts, **KW)
+    every_noop = breakout.run(GAME, core.OracleDreamer(GAME, {a: 0 for a in range(len(meanings))}), starts, **KW)
     assert every_noop["branch_agreement"] < 0.7
-    swapped = P.run(GAME, P.OracleDreamer(GAME, {left: right, right: left}), starts, **KW)
+    swapped = breakout.run(GAME, core.OracleDreamer(GAME, {left: right, right: left}), starts, **KW)
     assert swapped["branch_psnr"]["LEFT"] < 45 < oracle["branch_psnr"]["LEFT"]
 
 
 def test_invented_life_losses_and_points_are_caught(starts):
-    res = P.run(GAME, Tamper(P.OracleDreamer(GAME), end_every=10, reward_every=7), starts, **KW)
+    res = breakout.run(GAME, Tamper(core.OracleDreamer(GAME), end_every=10, reward_every=7), starts, **KW)
     assert res["phantom_life_loss"] == 1  # no rollout's ball leaves through the bottom before step 10
     assert res["life_loss_without_real"] == 1
     assert res["phantom_score"] == 1
@@ -151,10 +151,10 @@ def test_invented_life_losses_and_points_are_caught(starts):
 
 
 def test_a_dream_that_never_scores_fails_score_recall(starts, oracle):
-    res = P.run(GAME, Tamper(P.OracleDreamer(GAME), no_reward=True), starts, **KW)
+    res = breakout.run(GAME, Tamper(core.OracleDreamer(GAME), no_reward=True), starts, **KW)
     assert res["score_recall"] == 0 and res["score_recall_ball_with_real"] == 0
     assert res["score_ball_with_real_events"] == oracle["score_ball_with_real_events"] >= 1
-    assert any(w.startswith("score_recall_ball_with_real") for w in P.worse_than(res, oracle))
+    assert any(w.startswith("score_recall_ball_with_real") for w in suites.worse_than(res, oracle))
 
 
 def test_a_paddle_that_misses_loses_lives_by_the_rules(starts):
@@ -162,18 +162,18 @@ def test_a_paddle_that_misses_loses_lives_by_the_rules(starts):
     fall that the real paddle catches: it loses lives the real game keeps, and every one of them
     after its own ball left through the bottom. The rule probe passes; the reported open-loop
     figure, which cannot tell this from an invented loss, does not."""
-    n = len(P.RealGame(GAME).meanings)
-    res = P.run(GAME, P.OracleDreamer(GAME, {a: 0 for a in range(n)}), starts, **KW)
+    n = len(core.RealGame(GAME).meanings)
+    res = breakout.run(GAME, core.OracleDreamer(GAME, {a: 0 for a in range(n)}), starts, **KW)
     assert res["life_loss_without_real"] > 0
     assert res["phantom_life_loss"] == 0
 
 
 def test_a_lost_life_is_paid_for_by_one_exit_of_the_ball():
-    assert P.unexplained_losses([20], [11]) == []
-    assert P.unexplained_losses([20, 22], [11]) == [22]  # a second drop for one ball
-    assert P.unexplained_losses([20], [5]) == [20]  # too long after the ball left
-    assert P.unexplained_losses([11], [11]) == [11]  # the same step: the ball had not left yet
-    assert P.end_events(np.array([0, 1, 1, 0, 1], bool)) == [1, 4]
+    assert breakout.unexplained_losses([20], [11]) == []
+    assert breakout.unexplained_losses([20, 22], [11]) == [22]  # a second drop for one ball
+    assert breakout.unexplained_losses([20], [5]) == [20]  # too long after the ball left
+    assert breakout.unexplained_losses([11], [11]) == [11]  # the same step: the ball had not left yet
+    assert breakout.end_events(np.array([0, 1, 1, 0, 1], bool)) == [1, 4]
 
 
 def test_a_dream_loss_is_explained_by_its_own_ball_leaving_through_the_bottom():
@@ -192,13 +192,13 @@ def test_a_dream_loss_is_explained_by_its_own_ball_leaving_through_the_bottom():
         return e
 
     empty, dream = frames(4), frames(30, ball_until=10)  # the dream's ball leaves after step 9
-    assert P.unexplained_dream_losses(empty, dream, ends(14, 15), GAME) == ([14], [])  # 5 steps after
-    assert P.unexplained_dream_losses(empty, dream, ends(14, 17), GAME) == ([14, 17], [17])  # one exit, one loss
-    assert P.unexplained_dream_losses(empty, frames(30), ends(14), GAME) == ([14], [14])  # no ball ever left
-    assert P.unexplained_dream_losses(empty, dream, ends(25), GAME) == ([25], [25])  # 16 steps after: too late
-    assert P.unexplained_dream_losses(empty, dream, ends(n=30), GAME) == ([], [])
+    assert breakout.unexplained_dream_losses(empty, dream, ends(14, 15), GAME) == ([14], [])  # 5 steps after
+    assert breakout.unexplained_dream_losses(empty, dream, ends(14, 17), GAME) == ([14, 17], [17])  # one exit, one loss
+    assert breakout.unexplained_dream_losses(empty, frames(30), ends(14), GAME) == ([14], [14])  # no ball ever left
+    assert breakout.unexplained_dream_losses(empty, dream, ends(25), GAME) == ([25], [25])  # 16 steps after: too late
+    assert breakout.unexplained_dream_losses(empty, dream, ends(n=30), GAME) == ([], [])
     left_in_context = frames(4, ball_until=4)  # the ball leaves between the last context frame and step 0
-    assert P.unexplained_dream_losses(left_in_context, frames(30), ends(4), GAME) == ([4], [])
+    assert breakout.unexplained_dream_losses(left_in_context, frames(30), ends(4), GAME) == ([4], [])
 
 
 def run_on_the_shipped_model(*args: str) -> subprocess.CompletedProcess:

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from training import playability as P
+from games.experts import EXPERTS
+from training.world_model.playability import boxing, breakout, core, pong, suites
 
 KW = {"play_steps": 40, "branch_steps": 8, "progress": False}
 
@@ -38,23 +39,23 @@ class Broken:
 
 
 def probe_keys(game):
-    return {p.key for p in P.SUITES[game].probes}
+    return {p.key for p in suites.SUITES[game].probes}
 
 
 # -- Pong ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def pong_starts():
-    return P.pong_starts("Pong", 3, progress=False)
+    return pong.pong_starts("Pong", 3, progress=False)
 
 
 @pytest.fixture(scope="module")
 def pong_dreamer():
-    return P.OracleDreamer("Pong")  # one set of emulators for every run of this module
+    return core.OracleDreamer("Pong")  # one set of emulators for every run of this module
 
 
 @pytest.fixture(scope="module")
 def pong_oracle(pong_starts, pong_dreamer):
-    res = P.run_pong("Pong", pong_dreamer, pong_starts, **KW)
+    res = pong.run_pong("Pong", pong_dreamer, pong_starts, **KW)
     res.pop("_cases")
     return res
 
@@ -62,16 +63,18 @@ def pong_oracle(pong_starts, pong_dreamer):
 def test_pong_detectors_follow_the_ram():
     """Paddles and ball read from the 64x64 frames move with the RAM's positions (51: player y,
     50: computer y, 54/49: ball y/x, 0 = no ball); the score digits change exactly on a point."""
-    g, rng = P.RealGame("Pong"), np.random.default_rng(0)
-    g.reset(P.SEED)
+    g, rng = core.RealGame("Pong"), np.random.default_rng(0)
+    g.reset(core.SEED)
     rows, changes, points = [], [], []
     for t in range(200):
-        a = P.EXPERTS["Pong"](g.env, rng) if t % 20 < 12 else P.mirrored("Pong", g, rng)
+        a = EXPERTS["Pong"](g.env, rng) if t % 20 < 12 else core.mirrored("Pong", g, rng)
         r = g.step(a)[0]
         ram, f = g.env.unwrapped.ale.getRAM(), g.frames[-1]
-        changes.append(P.region_changes(f[None], g.frames[-2], P.PONG_SCORE)[0])
+        changes.append(core.region_changes(f[None], g.frames[-2], pong.PONG_SCORE)[0])
         points.append(r != 0)
-        rows.append((int(ram[51]), P.pong_player(f), int(ram[50]), P.pong_opponent(f), int(ram[54]), P.pong_ball(f)))
+        rows.append(
+            (int(ram[51]), pong.pong_player(f), int(ram[50]), pong.pong_opponent(f), int(ram[54]), pong.pong_ball(f))
+        )
     # the player's new score is drawn on its point's step, the computer's one step later
     changed, scored = np.nonzero(changes)[0], np.nonzero(points)[0]
     scored = scored[scored < len(points) - 1]  # a point on the last step is drawn after it
@@ -98,30 +101,30 @@ def test_pong_the_real_game_passes_every_probe(pong_oracle):
     assert res["digit_recall"] == 1 and res["digit_phantom"] == 0 and res["phantom_score"] == 0
     assert res["phantom_score_n"] >= 2
     assert res["opponent_tracking"] == 1
-    assert P.goals_missed(res) == [] and P.worse_than(res, res) == []
+    assert suites.goals_missed(res) == [] and suites.worse_than(res, res) == []
 
 
 def test_pong_the_serve_comes_by_itself_after_a_pause(pong_starts):
     """No FIRE needed: PONG_SERVE_PAUSE steps after the ball leaves, the next ball is in the field."""
-    g = P.RealGame("Pong")
+    g = core.RealGame("Pong")
     for s in pong_starts["after_point"]:
         r = g.rollout(s, lambda game_, t: g.idx("NOOP") if t < 30 else -1)
-        first = next(t for t, f in enumerate(r.frames) if P.pong_ball(f) is not None)
-        assert abs(first + 1 + 2 - P.PONG_SERVE_PAUSE) <= 2  # the start is 2 steps after the point
+        first = next(t for t, f in enumerate(r.frames) if pong.pong_ball(f) is not None)
+        assert abs(first + 1 + 2 - pong.PONG_SERVE_PAUSE) <= 2  # the start is 2 steps after the point
 
 
 def test_pong_a_dream_that_ignores_the_keys_fails_control(pong_starts, pong_dreamer, pong_oracle):
-    res = P.run_pong("Pong", Broken(pong_dreamer, ignore_keys=True), pong_starts, **KW)
+    res = pong.run_pong("Pong", Broken(pong_dreamer, ignore_keys=True), pong_starts, **KW)
     assert res["player_control"] < 0.7
-    assert any(m.startswith("player_control") for m in P.goals_missed(res))
-    assert any(w.startswith("player_control") for w in P.worse_than(res, pong_oracle))
+    assert any(m.startswith("player_control") for m in suites.goals_missed(res))
+    assert any(w.startswith("player_control") for w in suites.worse_than(res, pong_oracle))
 
 
 def test_pong_an_extra_ball_fails_one_ball(pong_starts, pong_dreamer):
     def ball(f, t):
-        f[:, P.PONG_FIELD.start + 20, 30] = 230
+        f[:, pong.PONG_FIELD.start + 20, 30] = 230
 
-    res = P.run_pong("Pong", Broken(pong_dreamer, paint=ball), pong_starts, **KW)
+    res = pong.run_pong("Pong", Broken(pong_dreamer, paint=ball), pong_starts, **KW)
     assert res["multi_ball"] > 0.8
 
 
@@ -129,13 +132,13 @@ def test_pong_invented_points_are_caught(pong_starts, pong_dreamer):
     def digits(f, t):  # a digit that flips every 7 steps
         f[:, 1:6, 20:23] = 230 if (t // 7) % 2 else f[:, 1:6, 20:23]
 
-    res = P.run_pong("Pong", Broken(pong_dreamer, reward_every=7, paint=digits), pong_starts, **KW)
+    res = pong.run_pong("Pong", Broken(pong_dreamer, reward_every=7, paint=digits), pong_starts, **KW)
     assert res["phantom_score"] == 1 and res["digit_phantom"] == 1 and res["score_precision"] < 0.5
 
 
 def test_pong_missed_points_and_a_frozen_opponent_are_caught(pong_starts, pong_dreamer):
-    frozen = [P.PONG_SCORE, (slice(0, 64), P.PONG_OPPONENT_COLS)]  # the scores and the computer's paddle
-    res = P.run_pong("Pong", Broken(pong_dreamer, freeze=frozen, reward_every=10**6), pong_starts, **KW)
+    frozen = [pong.PONG_SCORE, (slice(0, 64), pong.PONG_OPPONENT_COLS)]  # the scores and the computer's paddle
+    res = pong.run_pong("Pong", Broken(pong_dreamer, freeze=frozen, reward_every=10**6), pong_starts, **KW)
     assert res["score_recall"] == 0 and res["digit_recall"] == 0
     assert res["opponent_tracking"] < 0.8
 
@@ -143,26 +146,26 @@ def test_pong_missed_points_and_a_frozen_opponent_are_caught(pong_starts, pong_d
 def test_pong_a_dream_that_never_serves_fails_serve(pong_starts, pong_dreamer):
     def no_ball(f, t):
         for x in f:
-            x[P.PONG_FIELD][P.pong_ball_mask(x)] = (144, 72, 17)  # the field's brown
+            x[pong.PONG_FIELD][pong.pong_ball_mask(x)] = (144, 72, 17)  # the field's brown
 
-    res = P.run_pong("Pong", Broken(pong_dreamer, paint=no_ball), pong_starts, **KW)
+    res = pong.run_pong("Pong", Broken(pong_dreamer, paint=no_ball), pong_starts, **KW)
     assert res["serve"] == 0
 
 
 # -- Boxing ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def boxing_starts():
-    return P.boxing_starts("Boxing", 3, progress=False)
+    return boxing.boxing_starts("Boxing", 3, progress=False)
 
 
 @pytest.fixture(scope="module")
 def boxing_dreamer():
-    return P.OracleDreamer("Boxing")
+    return core.OracleDreamer("Boxing")
 
 
 @pytest.fixture(scope="module")
 def boxing_oracle(boxing_starts, boxing_dreamer):
-    res = P.run_boxing("Boxing", boxing_dreamer, boxing_starts, **KW)
+    res = boxing.run_boxing("Boxing", boxing_dreamer, boxing_starts, **KW)
     res.pop("_cases")
     return res
 
@@ -172,22 +175,22 @@ def test_boxing_detectors_follow_the_ram():
     RAM 17 (seconds) does, every 15 steps; the score digits change only on a point or the step
     after it (some new digits are drawn one frame late, so the probes allow one step), and on all
     but one of the 8 points here (step 107, the opponent's 6 -> 8: one pixel apart at 64x64)."""
-    g, rng = P.RealGame("Boxing"), np.random.default_rng(0)
-    g.reset(P.SEED)
+    g, rng = core.RealGame("Boxing"), np.random.default_rng(0)
+    g.reset(core.SEED)
     rows, ticks, points, digits = [], [], [], []
     for t in range(120):
         before = int(g.env.unwrapped.ale.getRAM()[17])
-        r = g.step(P.EXPERTS["Boxing"](g.env, rng) if t % 30 < 20 else int(rng.integers(18)))[0]
+        r = g.step(EXPERTS["Boxing"](g.env, rng) if t % 30 < 20 else int(rng.integers(18)))[0]
         ram, f = g.env.unwrapped.ale.getRAM(), g.frames[-1]
         points += [t] if r != 0 else []
-        digits += [t] if P.region_changes(f[None], g.frames[-2], P.BOXING_SCORE)[0] else []
+        digits += [t] if core.region_changes(f[None], g.frames[-2], boxing.BOXING_SCORE)[0] else []
         clock = (
-            P.region_changes(f[None], g.frames[-2], P.BOXING_CLOCK)[0]
-            or (f[P.BOXING_CLOCK] != g.frames[-2][P.BOXING_CLOCK]).any()
+            core.region_changes(f[None], g.frames[-2], boxing.BOXING_CLOCK)[0]
+            or (f[boxing.BOXING_CLOCK] != g.frames[-2][boxing.BOXING_CLOCK]).any()
         )
         assert bool(clock) == (int(ram[17]) != before)
         ticks += [t] if clock else []
-        rows.append((int(ram[32]), int(ram[34]), P.boxing_player(f)))
+        rows.append((int(ram[32]), int(ram[34]), boxing.boxing_player(f)))
     assert len(ticks) >= 7 and set(np.diff(ticks)) == {15}
     assert len(points) >= 3  # the expert lands punches
     seen = [t for t in points if t in digits or t + 1 in digits]
@@ -208,13 +211,13 @@ def test_boxing_the_real_game_passes_every_probe(boxing_oracle):
     assert res["digit_recall"] == 1 and res["digit_phantom"] == 0 and res["phantom_score"] == 0
     assert res["clock"] == 1 and res["clock_n"] == 3 * 8
     assert res["opponent_split"] == 0 and res["opponent_split_frames"] > 50
-    assert P.goals_missed(res) == []
+    assert suites.goals_missed(res) == []
 
 
 def test_boxing_a_dream_that_ignores_the_keys_fails_control_and_punch(boxing_starts, boxing_dreamer, boxing_oracle):
-    res = P.run_boxing("Boxing", Broken(boxing_dreamer, ignore_keys=True), boxing_starts, **KW)
+    res = boxing.run_boxing("Boxing", Broken(boxing_dreamer, ignore_keys=True), boxing_starts, **KW)
     assert res["player_control"] < 0.5 and res["punch"] < 1
-    worse = P.worse_than(res, boxing_oracle)
+    worse = suites.worse_than(res, boxing_oracle)
     assert any(w.startswith("player_control") for w in worse) and any(w.startswith("punch") for w in worse)
 
 
@@ -222,8 +225,8 @@ def test_boxing_invented_points_a_frozen_clock_and_a_second_opponent_are_caught(
     def opponent(f, t):  # a black boxer's worth of pixels in the ring's lower-left corner
         f[:, 47:53, 14:17] = 0
 
-    broken = Broken(boxing_dreamer, freeze=[P.BOXING_CLOCK], reward_every=7, paint=opponent)
-    res = P.run_boxing("Boxing", broken, boxing_starts, **KW)
+    broken = Broken(boxing_dreamer, freeze=[boxing.BOXING_CLOCK], reward_every=7, paint=opponent)
+    res = boxing.run_boxing("Boxing", broken, boxing_starts, **KW)
     assert res["phantom_score"] == 1 and res["score_precision"] < 0.5
     assert res["clock"] < 0.6
     assert res["opponent_split"] > 0.5
@@ -231,10 +234,10 @@ def test_boxing_invented_points_a_frozen_clock_and_a_second_opponent_are_caught(
 
 # -- per game --------------------------------------------------------------------------------------
 def test_each_game_reports_only_its_own_probes(pong_oracle, boxing_oracle):
-    assert set(P.SUITES) == {"Breakout", "Pong", "Boxing"}
-    assert P.SUITES["Breakout"].probes is P.PROBES and P.SUITES["Breakout"].version == P.SUITE
-    pong, boxing = P.table(pong_oracle), P.table(boxing_oracle)
-    assert "without FIRE" not in pong and "clock" not in pong and "2+ ball" in pong
-    assert "clock" in boxing and "ball" not in boxing
+    assert set(suites.SUITES) == {"Breakout", "Pong", "Boxing"}
+    assert suites.SUITES["Breakout"].probes is breakout.PROBES and suites.SUITES["Breakout"].version == breakout.SUITE
+    pong_table, boxing_table = suites.table(pong_oracle), suites.table(boxing_oracle)
+    assert "without FIRE" not in pong_table and "clock" not in pong_table and "2+ ball" in pong_table
+    assert "clock" in boxing_table and "ball" not in boxing_table
     with pytest.raises(ValueError, match="Breakout, Pong, Boxing"):
-        P.evaluate_model(SimpleNamespace(cfg=SimpleNamespace(game="Seaquest")), 2)
+        suites.evaluate_model(SimpleNamespace(cfg=SimpleNamespace(game="Seaquest")), 2)

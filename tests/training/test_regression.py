@@ -10,7 +10,7 @@ import torch
 
 from games.episode_store import EpisodeStore
 from model.world_model import WorldModel, preset_config
-from training.data import WindowSampler
+from training.world_model.data import WindowSampler
 
 STEPS = 25
 

@@ -18,7 +18,7 @@ from script_helpers import TINY, one_error
 from games.episode_store import EpisodeStore
 from model import checkpoint
 from model.world_model import WorldModel
-from training import playability
+from training.world_model.playability import breakout, core
 
 REPO = Path(__file__).resolve().parents[2]
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
@@ -245,7 +245,7 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
     # changes; --force ships it.
     play_json = tmp_path / "docs" / "Breakout-playability.json"
     perfect = json.loads(play_json.read_text())
-    perfect.update({p.key: float(p.higher_is_better) for p in playability.PROBES})
+    perfect.update({p.key: float(p.higher_is_better) for p in breakout.PROBES})
     play_json.write_text(json.dumps(perfect))
     before = {**file_bytes(tmp_path / "ckpt"), **file_bytes(tmp_path / "docs")}
     again = run_script("training/ship.py", *ship.args[2:])
@@ -276,9 +276,9 @@ def test_fine_tune_grows_the_context(work: Path, resumed, run_script) -> None:
     assert "context grown to 6 frames (the last 4 actions embedded)" in proc.stdout
     model = WorldModel.from_snapshot(run / "snapshot", precision="fp32")
     assert (model.cfg.context_frames, model.cfg.denoiser.unet.action_frames) == (6, 4)
-    starts = playability.make_starts("Breakout", 2, progress=False)
-    d = playability.ModelDreamer(model, steps=1)
-    frames, _, _ = playability.dream_batch(d, starts["in_play"], torch.zeros(2, 3, dtype=torch.long).numpy())
+    starts = breakout.make_starts("Breakout", 2, progress=False)
+    d = core.ModelDreamer(model, steps=1)
+    frames, _, _ = core.dream_batch(d, starts["in_play"], torch.zeros(2, 3, dtype=torch.long).numpy())
     assert frames.shape == (2, 3, 64, 64, 3)
     again = run_script("training/train.py", *common, "--resume", "--steps", "3", "--context-frames", "8")
     assert "keeps its context" in one_error(again)

@@ -37,8 +37,8 @@ from model.checkpoint import CheckpointError
 from model.world_model import Dreams, WorldModel, frames_to_tensor, tensor_to_frames
 from model.world_model.sampler import SamplerConfig
 from training.agent.real_game import play, summary
-from training.data import WindowSampler
-from training.measures import ball_position, breakout_paddle_column
+from training.world_model.data import WindowSampler
+from training.world_model.measures import ball_position, breakout_paddle_column
 
 # A frame policy: reset(batch), then act(frames uint8 (B, H, W, 3), rng) -> B action indices.
 FramePolicy = tuple[Callable[[int], None], Callable[[np.ndarray, np.random.Generator], np.ndarray]]

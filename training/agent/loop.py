@@ -40,9 +40,9 @@ from model.checkpoint import CheckpointError
 from model.device import pick_device, use_bf16
 from model.world_model import Dreams, WorldModel, WorldModelConfig, preset_config
 from model.world_model.sampler import SamplerConfig
-from training.data import WindowSampler
 from training.loop import TrainingLoop, WorldModelSteps, holds_a_run, start
 from training.options import WorldModelOptions, flag, parse_run_args, with_loss_settings
+from training.world_model.data import WindowSampler
 
 
 # -- imagination ---------------------------------------------------------------------------------

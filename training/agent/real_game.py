@@ -14,7 +14,7 @@ from tqdm import tqdm
 from games.envs import make_env
 from games.experts import random_policy
 from model.agent import AgentPolicy
-from training.measures import ball_position, breakout_paddle_column
+from training.world_model.measures import ball_position, breakout_paddle_column
 
 # A player: reset(episode_seed) at each episode start, then act(env, obs, rng) -> action index.
 Player = tuple[Callable[[int], None], Callable[..., int]]

@@ -29,7 +29,7 @@ from model.agent import ActorCritic
 from model.checkpoint import CheckpointError
 from model.device import cpu_info
 from training.agent.real_game import p_text
-from training.shipping import MAX_FILE_BYTES, read_run_args
+from training.world_model.shipping import MAX_FILE_BYTES, read_run_args
 
 SAME_SNAPSHOT_KEYS = ("epoch", "agent_steps", "horizon", "dream_steps")
 

@@ -8,6 +8,9 @@ The networks and losses are in model/dbc/. Entry points, run from the repository
 
 - `demos.py` — the tasks (maze, fetch, breakout), their demonstrations (scripted experts, human
   Breakout play) and the episode-seed splits (demonstrations, selection, test).
-- `train.py`, `evaluate.py`, `generalise.py` — the three commands above (`generalise` reuses
-  `evaluate`'s `evaluate` and `report` at every noise level).
+- `scoring.py` — playing the policies on their task and scoring them: rollouts, the scripted
+  baselines, summaries, the paired bootstrap CIs, `evaluate` / `merge` / `report` (what `evaluate`
+  and `generalise` both run; `generalise` runs `evaluate` at every noise level).
+- `train.py`, `evaluate.py`, `generalise.py` — the three commands above (argument parsing, the
+  plots, main).
 """

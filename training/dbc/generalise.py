@@ -24,7 +24,7 @@ import torch
 from games.files import atomic_write_bytes
 from model.checkpoint import CheckpointError
 from training.dbc.demos import UnknownTaskError
-from training.dbc.evaluate import COLORS, PAPER_NAMES, evaluate, report
+from training.dbc.scoring import COLORS, PAPER_NAMES, evaluate, report
 
 
 def parse_levels(text: str) -> list[float]:

@@ -3,7 +3,7 @@
 Start the dream from a real 4-frame context of a held-out episode, feed it the episode's own
 actions, and compare with the real frames at horizons h (`fidelity`): whole-frame PSNR, motion
 PSNR and SSIM beside the trivial repeat-the-last-real-frame predictor, and ball recall where the
-game has a ball field (training/measures.py). `stability`: a long rollout with random keys, checked
+game has a ball field (training/world_model/measures.py). `stability`: a long rollout with random keys, checked
 for collapse. `reward_end_accuracy`: the reward/end model on real transitions. Also the table and
 images training/evaluate.py, training/ship.py and train.py's periodic evaluation write.
 """
@@ -18,7 +18,7 @@ from tqdm import tqdm
 from games.episode_store import Episode
 from model.world_model import Dreams, WorldModel
 from model.world_model.sampler import SamplerConfig
-from training.measures import BALL_RADIUS, ball_recall, mean_ball_recall, motion_mask, psnr, ssim
+from training.world_model.measures import BALL_RADIUS, ball_recall, mean_ball_recall, motion_mask, psnr, ssim
 
 HORIZONS = (1, 5, 15, 50)
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from games.episode_store import Episode
-from training.measures import BALL_BRIGHTNESS, BALL_FIELD
+from training.world_model.measures import BALL_BRIGHTNESS, BALL_FIELD
 
 
 @dataclass

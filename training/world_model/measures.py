@@ -1,9 +1,9 @@
 """Read Atari frames and score them: where Breakout's ball and paddle are, and how close a dreamed
 frame is to the real one (PSNR, over all pixels or only the moving ones; SSIM; ball recall).
 
-Plain functions of uint8 frames (H, W, C), used by the fidelity measures (training/fidelity.py),
-the playability suite (training/playability.py), the agent's evaluation and the dream check
-(training/agent/), and the training windows' sampling weights (training/data.py).
+Plain functions of uint8 frames (H, W, C), used by the fidelity measures (training/world_model/fidelity.py),
+the playability suite (training/world_model/playability/), the agent's evaluation and the dream check
+(training/agent/), and the training windows' sampling weights (training/world_model/data.py).
 """
 
 from __future__ import annotations
