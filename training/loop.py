@@ -79,14 +79,15 @@ def lr_at(step: int, lr: float, warmup: int) -> float:
 
 # -- the world model's steps ----------------------------------------------------------------------
 class LossOf(torch.nn.Module):
-    """Calls module.loss in forward, so DistributedDataParallel can wrap it."""
+    """Calls module.loss (or another of its losses, `method`) in forward, so DistributedDataParallel
+    can wrap it."""
 
     def __init__(self, module: torch.nn.Module) -> None:
         super().__init__()
         self.module = module
 
-    def forward(self, *args):
-        return self.module.loss(*args)
+    def forward(self, *args, method: str = "loss"):
+        return getattr(self.module, method)(*args)
 
 
 @torch.no_grad()
@@ -137,6 +138,17 @@ class WorldModelSteps:
         self.den: torch.nn.Module = LossOf(self.model.denoiser)
         self.rem: torch.nn.Module = LossOf(self.model.reward_end)
         self.ar_sampler = SamplerConfig()  # dreamed contexts: the sampler people play with
+        self.teacher: WorldModel | None = None
+
+    def distil_from(self, teacher: WorldModel) -> None:
+        """Make the denoiser steps distillation steps: the model (the student, whose sampler is one
+        Euler step) learns to dream in one step what `teacher` dreams with its own sampler from the
+        same noise and context (model/denoiser.Denoiser.distill_loss); its dreamed contexts are
+        its own one-step dreams, the ones it will see in play."""
+        if self.model.cfg.sampler.num_steps != 1:
+            raise ValueError(f"a distilled student samples in 1 step, not {self.model.cfg.sampler.num_steps}")
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.ar_sampler = self.model.cfg.sampler
 
     def state(self) -> dict[str, Any]:
         """The resume state's world-model part: model, ema, opt_den, opt_re."""
@@ -187,9 +199,19 @@ class WorldModelSteps:
                     dream = dream_context(self.ema, obs[:n_ar], b.actions[:n_ar], K, self.ar_sampler)
                     obs = torch.cat([dream, obs[n_ar:]])
         obs_ctx, act_ctx, target = obs[:, K:-1], b.actions[:, K:], obs[:, -1]
+        if self.teacher is not None:  # the teacher's dream from the same noise, not the real frame
+            noise = torch.randn_like(target)
+            with autocast(device, self.bf16):
+                target = sample_next_frame(
+                    self.teacher.denoiser, obs_ctx, act_ctx, self.teacher.cfg.sampler, noise=noise
+                ).float()
         target = target.contiguous(memory_format=torch.channels_last)
         with autocast(device, self.bf16):
-            loss, m = self.den(obs_ctx, act_ctx, target, dreamed)
+            if self.teacher is None:
+                loss, m = self.den(obs_ctx, act_ctx, target, dreamed)
+            else:
+                sigma_max = self.model.cfg.sampler.sigma_max
+                loss, m = self.den(obs_ctx, act_ctx, noise, target, sigma_max, method="distill_loss")
         self.opt_den.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.denoiser.parameters(), self.grad_clip)

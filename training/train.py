@@ -102,6 +102,12 @@ class Args(WorldModelOptions):
     of the data; a model with a context long enough to see the ball leave (--context-frames) learns
     when to draw it faster when it sees it more often. Depends on which window is drawn, not on what
     the model is asked to predict in it."""
+    distill_from: Path | None = None
+    """Distil a world-model snapshot's sampler (e.g. 3 Euler steps with action guidance) into one
+    Euler step, the serving path's biggest saving: the student starts from the snapshot's weights
+    (or --init-from's), samples in 1 step without guidance, and learns on real (and, with
+    --ar-frames, its own dreamed) contexts to dream what the teacher dreams from the same noise
+    (model/denoiser.Denoiser.distill_loss). The reward/end model is the teacher's, untrained."""
     reward_end_only: bool = False
     """Train the reward/end model alone: the denoiser is frozen and its steps are skipped (e.g. a
     snapshot's end head retrained on longer --re-seq windows or with --re-blank-rows)."""
@@ -126,6 +132,8 @@ class Args(WorldModelOptions):
             raise ValueError("--empty-field-weight, --serve-weight and --life-loss-weight must be > 0")
         if self.pause_fire_weight < 0:
             raise ValueError(f"--pause-fire-weight must be >= 0, got {self.pause_fire_weight}")
+        if self.distill_from is not None and self.reward_end_only:
+            raise ValueError("--distill-from trains the denoiser; it cannot go with --reward-end-only")
         if self.re_blank is not None:
             try:
                 RewardEndConfig(blank=tuple(int(v) for v in self.re_blank.split(",")))
@@ -244,11 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     init_state = None
     if resume_tree is not None:
         base = meta.get("base_training", base)
-    elif a.init_from is not None:
+    init_from = a.init_from or a.distill_from  # a student starts from its teacher
+    if resume_tree is None and init_from is not None:
         try:
-            init = WorldModel.from_snapshot(a.init_from, freeze=False)  # only its weights are used
+            init = WorldModel.from_snapshot(init_from, freeze=False)  # only its weights are used
         except CheckpointError as e:
-            print(f"error: cannot start from {a.init_from}: {e}", file=sys.stderr)
+            print(f"error: cannot start from {init_from}: {e}", file=sys.stderr)
             return 2
         cfg, init_state = init.cfg, init.state_dict()
         base = dict(init.meta.get("training") or {"steps": int(init.meta.get("train_steps", 0)), "wall_hours": 0.0})
@@ -258,12 +267,12 @@ def main(argv: list[str] | None = None) -> int:
             kept = [m for m in meanings if m in init.cfg.action_meanings]
             if main_proc:
                 print(
-                    f"starting from the {init.cfg.game} model {a.init_from} ({cfg.preset} preset, {base['steps']} "
+                    f"starting from the {init.cfg.game} model {init_from} ({cfg.preset} preset, {base['steps']} "
                     "steps behind it): every weight but the action embeddings; kept by name: "
                     + (", ".join(kept) or "none")
                 )
         elif main_proc:
-            print(f"starting from {a.init_from} ({cfg.preset} preset, {base['steps']} steps behind it)")
+            print(f"starting from {init_from} ({cfg.preset} preset, {base['steps']} steps behind it)")
     if a.context_frames and a.context_frames != cfg.context_frames:
         if resume_tree is not None:
             print(
@@ -295,7 +304,30 @@ def main(argv: list[str] | None = None) -> int:
         d = cfg.to_dict()
         d["reward_end"] = {**d["reward_end"], "blank": [int(v) for v in a.re_blank.split(",")]}
         cfg = WorldModelConfig(**d)
+    teacher = None
+    if a.distill_from is not None:
+        try:
+            teacher = WorldModel.from_snapshot(a.distill_from, device, a.precision)
+        except CheckpointError as e:
+            print(f"error: cannot distil from {a.distill_from}: {e}", file=sys.stderr)
+            return 2
+        if teacher.cfg.action_meanings != cfg.action_meanings or teacher.cfg.game != a.game:
+            print(
+                f"error: the teacher {a.distill_from} is a {teacher.cfg.game} model; the student plays {a.game} "
+                "with the same actions",
+                file=sys.stderr,
+            )
+            return 2
+        if resume_tree is None:  # the student: the teacher's model, sampled in one step, unguided
+            cfg = replace(cfg, sampler=replace(cfg.sampler, num_steps=1, action_guidance=0.0))
+        if main_proc:
+            print(
+                f"distilling {a.distill_from} ({teacher.cfg.sampler.num_steps} steps, guidance "
+                f"{teacher.cfg.sampler.action_guidance}) into 1 step"
+            )
     wm = WorldModelSteps(cfg, device, bf16, a, init_state=init_state, compile=a.compile)
+    if teacher is not None:
+        wm.distil_from(teacher)
     model, ema = wm.model, wm.ema
     step = 0
     if resume_tree is not None:
@@ -319,10 +351,15 @@ def main(argv: list[str] | None = None) -> int:
             "base_training": base,
         }
         checkpoint.save(state_path, {**wm.state(), "step": loop.done, "rng": rng_state()}, meta)
-        ema.save_snapshot(
-            snap_path,
-            {"step": loop.done, "train_steps": base["steps"] + loop.done, "preset": cfg.preset, "base_training": base},
-        )
+        extra = {
+            "step": loop.done,
+            "train_steps": base["steps"] + loop.done,
+            "preset": cfg.preset,
+            "base_training": base,
+        }
+        if teacher is not None:
+            extra["distilled_from"] = {"snapshot": str(a.distill_from), "sampler": asdict(teacher.cfg.sampler)}
+        ema.save_snapshot(snap_path, extra)
 
     loop = TrainingLoop(
         run_dir,
@@ -347,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
 
             ema.bf16 = bf16
             ema.eval()
-            res = fidelity(ema, heldout_eps, starts=a.eval_starts, sampler=SamplerConfig(), seed=0)
+            sampler = ema.cfg.sampler if teacher is not None else SamplerConfig()  # a student's own 1 step
+            res = fidelity(ema, heldout_eps, starts=a.eval_starts, sampler=sampler, seed=0)
             (run_dir / "eval").mkdir(exist_ok=True)
             strip_image(res.pop("_dream")[0], res.pop("_real")[0]).save(run_dir / "eval" / f"strip_{step:07d}.png")
             (run_dir / "eval" / f"fidelity_{step:07d}.json").write_text(json.dumps(res, indent=1))
@@ -369,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         logs: dict = {"lr": wm.set_lr(step)}
         if not a.reward_end_only:
             logs |= wm.denoiser_step(sampler, a.batch_size, a.ar_frames, a.ar_fraction)
-        if step % a.re_every == 0 or a.reward_end_only:
+        if (step % a.re_every == 0 and teacher is None) or a.reward_end_only:
             re_batch = a.batch_size if a.reward_end_only else max(4, a.batch_size // 4)
             logs |= wm.reward_end_step(re_sampler, re_batch, a.re_seq)
         wm.update_ema()  # of the denoiser and reward/end weights

@@ -235,13 +235,59 @@ class Denoiser(nn.Module):
         f = self._net(x_noisy, c, ctx, act_ctx, level).float()
         target = (next_obs - c.c_skip * x_noisy) / c.c_out
         err = (f - target) ** 2
-
+        denoised = (c.c_skip * x_noisy + c.c_out * f.detach()).clamp(-1, 1)
         metrics: dict[str, float] = {}
+        weight = self.loss_weight(obs_ctx, next_obs, denoised, metrics)
+        loss = err.mean() if weight is None else (err * weight).sum() / (weight.sum() * err.shape[1])
+        metrics["mse"] = err.mean().item()
+        return loss, metrics
+
+    def distill_loss(
+        self,
+        obs_ctx: torch.Tensor,
+        act_ctx: torch.Tensor,
+        noise: torch.Tensor,
+        target: torch.Tensor,
+        sigma_max: float,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """One-step sampler distillation (Luhman & Luhman, 2021): the frame a 1-step Euler sampler
+        dreams from `noise`, D(sigma_max * noise) (model/sampler.sample_next_frame with num_steps=1),
+        against `target`, the frame a teacher sampled from the same noise and context with its own
+        sampler (more steps, action guidance). The student thus learns the teacher's map from noise
+        to frame, randomness included, and dreams it with one network evaluation.
+
+        obs_ctx: (B, L, C, H, W) clean, as at sampling; act_ctx: (B, L); noise, target: (B, C, H, W).
+        The error is taken in the network's units at sigma_max (EDM's F target, as in `loss`) and
+        weighted by `loss_weight` with the teacher's frame as the target."""
+        b, device = target.shape[0], target.device
+        sigma = torch.full((b,), float(sigma_max), device=device)
+        x = noise.float() * sigma_max
+        level = torch.zeros(b, dtype=torch.long, device=device)  # clean context, as at sampling
+        c = self.conditioners(sigma)
+        f = self._net(x, c, obs_ctx, act_ctx, level).float()
+        err = (f - (target - c.c_skip * x) / c.c_out) ** 2
+        denoised = (c.c_skip * x + c.c_out * f.detach()).clamp(-1, 1)
+        metrics: dict[str, float] = {}
+        weight = self.loss_weight(obs_ctx, target, denoised, metrics)
+        loss = err.mean() if weight is None else (err * weight).sum() / (weight.sum() * err.shape[1])
+        metrics["mse"] = ((denoised - target) ** 2).mean().item()  # in frame units: the student's miss
+        return loss, metrics
+
+    def loss_weight(
+        self, obs_ctx: torch.Tensor, next_obs: torch.Tensor, denoised: torch.Tensor, metrics: dict[str, float]
+    ) -> torch.Tensor | None:
+        """Per-pixel loss weight (B, 1, H, W), or None for a plain mean: the motion weight (from
+        `motion_source`, and with `motion_on_prediction` where `denoised`, the model's estimate
+        without gradient, moves away from the last context frame). Adds
+        `motion_fraction` and `motion_predicted_only` to `metrics`."""
+        cfg = self.cfg
+        weight: torch.Tensor | None = None
+        thr = 2 * cfg.motion_threshold  # [0, 1] units -> [-1, 1] units
+        last = obs_ctx[:, -1]
         if cfg.motion_weight > 0 and cfg.motion_source == "context":
             # Pixels that moved between the last two context frames, grown by motion_dilate: a
             # function of the conditioning only, so the weighted optimum is still E[x | context].
-            thr = 2 * cfg.motion_threshold  # [0, 1] units -> [-1, 1] units
-            moving = ((obs_ctx[:, -1] - obs_ctx[:, -2]).abs() > thr).any(1, keepdim=True).float()
+            moving = ((last - obs_ctx[:, -2]).abs() > thr).any(1, keepdim=True).float()
             k = 2 * cfg.motion_dilate + 1
             moving = F.max_pool2d(moving, k, stride=1, padding=cfg.motion_dilate)
             if cfg.motion_on_prediction:
@@ -250,30 +296,22 @@ class Denoiser(nn.Module):
                 # the optimum stays E[x | inputs]; what changes is where the loss looks hard: a
                 # ball appearing where nothing moved before (the serve) is weighted wherever the
                 # model considers drawing it, whether the data then shows it or not.
-                denoised = (c.c_skip * x_noisy + c.c_out * f.detach()).clamp(-1, 1)
-                predicted = ((denoised - obs_ctx[:, -1]).abs() > thr).any(1, keepdim=True).float()
+                predicted = ((denoised - last).abs() > thr).any(1, keepdim=True).float()
                 predicted = F.max_pool2d(predicted, 3, stride=1, padding=1)
                 metrics["motion_predicted_only"] = (predicted * (1 - moving)).mean().item()
                 moving = torch.maximum(moving, predicted)
             weight = 1 + cfg.motion_weight * moving
-            loss = (err * weight).sum() / (weight.sum() * err.shape[1])
             metrics["motion_fraction"] = moving.mean().item()
         elif cfg.motion_weight > 0:
             # Pixels that change between the last clean context frame and the target.
-            last, thr = obs_ctx[:, -1], 2 * cfg.motion_threshold  # [0, 1] units -> [-1, 1] units
             moving = ((next_obs - last).abs() > thr).any(1, keepdim=True)
             if cfg.motion_on_prediction:
-                # ... or where the denoised estimate D = c_skip x_noisy + c_out F moves (no gradient
-                # through the mask): phantom objects are paid for like missed ones.
-                denoised = (c.c_skip * x_noisy + c.c_out * f.detach()).clamp(-1, 1)
+                # ... or where the denoised estimate moves (no gradient through the mask): phantom
+                # objects are paid for like missed ones.
                 predicted = ((denoised - last).abs() > thr).any(1, keepdim=True)
                 metrics["motion_predicted_only"] = (predicted & ~moving).float().mean().item()
                 moving = moving | predicted
             moving = F.max_pool2d(moving.float(), 3, stride=1, padding=1)  # dilate by one pixel
             weight = 1 + cfg.motion_weight * moving
-            loss = (err * weight).sum() / (weight.sum() * err.shape[1])
             metrics["motion_fraction"] = moving.mean().item()
-        else:
-            loss = err.mean()
-        metrics["mse"] = err.mean().item()
-        return loss, metrics
+        return weight
