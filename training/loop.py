@@ -143,7 +143,7 @@ class WorldModelSteps:
     def distil_from(self, teacher: WorldModel) -> None:
         """Make the denoiser steps distillation steps: the model (the student, whose sampler is one
         Euler step) learns to dream in one step what `teacher` dreams with its own sampler from the
-        same noise and context (model/denoiser.Denoiser.distill_loss); its dreamed contexts are
+        same noise and context (model/world_model/denoiser.Denoiser.distill_loss); its dreamed contexts are
         its own one-step dreams, the ones it will see in play."""
         if self.model.cfg.sampler.num_steps != 1:
             raise ValueError(f"a distilled student samples in 1 step, not {self.model.cfg.sampler.num_steps}")

@@ -107,7 +107,7 @@ class Args(WorldModelOptions):
     Euler step, the serving path's biggest saving: the student starts from the snapshot's weights
     (or --init-from's), samples in 1 step without guidance, and learns on real (and, with
     --ar-frames, its own dreamed) contexts to dream what the teacher dreams from the same noise
-    (model/denoiser.Denoiser.distill_loss). The reward/end model is the teacher's, untrained."""
+    (model/world_model/denoiser.Denoiser.distill_loss). The reward/end model is the teacher's, untrained."""
     reward_end_only: bool = False
     """Train the reward/end model alone: the denoiser is frozen and its steps are skipped (e.g. a
     snapshot's end head retrained on longer --re-seq windows or with --re-blank-rows)."""

@@ -251,7 +251,7 @@ class Denoiser(nn.Module):
         sigma_max: float,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """One-step sampler distillation (Luhman & Luhman, 2021): the frame a 1-step Euler sampler
-        dreams from `noise`, D(sigma_max * noise) (model/sampler.sample_next_frame with num_steps=1),
+        dreams from `noise`, D(sigma_max * noise) (model/world_model/sampler.sample_next_frame with num_steps=1),
         against `target`, the frame a teacher sampled from the same noise and context with its own
         sampler (more steps, action guidance). The student thus learns the teacher's map from noise
         to frame, randomness included, and dreams it with one network evaluation.

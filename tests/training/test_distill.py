@@ -13,8 +13,8 @@ import torch
 from script_helpers import TINY, one_error
 
 from games.episode_store import EpisodeStore
-from model.sampler import SamplerConfig, sample_next_frame
 from model.world_model import WorldModel
+from model.world_model.sampler import SamplerConfig, sample_next_frame
 
 TEACHER_SAMPLER = SamplerConfig(num_steps=3, action_guidance=2.0)
 
