@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, required=True, help="held-out episode store")
     p.add_argument("--starts", type=int, default=8)
     p.add_argument("--horizons", default="1,5,15,50")
-    p.add_argument("--steps", type=int, default=3, help="denoising steps")
+    p.add_argument("--steps", type=int, help="denoising steps (default: the model's own)")
     p.add_argument("--heun", action="store_true")
     p.add_argument("--sigma-max", type=float, default=SamplerConfig.sigma_max, help="first noise level of the sampler")
     p.add_argument("--stability-steps", type=int, default=500, help="0 to skip the long random-key rollout")
@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         if not horizons or min(horizons) < 1:
             raise ValueError(f"bad --horizons {args.horizons!r}")
         model = WorldModel.from_snapshot(args.checkpoint, pick_device(args.device))
-        sampler = model.sampler_config(num_steps=args.steps, order=2 if args.heun else 1, sigma_max=args.sigma_max)
+        steps = {} if args.steps is None else {"num_steps": args.steps}
+        sampler = model.sampler_config(**steps, order=2 if args.heun else 1, sigma_max=args.sigma_max)
         store = EpisodeStore(args.data)
         episodes, errors = store.load_all(model.cfg.game)
         for e in errors:

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", type=Path, required=True, help="world-model snapshot (.safetensors or stem)")
     p.add_argument("--starts", type=int, default=32, help="waiting and in-play start states each")
     p.add_argument("--seed", type=int, default=SEED, help="first episode seed of the start states")
-    p.add_argument("--steps", type=int, default=3, help="Euler steps per dreamed frame")
+    p.add_argument("--steps", type=int, help="Euler steps per dreamed frame (default: the model's own)")
     p.add_argument("--compare", type=Path, default=None, help="a suite JSON to compare against")
     p.add_argument("--out", type=Path, default=None, help="JSON output")
     p.add_argument("--image", type=Path, default=None, help="PNG of the worst case per probe")
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         help="only count lost lives over 200-step dreams from N served and N mid-game starts (seeds 3,000,000+)",
     )
     a = p.parse_args(argv)
-    if a.starts < 2 or a.steps < 1 or a.long_dreams < 0:
+    if a.starts < 2 or (a.steps is not None and a.steps < 1) or a.long_dreams < 0:
         p.error(f"--starts must be >= 2, --steps >= 1, --long-dreams >= 0, got {a.starts}, {a.steps}, {a.long_dreams}")
     sampler = guidance_overrides(p, a)
     if a.threads:

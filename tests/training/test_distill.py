@@ -128,3 +128,15 @@ def test_distilling_from_another_games_model_is_refused(work: Path, run_script, 
     )
     assert "teacher" in one_error(proc)
     assert not (run / "snapshot.json").exists()
+
+
+def test_measures_use_a_models_own_step_count(model_factory) -> None:
+    """The playability suite's dreamer (and so ship.py's gate) samples a model with its own sampler
+    unless told otherwise: a distilled model in its one step, not the DIAMOND default of 3."""
+    from training.world_model.playability.core import ModelDreamer
+
+    student = model_factory(0)
+    student.cfg = replace(student.cfg, sampler=replace(student.cfg.sampler, num_steps=1))
+    assert ModelDreamer(student).sampler.num_steps == 1
+    assert ModelDreamer(student, steps=3, action_guidance=1.0).sampler.num_steps == 3
+    assert ModelDreamer(model_factory(1)).sampler.num_steps == 3

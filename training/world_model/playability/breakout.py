@@ -448,7 +448,7 @@ BREAKOUT_COUNTS = {
 
 
 # -- the quick modes: the serve beyond one noise, lost lives over long dreams -----------------------
-def serve_belief(model, starts: list[core.Start], noises: int = 4, steps: int = 3, **sampler: float) -> dict:
+def serve_belief(model, starts: list[core.Start], noises: int = 4, steps: int | None = None, **sampler: float) -> dict:
     """What the model believes about the serve, beyond one sampler noise: from each waiting start,
     FIRE once, dreamed with `noises` different initial noises -> the share of dreams with a ball on
     the first step; and the brightest open-field pixel (of 255) of the denoiser's estimate at

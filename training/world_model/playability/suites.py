@@ -127,7 +127,7 @@ def cases_image(cases: dict, scale: int = 2) -> Image.Image:
 
 # -- one world model ---------------------------------------------------------------------------------
 def evaluate_model(
-    model, starts_n: int = 32, seed: int = SEED, steps: int = 3, progress: bool = True, **sampler: float
+    model, starts_n: int = 32, seed: int = SEED, steps: int | None = None, progress: bool = True, **sampler: float
 ) -> dict:
     """The whole suite for a world model (its game's probes) on `starts_n` starts from `seed`, dreamed
     with the model's own sampler, `steps` Euler steps and the `sampler` overrides; the result
@@ -139,6 +139,8 @@ def evaluate_model(
     starts = suite.make_starts(game, starts_n, seed, progress)
     dreamer = ModelDreamer(model, steps, **sampler)
     res = suite.run(game, dreamer, starts, progress=progress)
-    res.update({"suite": suite.version, "seed": seed, "euler_steps": steps, "starts_requested": starts_n})
+    res.update(
+        {"suite": suite.version, "seed": seed, "euler_steps": dreamer.sampler.num_steps, "starts_requested": starts_n}
+    )
     res["sampler"] = asdict(dreamer.sampler)
     return res
