@@ -54,6 +54,7 @@ class Player:
     drops: int = 0
     server_ms: list[float] = field(default_factory=list)
     close_code: int | None = None
+    steps: int | None = None  # what the server dreams with (ready.settings.steps)
 
     def fps(self) -> float:
         if self.frames < 2 or self.first_frame is None or self.last_frame == self.first_frame:
@@ -80,7 +81,9 @@ async def play(i: int, a: argparse.Namespace, t_end: float, t_measure: float) ->
                 pl.errors.append(f"expected hello, got {hello}")
                 return pl
             game = a.game or hello["games"][0]
-            start = {"type": "start", "game": game, "mode": a.mode, "steps": a.steps, "sampler": a.sampler}
+            start = {"type": "start", "game": game, "mode": a.mode, "sampler": a.sampler}
+            if a.steps is not None:  # else the model's own (3; 1 for a distilled model)
+                start["steps"] = a.steps
             await ws.send(json.dumps({**start, "fps": a.fps, "control": "human"}))
             next_input = time.monotonic()
             while True:
@@ -100,6 +103,8 @@ async def play(i: int, a: argparse.Namespace, t_end: float, t_measure: float) ->
                     m = json.loads(msg)
                     if m["type"] == "error":
                         pl.errors.append(f"{m['code']}: {m['message']}")
+                    elif m["type"] == "ready":
+                        pl.steps = m["settings"]["steps"]
                     continue
                 header, _ = decode_frame(msg)
                 t = time.monotonic()
@@ -147,7 +152,7 @@ async def run(a: argparse.Namespace, http: str, n_players: int) -> dict:
     return {
         "players": n_players,
         "mode": a.mode,
-        "steps": a.steps,
+        "steps": sorted({p.steps for p in players if p.steps is not None}),
         "sampler": a.sampler,
         "target_fps": a.fps,
         "duration_s": a.duration,
@@ -217,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--game", default=None, help="default: the server's first game")
     p.add_argument("--mode", default="dream", choices=["dream", "real", "side"])
-    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--steps", type=int, help="Euler steps per frame (default: each model's own)")
     p.add_argument("--sampler", default="euler", choices=["euler", "heun"])
     p.add_argument("--fps", type=int, default=15)
     p.add_argument("--actions", type=int, default=4, help="random actions drawn from 0..N-1")
@@ -271,7 +276,8 @@ def player_counts(text: str) -> list[int]:
 
 def print_report(report: dict) -> None:
     print(
-        f"{report['players']} player(s), mode {report['mode']}, {report['steps']} {report['sampler']} steps, "
+        f"{report['players']} player(s), mode {report['mode']}, "
+        f"{'/'.join(map(str, report['steps'])) or '?'} {report['sampler']} steps, "
         f"target {report['target_fps']} fps, {report['duration_s']:g} s"
     )
     print(f"{'player':>6} {'fps':>6} {'frames':>6} {'p50 ms':>7} {'p95 ms':>7} {'srv ms':>7} {'drops':>5} errors")

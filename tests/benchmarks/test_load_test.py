@@ -22,6 +22,7 @@ def test_a_sweep_reports_each_player_count_with_the_machine(tmp_path: Path) -> N
     assert [r["players"] for r in report["runs"]] == [1, 2]
     assert [len(r["sessions"]) for r in report["runs"]] == [1, 2]  # every player got a session
     assert all(r["errors"] == 0 for r in report["runs"])
+    assert all(r["steps"] == [3] for r in report["runs"])  # the shipped model's own sampler, as the server reported
     assert report["machine"]["cpu_flags"] and "load_average_1min" in report["machine"]
     assert "flags:" in res.stdout and "mean fps" in res.stdout
 
