@@ -9,8 +9,8 @@ full loop (`train.py --agent`, training/agent/loop.py) one per epoch: collect wi
   (`RunLog`), a checkpoint every `ckpt_every` rounds and at the end (the caller's `save`, which writes
   with `model.checkpoint`: atomic, safetensors + JSON, no pickle);
 - `WorldModelSteps`: the world model, its EMA and the two optimisers, and one denoiser step
-  (autoregressive contexts with `ar_frames`, DistributedDataParallel under torchrun) or one reward/end
-  step;
+  (autoregressive contexts with `ar_frames`, DistributedDataParallel under torchrun; with a teacher,
+  `distil_from`, a sampler-distillation step) or one reward/end step;
 - the start of a run: `start` (game check, threads, seeds) and `holds_a_run` (no silent overwrite).
 
 A round is a function the caller hands to `TrainingLoop.run`: train.py's makes one denoiser step and a
