@@ -69,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         if not horizons or min(horizons) < 1:
             raise ValueError(f"bad --horizons {args.horizons!r}")
         model = WorldModel.from_snapshot(args.checkpoint, pick_device(args.device))
-        steps = {} if args.steps is None else {"num_steps": args.steps}
-        sampler = model.sampler_config(**steps, order=2 if args.heun else 1, sigma_max=args.sigma_max)
+        sampler = model.sampler_config(num_steps=args.steps, order=2 if args.heun else 1, sigma_max=args.sigma_max)
         store = EpisodeStore(args.data)
         episodes, errors = store.load_all(model.cfg.game)
         for e in errors:

@@ -235,9 +235,10 @@ class WorldModel(nn.Module):
         return self
 
     def sampler_config(self, **overrides: Any) -> SamplerConfig:
-        """The model's own sampler settings (`cfg.sampler`) with `overrides` (num_steps=...).
-        Unknown names or invalid values raise TypeError / ValueError."""
-        return replace(self.cfg.sampler, **overrides)
+        """The model's own sampler settings (`cfg.sampler`) with `overrides` (num_steps=...); an
+        override of None keeps the model's own value (a command's flag left unset). Unknown names or
+        invalid values raise TypeError / ValueError."""
+        return replace(self.cfg.sampler, **{k: v for k, v in overrides.items() if v is not None})
 
     def check_actions(self, actions: torch.Tensor) -> None:
         if actions.numel() and (actions.min() < 0 or actions.max() >= self.num_actions):

@@ -236,9 +236,7 @@ class Denoiser(nn.Module):
         target = (next_obs - c.c_skip * x_noisy) / c.c_out
         err = (f - target) ** 2
         denoised = (c.c_skip * x_noisy + c.c_out * f.detach()).clamp(-1, 1)
-        metrics: dict[str, float] = {}
-        weight = self.loss_weight(obs_ctx, next_obs, denoised, metrics)
-        loss = err.mean() if weight is None else (err * weight).sum() / (weight.sum() * err.shape[1])
+        loss, metrics = self.weighted(err, obs_ctx, next_obs, denoised)
         metrics["mse"] = err.mean().item()
         return loss, metrics
 
@@ -267,10 +265,18 @@ class Denoiser(nn.Module):
         f = self._net(x, c, obs_ctx, act_ctx, level).float()
         err = (f - (target - c.c_skip * x) / c.c_out) ** 2
         denoised = (c.c_skip * x + c.c_out * f.detach()).clamp(-1, 1)
-        metrics: dict[str, float] = {}
-        weight = self.loss_weight(obs_ctx, target, denoised, metrics)
-        loss = err.mean() if weight is None else (err * weight).sum() / (weight.sum() * err.shape[1])
+        loss, metrics = self.weighted(err, obs_ctx, target, denoised)
         metrics["mse"] = ((denoised - target) ** 2).mean().item()  # in frame units: the student's miss
+        return loss, metrics
+
+    def weighted(
+        self, err: torch.Tensor, obs_ctx: torch.Tensor, next_obs: torch.Tensor, denoised: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The per-pixel error `err` (B, C, H, W) averaged with `loss_weight`'s weights (a plain mean
+        without them) -> (loss, metrics of the weight)."""
+        metrics: dict[str, float] = {}
+        weight = self.loss_weight(obs_ctx, next_obs, denoised, metrics)
+        loss = err.mean() if weight is None else (err * weight).sum() / (weight.sum() * err.shape[1])
         return loss, metrics
 
     def loss_weight(

@@ -432,6 +432,7 @@ def test_a_snapshot_carries_its_sampler_settings(tiny_model: WorldModel, tmp_pat
     loaded = WorldModel.from_snapshot(tmp_path / "guided", precision="fp32")
     assert loaded.sampler_config() == SamplerConfig(action_guidance=2.0)
     assert loaded.sampler_config(num_steps=5) == SamplerConfig(num_steps=5, action_guidance=2.0)
+    assert loaded.sampler_config(num_steps=None) == SamplerConfig(action_guidance=2.0)  # unset: its own
     assert Dreams(loaded).sampler.action_guidance == 2.0
     with pytest.raises(ValueError, match="num_steps"):
         loaded.sampler_config(num_steps=0)

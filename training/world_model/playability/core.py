@@ -62,9 +62,7 @@ class ModelDreamer:
     def __init__(self, model, steps: int | None = None, seed: int = 0, **sampler: float) -> None:
         """The model's own sampler (`WorldModel.sampler_config`) with `steps` Euler steps (None: its
         own, 3, or 1 for a distilled model) and any other `sampler` settings (action_guidance=...)."""
-        if steps is not None:
-            sampler = {"num_steps": steps, **sampler}
-        self.model, self.sampler, self.seed = model, model.sampler_config(**sampler), seed
+        self.model, self.sampler, self.seed = model, model.sampler_config(num_steps=steps, **sampler), seed
 
     def reset(self, frames: np.ndarray, actions: np.ndarray, states: list) -> None:
         from model.world_model import Dreams
