@@ -192,9 +192,12 @@ def start_server(a: argparse.Namespace) -> tuple[subprocess.Popen, str]:
     cmd += ["--checkpoint-dir", str(a.checkpoint_dir)] if a.checkpoint_dir else []
     cmd += [x for c in a.checkpoint or [] for x in ("--checkpoint", str(c))]
     cmd += ["--threads", str(a.threads)] if a.threads else []
+    cmd += ["--backend", a.backend] if a.backend else []
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
+    # Start-up loads every model and, with the auto backend, exports and times ONNX graphs (minutes
+    # on a busy machine with an empty cache): wait while the server lives, up to --startup-timeout.
+    deadline = time.monotonic() + a.startup_timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"server exited: {proc.stderr.read()[-2000:]}")
@@ -205,7 +208,7 @@ def start_server(a: argparse.Namespace) -> tuple[subprocess.Popen, str]:
             pass
         time.sleep(0.5)
     proc.terminate()
-    raise SystemExit("server did not come up within 180 s")
+    raise SystemExit(f"server did not come up within --startup-timeout {a.startup_timeout:g} s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint-dir", type=Path, default=None)
     p.add_argument("--checkpoint", type=Path, action="append")
     p.add_argument("--threads", type=int, default=None, help="torch threads of the started server")
+    p.add_argument(
+        "--backend", default=None, choices=["auto", "torch", "onnx-fp32", "onnx-int8"], help="the started server's"
+    )
+    p.add_argument(
+        "--startup-timeout", type=float, default=1200.0, help="seconds the started server may take to load its models"
+    )
     p.add_argument(
         "--players", type=player_counts, default=[1], help="players, or a comma list run one after the other (1,4,8,16)"
     )

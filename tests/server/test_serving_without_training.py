@@ -84,14 +84,14 @@ def test_server_serves_without_training(tmp_path: Path, snapshot_dir: Path) -> N
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 900  # a hang guard: loading (and the ONNX export) is slow on a busy machine
         while True:
             assert proc.poll() is None, f"the server exited with {proc.returncode}:\n{proc.stdout.read()}"
             try:
                 status, body = get(f"{base}/api/health")
                 break
             except OSError:
-                assert time.monotonic() < deadline, "the server did not answer within 180 s"
+                assert time.monotonic() < deadline, "the server did not answer within 900 s"
                 time.sleep(0.5)
         health = json.loads(body)
         assert status == 200 and health["games"] == ["Breakout"] and health["load_errors"] == []

@@ -23,11 +23,12 @@ def test_breakout_and_pong_are_shipped() -> None:
 
 
 @pytest.mark.parametrize(
-    "sampler", [SamplerConfig(num_steps=3), SamplerConfig(num_steps=2, order=2)], ids=["euler3", "heun2"]
+    "sampler", [None, SamplerConfig(num_steps=3), SamplerConfig(num_steps=2, order=2)], ids=["own", "euler3", "heun2"]
 )
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
-def test_shipped_model_dreams_from_real_context(path: Path, sampler: SamplerConfig) -> None:
-    """Every sampler the page offers (Heun with 2 steps once gave 17 dB frames: see sample_next_frame)."""
+def test_shipped_model_dreams_from_real_context(path: Path, sampler: SamplerConfig | None) -> None:
+    """The model's own sampler (what the page starts with) and others the page offers (Heun with 2
+    steps once gave 17 dB frames: see sample_next_frame)."""
     for ext in (".safetensors", ".json"):
         assert path.with_suffix(ext).stat().st_size < 25 * 2**20
     head = path.with_suffix(".safetensors").read_bytes()[:8]
@@ -50,7 +51,7 @@ def test_shipped_model_dreams_from_real_context(path: Path, sampler: SamplerConf
     env.close()
     ctx = torch.from_numpy(np.stack(frames[-4:]))[None]
     acts = torch.tensor(actions[-4:-1])[None]
-    dreams = Dreams(model, sampler, seed=0)
+    dreams = Dreams(model, sampler or model.sampler_config(), seed=0)
     dreams.reset(ctx, acts)
     last_real = frames[-1].astype(np.float64)
     for t in range(5):
@@ -89,7 +90,7 @@ def test_shipped_model_predicts_motion_better_than_repeating_the_last_frame(path
         ctx.append(np.stack(frames[-4:]))
         acts.append(actions[-3:])
         env.close()
-    dreams = Dreams(model, SamplerConfig(num_steps=3), seed=0)
+    dreams = Dreams(model, model.sampler_config(), seed=0)  # as served: the model's own sampler
     dreams.reset(torch.from_numpy(np.stack(ctx)), torch.tensor(acts))
     dream = dreams.step(torch.tensor(act_now))[0].numpy().astype(np.float64)
     real, last = np.stack(nxt_real).astype(np.float64), np.stack([c[-1] for c in ctx]).astype(np.float64)
