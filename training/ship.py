@@ -6,9 +6,10 @@ Writes `checkpoints/<Game>.{safetensors,json}` (each file under 25 MB), and in d
 `<Game>.md` (data, training, playability and fidelity tables, reward/end accuracy, stability),
 `<Game>-strip.png` (real row over dream row), `<Game>-eval.json`, and `<Game>-playability.{json,png}`.
 
-The playability suite (training/world_model/playability/) is the ship gate: a model that is worse than the
-model it replaces on any probe (by more than playability.TOLERANCE) is refused, and nothing is
-written, unless --force.
+Two gates against the model it replaces, each refusing with nothing written unless --force: the
+playability suite (training/world_model/playability/: worse on any probe by more than
+playability.TOLERANCE) and the quality gate on held-out fidelity (fidelity.fidelity_worse: PSNR or
+motion PSNR at h = 1, 15, 50 more than 1 dB below). Each model is measured with its own sampler.
 """
 
 from __future__ import annotations
@@ -33,7 +34,15 @@ from model.device import cpu_info
 from model.world_model import WorldModel
 from training.cli import add_guidance_flags, guidance_overrides
 from training.world_model import playability
-from training.world_model.fidelity import ball_plot, fidelity, format_table, reward_end_accuracy, stability, strip_image
+from training.world_model.fidelity import (
+    ball_plot,
+    fidelity,
+    fidelity_worse,
+    format_table,
+    reward_end_accuracy,
+    stability,
+    strip_image,
+)
 from training.world_model.measures import BALL_RADIUS
 from training.world_model.shipping import MAX_FILE_BYTES, read_run_args
 
@@ -143,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--playability-starts", type=int, default=32, help="start states per kind for the suite")
-    p.add_argument("--force", action="store_true", help="ship even if a playability probe got worse")
+    p.add_argument(
+        "--force", action="store_true", help="ship even if a playability probe or a fidelity figure got worse"
+    )
     add_guidance_flags(p, "ship the model with action-contrast guidance G in its sampler settings")
     args = p.parse_args(argv)
     guidance = guidance_overrides(p, args)
@@ -164,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     game = model.cfg.game
 
     # -- the gate: playability against the model this one replaces --------------------------
-    play, play_ref, play_cases = None, None, None
+    play, play_ref, play_cases, play_worse = None, None, None, []
     if game in playability.SUITES:
         print(f"playability suite on {args.playability_starts} starts ...")
         play = playability.evaluate_model(model, args.playability_starts)
@@ -183,10 +194,10 @@ def main(argv: list[str] | None = None) -> int:
             shipped = WorldModel.from_snapshot(args.out_dir / game)
             play_ref = playability.evaluate_model(shipped, args.playability_starts)
             play_ref.pop("_cases")
-        worse = playability.worse_than(play, play_ref) if play_ref else []
-        if worse and not args.force:
+        play_worse = playability.worse_than(play, play_ref) if play_ref else []
+        if play_worse and not args.force:
             print(
-                "error: worse than the shipped model on " + "; ".join(worse) + " (--force ships it anyway)",
+                "error: worse than the shipped model on " + "; ".join(play_worse) + " (--force ships it anyway)",
                 file=sys.stderr,
             )
             return 2
@@ -204,6 +215,25 @@ def main(argv: list[str] | None = None) -> int:
     sampler = model.sampler_config()
     print(f"evaluating {game} on {len(heldout)} held-out episodes ...")
     fid = fidelity(model, heldout, starts=args.starts, sampler=sampler, seed=args.seed, progress=True)
+    fid_ref = None  # the quality gate: the replaced model on the same starts, with its own sampler
+    ref_eval = args.docs / f"{game}-eval.json"
+    if ref_eval.is_file():
+        fid_ref = json.loads(ref_eval.read_text()).get("fidelity")
+        if not fid_ref or fid_ref.get("starts") != fid["starts"]:
+            fid_ref = None  # other starts (another --starts or held-out store): measure it again
+    if fid_ref is None and (args.out_dir / f"{game}.safetensors").is_file():
+        print("evaluating the shipped model on the same starts ...")
+        shipped = WorldModel.from_snapshot(args.out_dir / game)
+        fid_ref = fidelity(shipped, heldout, starts=args.starts, seed=args.seed, progress=True)
+    fid_worse = fidelity_worse(fid, fid_ref) if fid_ref else []
+    if fid_worse and not args.force:
+        print(
+            "error: below the shipped model's fidelity: " + "; ".join(fid_worse) + " (--force ships it anyway)",
+            file=sys.stderr,
+        )
+        return 2
+    worse = play_worse + fid_worse
+    forced_text = f"\n**Shipped with --force**, below the model it replaced on: {'; '.join(worse)}.\n" if worse else ""
     stab = stability(model, heldout, args.stability_steps, sampler=sampler, seed=args.seed, progress=True)
     re = reward_end_accuracy(model, heldout)
 
@@ -287,10 +317,10 @@ time on 2-core CPUs, resumed across sessions. {_stages_text(train, run_args)} La
 
 {play_text}
 
-## Fidelity (held-out, {args.starts} starts, same actions for dream and real, 3 Euler steps)
+## Fidelity (held-out, {args.starts} starts, same actions for dream and real, {_sampler_text(sampler)})
 
 {format_table(fid)}
-{ball_text}
+{forced_text}{ball_text}
 ![real over dream]({game}-strip.png)
 
 Top row real, bottom row dream, at steps 1, 2, 3, 5, 8, 12, 15, 20, 30, 40, 50 after the start.

@@ -263,6 +263,27 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
     assert guided.sampler_config().action_guidance == 1.5
     assert "action guidance 1.5 at noise >= 1" in (tmp_path / "docs" / "Breakout.md").read_text()
 
+    # The quality gate: against a shipped model 10 dB sharper at every horizon (and no better on any
+    # probe), this one is refused on fidelity and nothing changes; --force ships it and says so.
+    worst = json.loads(play_json.read_text())
+    worst.update({p.key: float(not p.higher_is_better) for p in breakout.PROBES})
+    play_json.write_text(json.dumps(worst))
+    eval_json = tmp_path / "docs" / "Breakout-eval.json"
+    sharper = json.loads(eval_json.read_text())
+    for row in sharper["fidelity"]["horizons"].values():
+        row["psnr_dream"] += 10
+    eval_json.write_text(json.dumps(sharper))
+    before = {**file_bytes(tmp_path / "ckpt"), **file_bytes(tmp_path / "docs")}
+    refused = run_script("training/ship.py", *ship.args[2:], "--action-guidance", "1.5")
+    assert "below the shipped model's fidelity: PSNR at h=1" in one_error(refused)
+    assert {**file_bytes(tmp_path / "ckpt"), **file_bytes(tmp_path / "docs")} == before
+    forced = run_script("training/ship.py", *ship.args[2:], "--force", "--action-guidance", "1.5")
+    assert forced.returncode == 0, forced.stderr
+    assert (
+        "Shipped with --force**, below the model it replaced on: PSNR at h=1"
+        in (tmp_path / "docs" / "Breakout.md").read_text()
+    )
+
 
 def test_fine_tune_grows_the_context(work: Path, resumed, run_script) -> None:
     """--context-frames grows an --init-from snapshot's context (the older frames through new

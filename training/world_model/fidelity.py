@@ -142,6 +142,28 @@ def fidelity(
     }
 
 
+QUALITY_HORIZONS = (1, 15, 50)
+QUALITY_DB = 1.0
+"""The quality gate: a model may replace another only if its PSNR and motion PSNR at these horizons
+are at most this many dB below the other's, both measured on the same held-out starts."""
+
+
+def fidelity_worse(new: dict, ref: dict, tol_db: float = QUALITY_DB, horizons=QUALITY_HORIZONS) -> list[str]:
+    """Where `new` (a `fidelity` result) falls more than `tol_db` below `ref` (one measured on the
+    same starts): one line per figure, empty when it passes."""
+    if new.get("starts") != ref.get("starts"):
+        raise ValueError("fidelity results from different start states cannot be compared")
+    out = []
+    for h in horizons:
+        a, b = new["horizons"].get(str(h)), ref["horizons"].get(str(h))
+        if a is None or b is None:
+            continue
+        for key, name in (("psnr_dream", "PSNR"), ("motion_psnr_dream", "motion PSNR")):
+            if a.get(key) is not None and b.get(key) is not None and a[key] < b[key] - tol_db:
+                out.append(f"{name} at h={h} {a[key]:.2f} dB against {b[key]:.2f} (more than {tol_db:g} dB below)")
+    return out
+
+
 def strip_image(
     dream: np.ndarray, real: np.ndarray, steps=(1, 2, 3, 5, 8, 12, 15, 20, 30, 40, 50), scale: int = 2
 ) -> Image.Image:
