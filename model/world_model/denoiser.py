@@ -56,16 +56,13 @@ class DenoiserConfig:
     ball and the paddle are."""
     motion_dilate: int = 4
     """Pixels by which the 'context' motion mask is grown (the ball moves about 2-4 px a step)."""
-    residual_sigma: float | None = None
-    """At noise levels sigma >= this, D = x_last + c_out F, x_last the last context frame: the
-    network predicts the change from the last frame instead of EDM's c_skip x_noisy + c_out F.
-    None (every model trained by EDM's loss): EDM's preconditioning at every level. A one-step
-    student (docs/distillation.md) sets it to the one level it is sampled at, sigma_max. There EDM's
-    skip term is c_skip sigma_max eps, about 6 grey levels of noise the network would have to
-    cancel exactly, and a frame the network draws whole carries its bf16 rounding (measured: 58 %
-    of the still background off by a grey level or more with the skip term, 88 % with D = c_out F,
-    against 24 % for the 3-step teacher, whose last step at sigma 0.002 is almost all skip term).
-    A change is zero wherever nothing moves, and zero is drawn exactly."""
+    direct_sigma: float | None = None
+    """At noise levels sigma >= this, D = c_out F without the skip term c_skip x: the network
+    predicts the frame itself. None (every model trained by EDM's loss): the skip term at every
+    level. A one-step student (docs/distillation.md) sets it to the one level it is sampled at,
+    sigma_max: there c_skip x = c_skip sigma_max eps carries about 6 grey levels of noise into the
+    frame, which the network would have to cancel exactly and in bf16 cannot (measured: 57 % of the
+    still background off by a grey level or more, against 24 % for the 3-step teacher)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.unet, dict):
@@ -78,8 +75,8 @@ class DenoiserConfig:
             raise ValueError("context_noise_scale must be >= 0 and context_noise_clean_prob in [0, 1]")
         if self.motion_weight < 0:
             raise ValueError(f"motion_weight must be >= 0, got {self.motion_weight}")
-        if self.residual_sigma is not None and self.residual_sigma <= 0:
-            raise ValueError(f"residual_sigma must be > 0 or None, got {self.residual_sigma}")
+        if self.direct_sigma is not None and self.direct_sigma <= 0:
+            raise ValueError(f"direct_sigma must be > 0 or None, got {self.direct_sigma}")
         if self.motion_source not in ("target", "context") or self.motion_dilate < 0:
             raise ValueError(
                 f"motion_source must be 'target' or 'context' and motion_dilate >= 0, got "
@@ -96,8 +93,7 @@ class Conditioners:
 
 
 class Denoiser(nn.Module):
-    """D(x_noisy; sigma, context) = c_skip x_noisy + c_out F(c_in x_noisy, ...) (the last context
-    frame in place of c_skip x_noisy at sigma >= cfg.residual_sigma)."""
+    """D(x_noisy; sigma, context) = c_skip x_noisy + c_out F(c_in x_noisy, ...)."""
 
     def __init__(self, cfg: DenoiserConfig) -> None:
         super().__init__()
@@ -156,26 +152,20 @@ class Denoiser(nn.Module):
         return super().train(mode)
 
     def conditioners(self, sigma: torch.Tensor) -> Conditioners:
-        """EDM preconditioning (Karras et al. 2022, Table 1), with offset noise folded into s."""
+        """EDM preconditioning (Karras et al. 2022, Table 1), with offset noise folded into s; no
+        skip term at sigma >= `direct_sigma` (DenoiserConfig)."""
         sd = self.cfg.sigma_data
         s = (sigma**2 + self.cfg.sigma_offset_noise**2).sqrt()  # total noise std incl. offset
         c_in = 1 / (s**2 + sd**2).sqrt()
         c_skip = sd**2 / (s**2 + sd**2)
+        if self.cfg.direct_sigma is not None:
+            # (a Karras schedule's first level is sigma_max up to rounding)
+            direct = sigma >= self.cfg.direct_sigma * (1 - 1e-5)
+            c_skip = torch.where(direct, torch.zeros_like(c_skip), c_skip)
         c_out = s * sd / (s**2 + sd**2).sqrt()
         c_noise = s.log() / 4
         view = (-1, 1, 1, 1)
         return Conditioners(c_in.view(view), c_skip.view(view), c_out.view(view), c_noise.flatten())
-
-    def skip(self, x_noisy: torch.Tensor, sigma: torch.Tensor, c: Conditioners, obs_ctx: torch.Tensor) -> torch.Tensor:
-        """What the network's c_out F is added to: EDM's c_skip x_noisy, or the last context frame
-        at sigma >= `residual_sigma` (DenoiserConfig). obs_ctx: (B, L, C, H, W) as the network sees it."""
-        skip = c.c_skip * x_noisy
-        if self.cfg.residual_sigma is None:
-            return skip
-        at = sigma >= self.cfg.residual_sigma * (
-            1 - 1e-5
-        )  # a Karras schedule's first level is sigma_max up to rounding
-        return torch.where(at.view(-1, 1, 1, 1), obs_ctx[:, -1].to(skip.dtype), skip)
 
     def _net(
         self,
@@ -207,7 +197,7 @@ class Denoiser(nn.Module):
         """Denoised estimate of the next frame, clamped to [-1, 1]. sigma: (B,)."""
         c = self.conditioners(sigma)
         f = self._net(x_noisy, c, obs_ctx, act_ctx, ctx_noise_level).float()
-        return (self.skip(x_noisy, sigma, c, obs_ctx) + c.c_out * f).clamp(-1, 1)
+        return (c.c_skip * x_noisy + c.c_out * f).clamp(-1, 1)
 
     def sample_sigma(self, n: int, device: torch.device) -> torch.Tensor:
         """log sigma ~ N(P_mean, P_std^2), clipped (DIAMOND)."""
@@ -242,7 +232,7 @@ class Denoiser(nn.Module):
         next_obs: torch.Tensor,
         dreamed: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """EDM loss: MSE(F, (x_next - c_skip x_noisy) / c_out) (`skip` in place of c_skip x_noisy).
+        """EDM loss: MSE(F, (x_next - c_skip x_noisy) / c_out).
 
         obs_ctx: (B, L, C, H, W) in [-1, 1]; act_ctx: (B, L) long; next_obs: (B, C, H, W).
         dreamed: (B,) bool, samples whose context ends in frames the model dreamed itself
@@ -257,10 +247,9 @@ class Denoiser(nn.Module):
         ctx, level = self.augment_context(obs_ctx, dreamed)
         c = self.conditioners(sigma)
         f = self._net(x_noisy, c, ctx, act_ctx, level).float()
-        skip = self.skip(x_noisy, sigma, c, ctx)
-        target = (next_obs - skip) / c.c_out
+        target = (next_obs - c.c_skip * x_noisy) / c.c_out
         err = (f - target) ** 2
-        denoised = (skip + c.c_out * f.detach()).clamp(-1, 1)
+        denoised = (c.c_skip * x_noisy + c.c_out * f.detach()).clamp(-1, 1)
         loss, metrics = self.weighted(err, obs_ctx, next_obs, denoised)
         metrics["mse"] = err.mean().item()
         return loss, metrics
@@ -288,9 +277,8 @@ class Denoiser(nn.Module):
         level = torch.zeros(b, dtype=torch.long, device=device)  # clean context, as at sampling
         c = self.conditioners(sigma)
         f = self._net(x, c, obs_ctx, act_ctx, level).float()
-        skip = self.skip(x, sigma, c, obs_ctx)
-        err = (f - (target - skip) / c.c_out) ** 2
-        denoised = (skip + c.c_out * f.detach()).clamp(-1, 1)
+        err = (f - (target - c.c_skip * x) / c.c_out) ** 2
+        denoised = (c.c_skip * x + c.c_out * f.detach()).clamp(-1, 1)
         loss, metrics = self.weighted(err, obs_ctx, target, denoised)
         metrics["mse"] = ((denoised - target) ** 2).mean().item()  # in frame units: the student's miss
         return loss, metrics
