@@ -318,10 +318,8 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        if resume_tree is None:  # the student: the teacher's model, sampled in one step, unguided,
-            # predicting the frame itself at that step (DenoiserConfig.direct_sigma)
-            smp = replace(cfg.sampler, num_steps=1, action_guidance=0.0)
-            cfg = replace(cfg, sampler=smp, denoiser=replace(cfg.denoiser, direct_sigma=smp.sigma_max))
+        if resume_tree is None:  # the student: the teacher's model, sampled in one step, unguided
+            cfg = replace(cfg, sampler=replace(cfg.sampler, num_steps=1, action_guidance=0.0))
         if main_proc:
             print(
                 f"distilling {a.distill_from} ({teacher.cfg.sampler.num_steps} steps, guidance "

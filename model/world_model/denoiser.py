@@ -56,13 +56,6 @@ class DenoiserConfig:
     ball and the paddle are."""
     motion_dilate: int = 4
     """Pixels by which the 'context' motion mask is grown (the ball moves about 2-4 px a step)."""
-    direct_sigma: float | None = None
-    """At noise levels sigma >= this, D = c_out F without the skip term c_skip x: the network
-    predicts the frame itself. None (every model trained by EDM's loss): the skip term at every
-    level. A one-step student (docs/distillation.md) sets it to the one level it is sampled at,
-    sigma_max: there c_skip x = c_skip sigma_max eps carries about 6 grey levels of noise into the
-    frame, which the network would have to cancel exactly and in bf16 cannot (measured: 57 % of the
-    still background off by a grey level or more, against 24 % for the 3-step teacher)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.unet, dict):
@@ -75,8 +68,6 @@ class DenoiserConfig:
             raise ValueError("context_noise_scale must be >= 0 and context_noise_clean_prob in [0, 1]")
         if self.motion_weight < 0:
             raise ValueError(f"motion_weight must be >= 0, got {self.motion_weight}")
-        if self.direct_sigma is not None and self.direct_sigma <= 0:
-            raise ValueError(f"direct_sigma must be > 0 or None, got {self.direct_sigma}")
         if self.motion_source not in ("target", "context") or self.motion_dilate < 0:
             raise ValueError(
                 f"motion_source must be 'target' or 'context' and motion_dilate >= 0, got "
@@ -152,16 +143,11 @@ class Denoiser(nn.Module):
         return super().train(mode)
 
     def conditioners(self, sigma: torch.Tensor) -> Conditioners:
-        """EDM preconditioning (Karras et al. 2022, Table 1), with offset noise folded into s; no
-        skip term at sigma >= `direct_sigma` (DenoiserConfig)."""
+        """EDM preconditioning (Karras et al. 2022, Table 1), with offset noise folded into s."""
         sd = self.cfg.sigma_data
         s = (sigma**2 + self.cfg.sigma_offset_noise**2).sqrt()  # total noise std incl. offset
         c_in = 1 / (s**2 + sd**2).sqrt()
         c_skip = sd**2 / (s**2 + sd**2)
-        if self.cfg.direct_sigma is not None:
-            # (a Karras schedule's first level is sigma_max up to rounding)
-            direct = sigma >= self.cfg.direct_sigma * (1 - 1e-5)
-            c_skip = torch.where(direct, torch.zeros_like(c_skip), c_skip)
         c_out = s * sd / (s**2 + sd**2).sqrt()
         c_noise = s.log() / 4
         view = (-1, 1, 1, 1)

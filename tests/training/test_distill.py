@@ -14,8 +14,7 @@ from script_helpers import TINY, one_error
 
 from games.episode_store import EpisodeStore
 from model.world_model import WorldModel
-from model.world_model.denoiser import Denoiser
-from model.world_model.sampler import SamplerConfig, karras_sigmas, sample_next_frame
+from model.world_model.sampler import SamplerConfig, sample_next_frame
 
 TEACHER_SAMPLER = SamplerConfig(num_steps=3, action_guidance=2.0)
 
@@ -32,26 +31,6 @@ def test_the_distill_loss_scores_what_the_one_step_sampler_dreams(model_factory)
         zero, _ = den.distill_loss(ctx, act, noise, own, SamplerConfig().sigma_max)
         other, _ = den.distill_loss(ctx, act, noise, own.flip(-1), SamplerConfig().sigma_max)
     assert float(zero) < 1e-8 < 1e-3 < float(other)
-
-
-def test_a_one_step_students_frame_has_no_skip_term_at_its_noise_level(model_factory) -> None:
-    """direct_sigma: at sigma_max the frame is c_out F alone (EDM's c_skip x there is noise the
-    network would have to cancel); below it, and in a model without it, EDM's preconditioning."""
-    den = model_factory(0).denoiser
-    direct = Denoiser(replace(den.cfg, direct_sigma=5.0))
-    direct.load_state_dict(den.state_dict())
-    first_of_3 = karras_sigmas(3, 2e-3, 5.0, 7.0)[0]  # sigma_max up to rounding
-    sig = torch.tensor([5.0, first_of_3, 1.0])
-    c, c_edm = direct.conditioners(sig), den.conditioners(sig)
-    assert c.c_skip.flatten().tolist()[:2] == [0.0, 0.0] and float(c_edm.c_skip.flatten()[0]) > 0.009
-    torch.testing.assert_close(c.c_skip[2], c_edm.c_skip[2])
-    g = torch.Generator().manual_seed(0)
-    ctx, act = torch.rand(3, 4, 3, 64, 64, generator=g) * 2 - 1, torch.randint(0, 4, (3, 4), generator=g)
-    x, level = torch.randn(3, 3, 64, 64, generator=g) * sig.view(-1, 1, 1, 1), torch.zeros(3, dtype=torch.long)
-    with torch.no_grad():
-        f = direct._net(x, c, ctx, act, level).float()
-        torch.testing.assert_close(direct.denoise(x, sig, ctx, act, level)[:2], (c.c_out * f).clamp(-1, 1)[:2])
-        assert not torch.allclose(den.denoise(x, sig, ctx, act, level)[:2], (c.c_out * f).clamp(-1, 1)[:2])
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +89,6 @@ def test_a_student_learns_to_dream_its_teachers_frames_in_one_step(work: Path, r
     teacher = WorldModel.from_snapshot(work / "teacher", precision="fp32")
     student = WorldModel.from_snapshot(run / "snapshot", precision="fp32")
     assert student.cfg.sampler == replace(TEACHER_SAMPLER, num_steps=1, action_guidance=0.0)
-    assert student.cfg.denoiser.direct_sigma == TEACHER_SAMPLER.sigma_max and teacher.cfg.denoiser.direct_sigma is None
     assert student.meta["distilled_from"]["sampler"]["action_guidance"] == 2.0
     for k, v in teacher.reward_end.state_dict().items():  # the reward/end model is the teacher's
         torch.testing.assert_close(student.reward_end.state_dict()[k], v)
