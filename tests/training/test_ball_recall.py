@@ -7,7 +7,7 @@ import pytest
 
 from games.envs import make_env
 from games.experts import make_policy
-from training.world_model.measures import BALL_FIELD, ball_position, ball_recall, mean_ball_recall
+from training.world_model.measures import BALL_FIELD, ball_position, ball_recall, mean_ball_recall, still_changed
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +57,19 @@ def test_recall_is_one_for_the_real_frames_and_zero_without_the_ball(frames: np.
 
 def test_games_without_a_ball_field_report_none(frames: np.ndarray) -> None:
     assert ball_recall(frames[None], frames[None], "Pong") is None
+
+
+def test_still_changed_counts_noise_on_the_still_background_only(frames: np.ndarray) -> None:
+    """Real play: the real frame changes nothing still; one grey level of noise on every pixel
+    changes all of it; a dream that moves only what the real game moves changes none of it."""
+    prev, real = frames[60], frames[61]
+    moving = (real != prev).any(-1)
+    assert moving.any() and not moving.all()
+    assert still_changed(real, real, prev) == 0.0
+    noisy = real.copy()
+    noisy[..., 0] = np.where(real[..., 0] < 255, real[..., 0] + 1, 254)
+    assert still_changed(noisy, real, prev) == 1.0
+    wrong_ball = real.copy()
+    wrong_ball[moving] = 0  # wrong where the real game moves, right elsewhere
+    assert still_changed(wrong_ball, real, prev) == 0.0
+    assert np.isnan(still_changed(real, real, 255 - real))  # nothing still

@@ -18,7 +18,15 @@ from tqdm import tqdm
 from games.episode_store import Episode
 from model.world_model import Dreams, WorldModel
 from model.world_model.sampler import SamplerConfig
-from training.world_model.measures import BALL_RADIUS, ball_recall, mean_ball_recall, motion_mask, psnr, ssim
+from training.world_model.measures import (
+    BALL_RADIUS,
+    ball_recall,
+    mean_ball_recall,
+    motion_mask,
+    psnr,
+    ssim,
+    still_changed,
+)
 
 HORIZONS = (1, 5, 15, 50)
 
@@ -97,7 +105,9 @@ def fidelity(
     seed: int = 0,
     progress: bool = False,
 ) -> dict:
-    """Per-horizon PSNR / motion PSNR / SSIM of the dream and of repeat-last, averaged over starts."""
+    """Per-horizon PSNR / motion PSNR / SSIM of the dream and of repeat-last, averaged over starts,
+    and `still_off_dream`: the share of the pixels the real game leaves unchanged that the dream
+    draws other than they are (by a grey level or more in any channel: noise on a still background)."""
     sampler = sampler or model.sampler_config()
     H = max(horizons)
     st = pick_starts(episodes, starts, H, model.cfg.context_frames, seed)
@@ -114,9 +124,11 @@ def fidelity(
             "motion_psnr_repeat": [],
             "ssim_dream": [],
             "ssim_repeat": [],
+            "still_off_dream": [],
         }
         for n in range(len(st)):
             mask = motion_mask(real[n, k], prev_real[n, k])
+            m["still_off_dream"].append(still_changed(dream[n, k], real[n, k], prev_real[n, k]))
             m["psnr_dream"].append(psnr(dream[n, k], real[n, k]))
             m["psnr_repeat"].append(psnr(last[n], real[n, k]))
             m["motion_psnr_dream"].append(psnr(dream[n, k], real[n, k], mask))
@@ -280,14 +292,15 @@ def reward_end_accuracy(model: WorldModel, episodes: list[Episode], end_on_life_
 def format_table(result: dict) -> str:
     lines = [
         "| h | PSNR dream | PSNR repeat-last | motion PSNR dream | motion PSNR repeat-last "
-        "| SSIM dream | SSIM repeat-last |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| SSIM dream | SSIM repeat-last | still pixels the dream changes |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     f = lambda v: "n/a" if v is None else f"{v:.2f}" if abs(v) < 2 else f"{v:.1f}"  # noqa: E731
     for h, r in result["horizons"].items():
         lines.append(
             f"| {h} | {f(r['psnr_dream'])} | {f(r['psnr_repeat'])} | {f(r['motion_psnr_dream'])} | "
-            f"{f(r['motion_psnr_repeat'])} | {f(r['ssim_dream'])} | {f(r['ssim_repeat'])} |"
+            f"{f(r['motion_psnr_repeat'])} | {f(r['ssim_dream'])} | {f(r['ssim_repeat'])} | "
+            f"{'n/a' if r.get('still_off_dream') is None else format(r['still_off_dream'], '.1%')} |"
         )
     ball = result.get("ball")
     if ball:

@@ -98,6 +98,14 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(s.mean())
 
 
+def still_changed(dream: np.ndarray, real: np.ndarray, prev: np.ndarray) -> float:
+    """Of the pixels the real game leaves as they were (real == prev, uint8 (H, W, C)), the share
+    the dream draws otherwise by a grey level or more in any channel: noise on a still background,
+    which whole-frame PSNR in the 50s dB is mostly made of. nan where nothing is still."""
+    still = (real == prev).all(-1)
+    return float((dream != real).any(-1)[still].mean()) if still.any() else float("nan")
+
+
 def motion_mask(real: np.ndarray, prev: np.ndarray) -> np.ndarray:
     """Pixels that change between consecutive real frames by more than the threshold."""
     return (np.abs(real.astype(np.int16) - prev.astype(np.int16)) > MOTION_THRESHOLD).any(-1)
