@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from model.device import machine_info  # noqa: E402
+from model.world_model.onnx_backend import BACKENDS  # noqa: E402
 from server.protocol import decode_frame  # noqa: E402
 
 MAX_PLAYERS = 64
@@ -218,9 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint-dir", type=Path, default=None)
     p.add_argument("--checkpoint", type=Path, action="append")
     p.add_argument("--threads", type=int, default=None, help="torch threads of the started server")
-    p.add_argument(
-        "--backend", default=None, choices=["auto", "torch", "onnx-fp32", "onnx-int8"], help="the started server's"
-    )
+    p.add_argument("--backend", default=None, choices=BACKENDS, help="the started server's")
     p.add_argument(
         "--startup-timeout", type=float, default=1200.0, help="seconds the started server may take to load its models"
     )

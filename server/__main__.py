@@ -15,6 +15,7 @@ from pathlib import Path
 
 import uvicorn
 
+from model.world_model.onnx_backend import BACKENDS
 from server.app import create_app
 from server.config import Settings
 
@@ -30,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--backend",
         default=None,
-        choices=["auto", "torch", "onnx-fp32", "onnx-int8"],
+        choices=BACKENDS,
         help="denoiser backend (default auto: the faster of torch and onnx-fp32 here; int8 only when named)",
     )
     p.add_argument("--max-sessions", type=int, default=None, help="concurrent players (default 8)")

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from model.world_model.onnx_backend import BACKENDS
+
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
 
 
@@ -75,7 +77,7 @@ class Settings(BaseSettings):
     @field_validator("backend")
     @classmethod
     def _backend(cls, v: str) -> str:
-        if v not in ("auto", "torch", "onnx-fp32", "onnx-int8"):
+        if v not in BACKENDS:
             raise ValueError(f"backend must be auto, torch, onnx-fp32 or onnx-int8, got {v!r}")
         return v
 
