@@ -32,7 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--backend",
         default=None,
         choices=BACKENDS,
-        help="denoiser backend (default auto: the faster of torch and onnx-fp32 here; int8 only when named)",
+        help="denoiser backend (default auto: onnx-fp32 where faster than torch at batch 1 and 8; int8 only "
+        "when named)",
     )
     p.add_argument("--max-sessions", type=int, default=None, help="concurrent players (default 8)")
     p.add_argument("--allow-origin", action="append", default=None, help="extra browser origin ('*' = any)")
@@ -44,7 +45,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads",
         type=int,
         default=None,
-        help="torch threads for the dream (default: all cores but one, at least 1; see docs/serving.md)",
+        help="torch threads of the dream (default: every core in an inference process, all cores but one in an "
+        "inference thread; docs/serving.md)",
+    )
+    p.add_argument(
+        "--inference",
+        default=None,
+        choices=["auto", "process", "thread"],
+        help="where the dream runs (default auto: a child process on the CPU, a thread on CUDA)",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p.parse_args(argv)
@@ -64,6 +72,8 @@ def settings_from_args(a: argparse.Namespace) -> Settings:
         "idle_timeout_s": a.idle_timeout,
         "data_dir": a.data_dir,
         "default_fps": a.fps,
+        "inference": a.inference,
+        "threads": a.threads,
     }
     if a.policy:
         overrides["policies"] = dict(spec.split("=", 1) for spec in a.policy if "=" in spec)
@@ -80,9 +90,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
-    # One core stays free for the event loop, the emulators and the sockets: on 2 cores a
-    # 2-thread dream stalls whenever anything else runs (11 vs 6.6 fps for one player).
-    torch.set_num_threads(a.threads or max(1, (os.cpu_count() or 1) - 1))
+    from model.device import pick_device
+
+    # The dream's threads are set where it runs (Engine._load); this process's own torch work (frames
+    # in and out of the dream) is small. An inference thread shares this process: one core stays
+    # free for the event loop, the emulators and the sockets.
+    if settings.inference == "thread" or (settings.inference == "auto" and pick_device(settings.device).type != "cpu"):
+        torch.set_num_threads(settings.threads or max(1, (os.cpu_count() or 1) - 1))
+    else:
+        torch.set_num_threads(1)
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -25,9 +25,16 @@ class Settings(BaseSettings):
     precision: str = "auto"
     """auto (bf16 where fast), bf16 or fp32."""
     backend: str = "auto"
-    """Denoiser backend: auto (the faster of torch and onnx-fp32, timed at start-up; torch on CUDA or
-    without onnxruntime), torch, onnx-fp32 or onnx-int8 (opt-in: calibrated on real emulator
+    """Denoiser backend: auto (onnx-fp32 where it is faster than torch at batch 1 and 8, timed at
+    start-up; torch on CUDA or without onnxruntime), torch, onnx-fp32 or onnx-int8 (opt-in: calibrated on real emulator
     frames, dreams a little differently; docs/serving.md)."""
+    inference: str = "auto"
+    """Where the dream runs: process (a child process whose main thread runs the model: on a CPU
+    torch's threads are several times faster there than in a second thread), thread (an inference
+    thread of the server's process) or auto (process on the CPU, thread on CUDA). server/model_process.py."""
+    threads: int = Field(0, ge=0, le=256)
+    """Torch threads of the dream (0 = every core for an inference process; all cores but one for an
+    inference thread, which shares its process with the event loop)."""
     policies: dict[str, str] = Field(default_factory=dict)
     """Extra agent policies: name -> 'module:factory', factory(game, action_meanings) -> Policy."""
 
@@ -79,6 +86,13 @@ class Settings(BaseSettings):
     def _backend(cls, v: str) -> str:
         if v not in BACKENDS:
             raise ValueError(f"backend must be auto, torch, onnx-fp32 or onnx-int8, got {v!r}")
+        return v
+
+    @field_validator("inference")
+    @classmethod
+    def _inference(cls, v: str) -> str:
+        if v not in ("auto", "process", "thread"):
+            raise ValueError(f"inference must be auto, process or thread, got {v!r}")
         return v
 
     @field_validator("precision")

@@ -12,6 +12,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from games.contexts import play_contexts
 from games.envs import UnknownGameError, action_meanings
 from model.checkpoint import CheckpointError, read_meta
@@ -21,6 +23,7 @@ from model.world_model.onnx_backend import use_backend
 from server import controls
 from server.config import Settings
 from server.keymap import keymap
+from server.model_process import InferenceProcessError, ModelProcess, ModelSpec
 from server.session import GameRuntime
 from server.worker import InferenceWorker
 
@@ -96,8 +99,15 @@ class Engine:
                 self.settings.checkpoint_dir,
             )
 
+    def in_process(self, device: Any) -> bool:
+        """Whether the dream runs in a child process (settings.inference; auto: on the CPU)."""
+        mode = self.settings.inference
+        return mode == "process" or (mode == "auto" and getattr(device, "type", str(device)) == "cpu")
+
     def _load(self, path: Path, device: Any) -> None:
-        model = WorldModel.from_snapshot(path, device, self.settings.precision)
+        in_process = self.in_process(device)
+        # With an inference process this copy only answers questions (config, actions, sampler).
+        model = WorldModel.from_snapshot(path, device, self.settings.precision, freeze=not in_process)
         game = model.cfg.game
         if game in self.games:
             log.info("%s already served from %s; ignoring %s", game, self.games[game].snapshot, path)
@@ -106,20 +116,33 @@ class Engine:
         env_meanings = list(emulator_actions(game))
         if meanings != env_meanings:
             raise ValueError(f"model actions {meanings} differ from the emulator's {env_meanings}")
-        if self.settings.backend != "torch":  # model/world_model/onnx_backend.py; an ONNX graph is cached per weights
-            calibration = None
-            if self.settings.backend == "onnx-int8":  # int8 ranges from real play of the game
-                calibration = play_contexts(game, INT8_CALIBRATION_CONTEXTS, context_frames=model.cfg.context_frames)
+        calibration = None
+        if self.settings.backend == "onnx-int8":  # int8 ranges from real play of the game
+            calibration = play_contexts(game, INT8_CALIBRATION_CONTEXTS, context_frames=model.cfg.context_frames)
+        runner = None
+        if in_process:  # server/model_process.py: the child loads the snapshot and picks the backend
+            spec = ModelSpec(
+                str(path),
+                str(device),
+                self.settings.precision,
+                self.settings.backend,
+                self.settings.threads,
+                None if calibration is None else tuple(np.asarray(a) for a in calibration),
+            )
+            runner = ModelProcess(spec, name=game)
+            model.backend = runner.backend
+        elif self.settings.backend != "torch":  # model/world_model/onnx_backend.py; an ONNX graph is cached per weights
             model.backend = use_backend(model, self.settings.backend, calibration)
-        worker = InferenceWorker(model, self.settings.max_batch, name=game)
+        worker = InferenceWorker(model, self.settings.max_batch, name=game, runner=runner)
         worker.start()
         self.games[game] = GameRuntime(game, model, worker, meanings, keymap(meanings), path)
-        log.info("serving %s from %s (%s preset, %s backend)", game, path, model.cfg.preset, model.backend)
+        where = f"inference process {runner.pid}, {runner.threads} threads" if runner else "inference thread"
+        log.info("serving %s from %s (%s preset, %s backend, %s)", game, path, model.cfg.preset, model.backend, where)
 
     def _try(self, load: Any, path: Path, *args: Any) -> None:
         try:
             load(path, *args)
-        except (CheckpointError, UnknownGameError, ValueError, OSError) as e:
+        except (CheckpointError, UnknownGameError, ValueError, OSError, InferenceProcessError) as e:
             msg = f"skipping snapshot {path}: {e}"
             log.error(msg)
             self.load_errors.append(msg)

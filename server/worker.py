@@ -3,7 +3,9 @@
 Sessions submit one dream step each (a 1-dream batch) and await a future. The thread takes every
 pending request, groups them by sampler (same sigma schedule), concatenates each group into one
 `WorldModel.dream_step` call and hands each session its slice. When the thread is busy, requests
-pile up and the next call is bigger: N players cost far less than N times one.
+pile up and the next call is bigger: N players cost far less than N times one. On the CPU the call
+goes to the model's own process (server/model_process.py), whose main thread runs torch several
+times faster than a second thread of this one could; the thread here only batches and waits.
 
 Sessions drift out of step (one returns while three are still computing, and from then on the
 batches go 1, 3, 1, 3...), so the thread waits a few milliseconds for the sessions that dreamed
@@ -29,6 +31,7 @@ import torch
 
 from model.world_model import DreamNoise, Hidden, WorldModel
 from model.world_model.sampler import SamplerConfig
+from server.model_process import ModelProcess
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +79,14 @@ class InferenceWorker:
         name: str = "worker",
         gather_ms: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
+        runner: ModelProcess | None = None,
     ) -> None:
-        """clock: the time source for "recently active" (seconds); tests pass their own."""
+        """clock: the time source for "recently active" (seconds); tests pass their own.
+        runner: what computes the batches, a `ModelProcess` (server/model_process.py; closed with
+        the worker), else `model` itself in this thread."""
         self.model = model
+        self.runner = runner if runner is not None else model
+        self._process = runner if isinstance(runner, ModelProcess) else None
         self.max_batch = max_batch
         self.gather_s = gather_ms / 1000
         self.clock = clock
@@ -98,6 +106,8 @@ class InferenceWorker:
             self._cv.notify()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if self._process is not None:
+            self._process.close()
 
     @property
     def pending(self) -> int:
@@ -174,7 +184,7 @@ class InferenceWorker:
                 jobs, self._jobs = self._jobs, []
             for job in [j for j in jobs if j.kind == "burn_in"]:
                 try:
-                    _resolve(job, self.model.burn_in(*job.args))
+                    _resolve(job, self.runner.burn_in(*job.args))
                 except Exception as e:  # noqa: BLE001 - reported to the session that asked
                     self.stats.errors += 1
                     _resolve(job, exc=e)
@@ -198,7 +208,7 @@ class InferenceWorker:
             h = torch.cat([j.args[2][0] for j in jobs], dim=1)
             c = torch.cat([j.args[2][1] for j in jobs], dim=1)
             noise = DreamNoise.cat([j.args[4] for j in jobs])  # each session's own draws
-            out = self.model.dream_step(obs, act, (h, c), jobs[0].args[3], noise=noise)
+            out = self.runner.dream_step(obs, act, (h, c), jobs[0].args[3], noise=noise)
             nxt, (h, c) = out.next_obs, out.hidden
             # the sampled reward (as an agent in the dream sees it) and the end probability
             reward, end = out.reward.float().cpu(), out.end_prob.float().cpu()

@@ -220,8 +220,8 @@ class WorldModel(nn.Module):
         CPU, also trace and freeze the U-Net for inference (Denoiser.freeze; `train()` undoes it).
 
         backend: 'torch', 'onnx-fp32', 'onnx-int8' (needs `calibration`: real frames uint8
-        (N, L, H, W, C) and actions (N, L)) or 'auto' (the faster of torch and onnx-fp32 here; torch on
-        CUDA): model/world_model/onnx_backend.py. What runs is in `self.backend`."""
+        (N, L, H, W, C) and actions (N, L)) or 'auto' (onnx-fp32 where it is faster at batch 1 and 8
+        here, else torch; torch on CUDA): model/world_model/onnx_backend.py. What runs is in `self.backend`."""
         prepare(self, device)
         self.bf16 = use_bf16(device, precision)
         self.eval()

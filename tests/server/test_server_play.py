@@ -110,8 +110,9 @@ def test_save_refused_in_dream_mode(client):
 
 
 class HeldModel:
-    """The worker's world model, but its next dream call waits until the test lets it go: the worker
-    is busy for as long as the test needs, as on a slow machine, and the sessions' next dreams queue."""
+    """The worker's world model (or its inference process), but its next dream call waits until the
+    test lets it go: the worker is busy for as long as the test needs, as on a slow machine, and the
+    sessions' next dreams queue."""
 
     def __init__(self, model) -> None:
         self.model = model
@@ -160,7 +161,7 @@ def test_worker_batches_sessions(snapshot_dir, data_dir):
             for ws in (a, b, c):
                 start(ws, mode="dream", fps=30, steps=3)
                 recv(ws, "frame")  # its dream is seeded (burnt in): from now on it only dreams
-            held = worker.model = HeldModel(worker.model)
+            held = worker.runner = HeldModel(worker.runner)
             try:
                 assert held.holding.wait(HANG_GUARD_S), "no dream call"
                 # Every session's dream is in the held call or queued (a worker that took dreams to run
