@@ -194,6 +194,7 @@ def start_server(a: argparse.Namespace) -> tuple[subprocess.Popen, str]:
     cmd += [x for c in a.checkpoint or [] for x in ("--checkpoint", str(c))]
     cmd += ["--threads", str(a.threads)] if a.threads else []
     cmd += ["--backend", a.backend] if a.backend else []
+    cmd += ["--inference", a.inference] if a.inference else []
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     # Start-up loads every model and, with the auto backend, exports and times ONNX graphs (minutes
@@ -220,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", type=Path, action="append")
     p.add_argument("--threads", type=int, default=None, help="torch threads of the started server")
     p.add_argument("--backend", default=None, choices=BACKENDS, help="the started server's")
+    p.add_argument(
+        "--inference", default=None, choices=["auto", "process", "thread"], help="where the started server dreams"
+    )
     p.add_argument(
         "--startup-timeout", type=float, default=1200.0, help="seconds the started server may take to load its models"
     )
@@ -300,7 +304,8 @@ def print_report(report: dict) -> None:
         f" p95 {report['p95_ms']} ms, errors {report['errors']}, server RSS peak {report['server_rss_mb_peak']} MB"
     )
     for game, w in report["workers"].items():
-        print(f"worker {game}: batch sizes {w['batch_sizes']}, {w['ms_per_frame']:.1f} ms/frame (recent)")
+        where = f"{w.get('backend', '?')} backend, {w.get('inference', '?')}, {w.get('threads', '?')} threads"
+        print(f"worker {game} ({where}): batch sizes {w['batch_sizes']}, {w['ms_per_frame']:.1f} ms/frame (recent)")
 
 
 if __name__ == "__main__":

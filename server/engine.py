@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from games.contexts import play_contexts
 from games.envs import UnknownGameError, action_meanings
@@ -199,6 +200,17 @@ class Engine:
             "agent": rt.agent.name if rt.agent else None,
         }
 
+    def inference_info(self, rt: GameRuntime) -> dict[str, Any]:
+        """Where and how a game dreams: backend, process or thread, torch threads, pending dreams."""
+        proc = rt.worker.runner if isinstance(rt.worker.runner, ModelProcess) else None
+        return {
+            "pending": rt.worker.pending,
+            "backend": rt.model.backend,
+            "inference": "process" if proc else "thread",
+            "threads": proc.threads if proc else torch.get_num_threads(),
+            "process_restarts": proc.restarts if proc else 0,
+        }
+
     def metrics(self) -> dict[str, Any]:
         sessions = [c.metrics() for c in list(self.connections.values())]
         return {
@@ -214,5 +226,5 @@ class Engine:
             },
             "fps": {"total": sum(s["fps"] for s in sessions)},
             "drops": sum(s["drops"] for s in sessions),
-            "workers": {g: {**rt.worker.stats.to_dict(), "pending": rt.worker.pending} for g, rt in self.games.items()},
+            "workers": {g: {**rt.worker.stats.to_dict(), **self.inference_info(rt)} for g, rt in self.games.items()},
         }

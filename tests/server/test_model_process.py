@@ -82,4 +82,10 @@ def test_the_server_dreams_in_its_own_process_on_the_cpu(snapshot_dir, data_dir)
         worker = client.app.state.engine.games["Breakout"].worker
         proc = worker.runner
         assert isinstance(proc, ModelProcess) and proc.alive() and proc.pid != os.getpid()
+        where = client.get("/api/metrics").json()["workers"]["Breakout"]
+        assert where["inference"] == "process" and where["threads"] == proc.threads
     assert not proc.alive()
+    with make_client(snapshot_dir, data_dir, inference="thread") as client:
+        worker = client.app.state.engine.games["Breakout"].worker
+        assert worker.runner is worker.model
+        assert client.get("/api/metrics").json()["workers"]["Breakout"]["inference"] == "thread"
