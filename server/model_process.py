@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 600.0
 """Longest a child may take to load its model (an ONNX export or int8 calibration included)."""
+CALL_TIMEOUT_S = 300.0
+"""Longest one call may take before the child is taken for hung, killed, and the call failed (a
+batch of 16 takes well under a second on two cores)."""
 
 
 class InferenceProcessError(RuntimeError):
@@ -122,8 +125,9 @@ class ModelProcess:
 
     Calls come from one thread at a time (the inference worker's); a lock keeps it so."""
 
-    def __init__(self, spec: ModelSpec, name: str = "model") -> None:
+    def __init__(self, spec: ModelSpec, name: str = "model", call_timeout_s: float = CALL_TIMEOUT_S) -> None:
         self.spec, self.name = spec, name
+        self.call_timeout_s = call_timeout_s
         self.backend = "torch"
         self.threads = 0
         self.restarts = 0
@@ -199,6 +203,13 @@ class ModelProcess:
                 self._start()
             try:
                 self._conn.send((kind, args))
+                if not self._conn.poll(self.call_timeout_s):
+                    self._proc.kill()
+                    self._proc.join(5)
+                    raise InferenceProcessError(
+                        f"{self.name}: the inference process did not answer a {kind} call in "
+                        f"{self.call_timeout_s:g} s and was stopped; the next call starts a new one"
+                    )
                 status, reply = self._conn.recv()
             except (EOFError, OSError) as e:
                 self._proc.join(1)

@@ -89,3 +89,21 @@ def test_the_server_dreams_in_its_own_process_on_the_cpu(snapshot_dir, data_dir)
         worker = client.app.state.engine.games["Breakout"].worker
         assert worker.runner is worker.model
         assert client.get("/api/metrics").json()["workers"]["Breakout"]["inference"] == "thread"
+
+
+def test_a_process_that_stops_answering_is_replaced(snapshot_dir) -> None:
+    """A child that hangs (stopped here with SIGSTOP, so it never answers) fails the call after the
+    call timeout, is killed, and the next call gets a new process."""
+    path = snapshot_dir / "Breakout"
+    proc = ModelProcess(ModelSpec(str(path), precision="fp32", threads=1), name="test", call_timeout_s=2.0)
+    try:
+        obs, act, _ = _inputs(b=1)
+        first = proc.pid
+        os.kill(first, signal.SIGSTOP)
+        with pytest.raises(InferenceProcessError, match="did not answer a burn_in call"):
+            proc.burn_in(obs, act[:, :-1])
+        proc.call_timeout_s = 300.0
+        assert proc.burn_in(obs, act[:, :-1]) is not None
+        assert proc.pid != first and proc.restarts == 1
+    finally:
+        proc.close()
