@@ -206,6 +206,7 @@ def test_boxing_the_real_game_passes_every_probe(boxing_oracle):
     res = boxing_oracle
     assert probe_keys("Boxing") <= set(res) and "multi_ball" not in res and "serve" not in res
     assert res["player_control"] == 1 and res["player_control_n"] == 3 * 9
+    assert res["player_control_error_px"] == {"median": 0.0, "p90": 0.0, "no_player_drawn": 0}
     assert res["punch"] == 1 and res["punch_real"] >= 1
     assert res["score_recall"] == 1 and res["score_precision"] == 1 and res["score_real_events"] >= 1
     assert res["digit_recall"] == 1 and res["digit_phantom"] == 0 and res["phantom_score"] == 0
@@ -217,6 +218,7 @@ def test_boxing_the_real_game_passes_every_probe(boxing_oracle):
 def test_boxing_a_dream_that_ignores_the_keys_fails_control_and_punch(boxing_starts, boxing_dreamer, boxing_oracle):
     res = boxing.run_boxing("Boxing", Broken(boxing_dreamer, ignore_keys=True), boxing_starts, **KW)
     assert res["player_control"] < 0.5 and res["punch"] < 1
+    assert res["player_control_error_px"]["p90"] > 1  # the boxer stays while the real one moves
     worse = suites.worse_than(res, boxing_oracle)
     assert any(w.startswith("player_control") for w in worse) and any(w.startswith("punch") for w in worse)
 
