@@ -56,10 +56,10 @@ def emulator_actions(game: str) -> tuple[str, ...]:
     return tuple(action_meanings(game))
 
 
-def rss_bytes() -> int:
-    """Resident memory of this process (Linux /proc; 0 where unavailable)."""
+def rss_bytes(pid: int | str = "self") -> int:
+    """Resident memory of a process, this one by default (Linux /proc; 0 where unavailable)."""
     try:
-        with open("/proc/self/status") as f:
+        with open(f"/proc/{pid}/status") as f:
             for line in f:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) * 1024
@@ -200,6 +200,9 @@ class Engine:
             "agent": rt.agent.name if rt.agent else None,
         }
 
+    def inference_pids(self) -> list[int]:
+        return [rt.worker.runner.pid for rt in self.games.values() if isinstance(rt.worker.runner, ModelProcess)]
+
     def inference_info(self, rt: GameRuntime) -> dict[str, Any]:
         """Where and how a game dreams: backend, process or thread, torch threads, pending dreams."""
         proc = rt.worker.runner if isinstance(rt.worker.runner, ModelProcess) else None
@@ -215,7 +218,7 @@ class Engine:
         sessions = [c.metrics() for c in list(self.connections.values())]
         return {
             "uptime_s": time.time() - self.started,
-            "rss_bytes": rss_bytes(),
+            "rss_bytes": rss_bytes() + sum(rss_bytes(p) for p in self.inference_pids()),  # with the model processes
             "pid": os.getpid(),
             "sessions": {
                 "active": len(sessions),

@@ -11,6 +11,7 @@ import torch
 from server_helpers import make_client
 
 from model.world_model import DreamNoise, WorldModel, open_action_slot
+from server.engine import rss_bytes
 from server.model_process import InferenceProcessError, ModelProcess, ModelSpec
 
 
@@ -82,8 +83,11 @@ def test_the_server_dreams_in_its_own_process_on_the_cpu(snapshot_dir, data_dir)
         worker = client.app.state.engine.games["Breakout"].worker
         proc = worker.runner
         assert isinstance(proc, ModelProcess) and proc.alive() and proc.pid != os.getpid()
-        where = client.get("/api/metrics").json()["workers"]["Breakout"]
+        m = client.get("/api/metrics").json()
+        where = m["workers"]["Breakout"]
         assert where["inference"] == "process" and where["threads"] == proc.threads
+        # memory counts the model's process too (a torch process holds 100+ MB)
+        assert rss_bytes(proc.pid) > 50e6 and m["rss_bytes"] >= rss_bytes() + rss_bytes(proc.pid) // 2
     assert not proc.alive()
     with make_client(snapshot_dir, data_dir, inference="thread") as client:
         worker = client.app.state.engine.games["Breakout"].worker
