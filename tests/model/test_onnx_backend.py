@@ -20,6 +20,7 @@ from model.world_model.onnx_backend import (  # noqa: E402
     BACKENDS,
     OnnxUNet,
     load_onnx_unet,
+    prefer_onnx,
     unet_inputs,
     use_backend,
     weights_key,
@@ -157,6 +158,16 @@ def test_world_model_dreams_through_the_backend(shipped, cache, held_out, monkey
         assert (fa[0].int() - fb[0].int()).abs().max() <= 1  # uint8 frames, rounding at most
     model.train()  # training drops the graph, as it drops the frozen one
     assert model.denoiser._frozen is None
+
+
+def test_auto_takes_onnx_only_where_it_is_faster_at_every_batch_size() -> None:
+    """The rule `auto` applies to its timings (seconds per frame): the shipped Breakout model's
+    3-step dream_step measured on a 2-core AMX Xeon (docs/serving.md; ONNX a little faster at batch 1,
+    half as fast at 8) keeps torch."""
+    amx = {1: {"torch": 0.0429, "onnx-fp32": 0.0388}, 8: {"torch": 0.0158, "onnx-fp32": 0.0274}}
+    assert not prefer_onnx(amx)
+    assert prefer_onnx({1: {"torch": 0.017, "onnx-fp32": 0.010}, 8: {"torch": 0.009, "onnx-fp32": 0.006}})
+    assert not prefer_onnx({1: {"torch": 0.010, "onnx-fp32": 0.0095}, 8: {"torch": 0.010, "onnx-fp32": 0.0095}})
 
 
 def test_auto_never_picks_int8(shipped, cache, monkeypatch) -> None:
