@@ -45,8 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads",
         type=int,
         default=None,
-        help="torch threads of the dream (default: every core in an inference process, all cores but one in an "
-        "inference thread; docs/serving.md)",
+        help="torch threads of the dream (default: an inference process times one thread against every core "
+        "and keeps the faster; an inference thread takes all cores but one; docs/serving.md)",
     )
     p.add_argument(
         "--inference",

@@ -33,8 +33,9 @@ class Settings(BaseSettings):
     torch's threads are several times faster there than in a second thread), thread (an inference
     thread of the server's process) or auto (process on the CPU, thread on CUDA). server/model_process.py."""
     threads: int = Field(0, ge=0, le=256)
-    """Torch threads of the dream (0 = every core for an inference process; all cores but one for an
-    inference thread, which shares its process with the event loop)."""
+    """Torch threads of the dream (0 = chosen: an inference process times one thread against every
+    core at start-up and keeps the faster; an inference thread takes all cores but one, as it shares
+    its process with the event loop)."""
     policies: dict[str, str] = Field(default_factory=dict)
     """Extra agent policies: name -> 'module:factory', factory(game, action_meanings) -> Policy."""
 

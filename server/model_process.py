@@ -66,8 +66,49 @@ class ModelSpec:
     device: str = "cpu"
     precision: str = "auto"
     backend: str = "torch"
-    threads: int = 0  # 0 = every core
+    threads: int = 0  # 0 = one or every core, whichever the child times faster (pick_threads)
     calibration: tuple[np.ndarray, np.ndarray] | None = None  # int8: real frames (N, L, H, W, C), actions (N, L)
+
+
+THREAD_MARGIN = 0.9
+"""More torch threads only where they take at most this share of one thread's time at batch 1 and 8."""
+
+
+def more_threads_pay(per_frame_at: dict[int, dict[int, float]], many: int) -> bool:
+    """per_frame_at: batch size -> {threads: seconds per U-Net call and frame}. `many` threads only
+    where they beat one thread by the margin at every batch size timed."""
+    return all(t[many] < THREAD_MARGIN * t[1] for t in per_frame_at.values())
+
+
+def pick_threads(model: Any, cores: int, warmup: int = 2, repeats: int = 5) -> int:
+    """Time the U-Net (as the model runs it) at batch 1 and 8 with one thread and with `cores`,
+    interleaved, and keep `cores` only where it pays. On a quiet 2-core AMX Xeon two threads took
+    42 against 50 ms a frame at batch 1 and 16 against 24 at batch 8; beside a training run that held
+    both cores, two threads took 1.6 s a call at batch 1 (OpenMP's barriers wait for a thread the
+    scheduler has parked) against one thread's tens of milliseconds."""
+    from model.world_model.onnx_backend import TorchUNet, example_inputs
+
+    if cores <= 1:
+        return 1
+    net = TorchUNet(model.denoiser, model.bf16)
+    per_frame_at: dict[int, dict[int, float]] = {}
+    with torch.no_grad():
+        for b in (1, 8):
+            args = example_inputs(model.denoiser, b)
+            times: dict[int, list[float]] = {1: [], cores: []}
+            for i in range(warmup + repeats):
+                for n in times:
+                    torch.set_num_threads(n)
+                    t = time.perf_counter()
+                    net(*args)
+                    if i >= warmup:
+                        times[n].append(time.perf_counter() - t)
+            per_frame_at[b] = {n: sorted(ts)[len(ts) // 2] / b for n, ts in times.items()}
+            ms = {n: round(1000 * v, 1) for n, v in per_frame_at[b].items()}
+            log.info("threads, batch %d: %s ms per U-Net call and frame (threads: ms)", b, ms)
+    threads = cores if more_threads_pay(per_frame_at, cores) else 1
+    torch.set_num_threads(threads)
+    return threads
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -83,6 +124,8 @@ def _child(conn: Any, spec: ModelSpec, log_level: int) -> None:
         from model.world_model.onnx_backend import use_backend
 
         model = WorldModel.from_snapshot(Path(spec.path), torch.device(spec.device), spec.precision)
+        if not spec.threads and model.device.type == "cpu":  # 0 = chosen here: one thread or every core
+            pick_threads(model, os.cpu_count() or 1)
         if spec.backend != "torch":
             model.backend = use_backend(model, spec.backend, spec.calibration)
     except Exception as e:  # noqa: BLE001 - reported to the parent, which names the snapshot

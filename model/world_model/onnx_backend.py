@@ -114,7 +114,8 @@ def _atomic_build(path: Path, build: Callable[[Path], None]) -> Path:
     return path
 
 
-def _example(denoiser: Denoiser, b: int) -> tuple[torch.Tensor, ...]:
+def example_inputs(denoiser: Denoiser, b: int) -> tuple[torch.Tensor, ...]:
+    """U-Net inputs for a batch of b (random frames and context, actions, clean-context level)."""
     u = denoiser.cfg.unet
     g = torch.Generator().manual_seed(b)
     return (
@@ -136,7 +137,7 @@ def export_fp32(denoiser: Denoiser, path: Path) -> None:
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
         torch.onnx.export(
             net,
-            _example(denoiser, 2),
+            example_inputs(denoiser, 2),
             str(path),
             input_names=list(INPUT_NAMES),
             output_names=["f"],
@@ -365,7 +366,7 @@ def use_backend(
     per_frame_at: dict[int, dict[str, float]] = {}
     for b in (1, 8):
         times = {net.name: [] for net in nets}
-        args = _example(den, b)
+        args = example_inputs(den, b)
         with torch.no_grad():
             for i in range(AUTO_WARMUP + AUTO_REPEATS):
                 for net in nets:

@@ -12,7 +12,7 @@ from server_helpers import make_client
 
 from model.world_model import DreamNoise, WorldModel, open_action_slot
 from server.engine import rss_bytes
-from server.model_process import InferenceProcessError, ModelProcess, ModelSpec
+from server.model_process import InferenceProcessError, ModelProcess, ModelSpec, more_threads_pay
 
 
 def _inputs(b: int = 3, seed: int = 0):
@@ -111,3 +111,13 @@ def test_a_process_that_stops_answering_is_replaced(snapshot_dir) -> None:
         assert proc.pid != first and proc.restarts == 1
     finally:
         proc.close()
+
+
+def test_two_threads_only_where_they_pay_at_every_batch_size() -> None:
+    """The child's rule (seconds per U-Net call and frame by threads): the quiet AMX Xeon's figures
+    take 2 threads; the same machine beside a training run (OpenMP barriers waiting for a parked
+    thread) and a gain at one batch size only keep 1."""
+    quiet = {1: {1: 0.050, 2: 0.042}, 8: {1: 0.0244, 2: 0.0156}}
+    busy = {1: {1: 0.0225, 2: 1.65}, 8: {1: 0.0076, 2: 0.273}}
+    assert more_threads_pay(quiet, 2) and not more_threads_pay(busy, 2)
+    assert not more_threads_pay({1: {1: 0.050, 2: 0.030}, 8: {1: 0.020, 2: 0.0195}}, 2)
