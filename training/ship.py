@@ -100,7 +100,7 @@ def _stages_text(train: dict, run_args: dict) -> str:
             f"{last['steps']:,} steps ({last['wall_hours']:.1f} h) on this game's data below, {how}."
         )
     return (
-        f"First {first['steps']:,} steps ({first['wall_hours']:.1f} h) as the earlier shipped model; then "
+        f"First {first['steps']:,} steps as the snapshot it started from (a shipped model or a run's); then "
         f"{last['steps']:,} steps ({last['wall_hours']:.1f} h) fine-tuned from it on the data below "
         f"(`--init-from`), {how}."
     )
