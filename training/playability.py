@@ -12,7 +12,8 @@ purpose, hold each action. Each probe counts one kind of rule violation.
 
 Each game's probes and what they count: training/world_model/playability/ (breakout.py, pong.py,
 boxing.py; docs/playability.md). This is their command: the whole suite, or one quick figure
-(`--serve-belief`, `--long-dreams`).
+(`--serve-belief`, `--long-dreams`), or, with no model, how precise a dreamed ball must be
+(`--ball-nudge`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from training.world_model.playability.core import SEED
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, required=True, help="world-model snapshot (.safetensors or stem)")
+    p.add_argument("--checkpoint", type=Path, help="world-model snapshot (.safetensors or stem); not with --ball-nudge")
     p.add_argument("--starts", type=int, default=32, help="waiting and in-play start states each")
     p.add_argument("--seed", type=int, default=SEED, help="first episode seed of the start states")
     p.add_argument("--steps", type=int, help="Euler steps per dreamed frame (default: the model's own)")
@@ -60,7 +61,31 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="only count lost lives over 200-step dreams from N served and N mid-game starts (seeds 3,000,000+)",
     )
+    p.add_argument(
+        "--ball-nudge",
+        action="store_true",
+        help="no model: the ball recall of the real Breakout game against itself with its ball nudged by 1 and 2 "
+        "Atari pixels at the start, on the suite's played rollouts (--starts, --seed): how precise a dreamed ball "
+        "must be for the ball-recall goal",
+    )
     a = p.parse_args(argv)
+    if a.ball_nudge:
+        from training.world_model.playability.breakout import ball_nudge_reference
+
+        if a.checkpoint or a.starts < 2:
+            p.error("--ball-nudge measures the real game: give --starts (>= 2) and --seed, no --checkpoint")
+        res = ball_nudge_reference(a.starts, a.seed)
+        bands = [k.removeprefix("ball_recall_").replace("_", "-") for k in res["pooled_by_pixels"]["1"]]
+        print("| ball nudged by | " + " | ".join(f"ball recall, steps {b}" for b in bands) + " |")
+        print("| --- " * (1 + len(bands)) + "|")
+        for px, row in res["pooled_by_pixels"].items():
+            print(f"| {px} Atari px | " + " | ".join(f"{100 * v:.1f} %" for v in row.values()) + " |")
+        if a.out:
+            a.out.parent.mkdir(parents=True, exist_ok=True)
+            a.out.write_text(json.dumps(res, indent=1))
+        return 0
+    if a.checkpoint is None:
+        p.error("--checkpoint is required (except with --ball-nudge)")
     if a.starts < 2 or (a.steps is not None and a.steps < 1) or a.long_dreams < 0:
         p.error(f"--starts must be >= 2, --steps >= 1, --long-dreams >= 0, got {a.starts}, {a.steps}, {a.long_dreams}")
     sampler = guidance_overrides(p, a)

@@ -34,13 +34,14 @@ def oracle(starts):
 class Tamper:
     """Wraps a dreamer and breaks one rule on purpose."""
 
-    def __init__(self, inner, ball=False, hold=False, end_every=0, reward_every=0, no_reward=False):
+    def __init__(self, inner, ball=False, hold=False, end_every=0, reward_every=0, no_reward=False, swallow=False):
         self.inner, self.ball, self.hold, self.no_reward = inner, ball, hold, no_reward
-        self.end_every, self.reward_every = end_every, reward_every
+        self.end_every, self.reward_every, self.swallow = end_every, reward_every, swallow
 
     def reset(self, frames, actions, states):
         self.inner.reset(frames, actions, states)
         self.last, self.t = frames[:, -1].copy(), 0
+        self.swallowed = np.zeros(len(frames), bool)
 
     def step(self, actions):
         f, r, e = self.inner.step(actions)
@@ -51,6 +52,15 @@ class Tamper:
             rows, cols = BALL_FIELD[GAME]
             f = f.copy()
             f[:, rows.start + 10 : rows.start + 12, cols.start + 40 : cols.start + 42] = 200
+        if self.swallow:  # the ball vanishes once it reaches the paddle, and the field stays empty
+            rows, cols = BALL_FIELD[GAME]
+            f = f.copy()
+            for i, frame in enumerate(f):
+                b = ball_position(frame, GAME)
+                if b is not None and b[0] >= rows.stop - rows.start - 1.5:  # on the paddle
+                    self.swallowed[i] = True
+                if self.swallowed[i]:
+                    f[i, rows, cols] = 0
         if self.end_every:
             e = np.full_like(e, self.t % self.end_every == 0)
         if self.reward_every:
@@ -113,7 +123,46 @@ def test_the_real_game_obeys_every_rule(oracle):
     assert oracle["score_recall_ball_with_real"] == 1 and oracle["score_ball_with_real_events"] >= 1
     assert oracle["branch_agreement"] == 1
     assert oracle["ball_recall_16_50"] == 1
+    assert oracle["paddle_bounce"] == 1 and oracle["paddle_bounce_n"] >= 1
     assert suites.goals_missed(oracle) == []
+
+
+def test_a_dream_that_swallows_the_ball_at_the_paddle_fails_the_bounce(starts, oracle):
+    res = breakout.run(GAME, Tamper(core.OracleDreamer(GAME), swallow=True), starts, **KW)
+    assert res["paddle_bounce_n"] >= 1
+    assert res["paddle_bounce"] == 0 and res["paddle_bounce_ball_gone"] == 1
+    assert res["ball_recall_16_50"] < oracle["ball_recall_16_50"]
+
+
+def test_a_nudged_ball_starts_where_it_was_put(starts):
+    """The reference for ball precision moves the real ball by Atari pixels (RAM): by none, the real
+    game itself; by 3 to the right, a ball 1-1.5 pixels of 64 to the right on the next frame."""
+    g = core.RealGame(GAME)
+    served = breakout.served_starts(g, starts["waiting"], np.random.default_rng(0))[:2]
+    frames = np.stack([s.frames for s in served])
+    actions = np.stack([s.actions for s in served])
+    noop = np.zeros(len(served), int)
+    real = core.OracleDreamer(GAME)
+    real.reset(frames, actions, [s.state for s in served])
+    r = real.step(noop)[0]
+    for (dx, dy), lo, hi in (((0, 0), 0.0, 0.0), ((3, 0), 0.9, 1.6)):
+        nudged = breakout.NudgedOracle(GAME, dx, dy)
+        nudged.reset(frames, actions, [s.state for s in served])
+        n = nudged.step(noop)[0]
+        for a, b in zip(r, n):
+            shift = ball_position(b, GAME)[1] - ball_position(a, GAME)[1]
+            assert lo <= shift <= hi
+    with pytest.raises(ValueError, match="Pong"):
+        breakout.NudgedOracle("Pong", 1, 0)
+
+
+def test_ball_nudge_mode_takes_no_checkpoint():
+    from training.playability import main
+
+    for argv in (["--ball-nudge", "--checkpoint", "checkpoints/Breakout"], []):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
 
 
 def test_a_dream_that_always_draws_a_ball_fails_the_ball_probes(starts, oracle):

@@ -18,6 +18,7 @@ MOTION_THRESHOLD = 8  # of 255, any channel
 BALL_FIELD = {"Breakout": (slice(29, 57), slice(3, 61))}
 BALL_BRIGHTNESS = 50  # of 255, any channel
 BALL_RADIUS = 3  # pixels (Chebyshev) between the dreamed and the real ball for a hit
+PADDLE_ROWS = 3  # a ball this close (rows of 64) to the bottom of the open field is at the paddle
 
 
 def ball_position(frame: np.ndarray, game: str) -> tuple[float, float] | None:

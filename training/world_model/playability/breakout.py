@@ -27,6 +27,10 @@ Breakout probes (each row of `PROBES` says what its figure is and which way is b
   the real ones do;
 - fidelity over the played rollouts: ball recall per dreamed step, PSNR and motion PSNR at
   h = 1, 5, 15, 50 beside repeat-last.
+- paddle_bounce (reported): real bounces off the paddle where the dream's ball was with the real
+  one `BOUNCE_LEAD` steps before: share where it is still with it `BOUNCE_LEAD` steps after (the
+  ball recall lost at the paddle; `paddle_bounce_ball_gone`: of the misses, the share where the
+  dream draws no ball at all).
 
 The played rollouts (life loss, score, ball recall, fidelity) start from the waiting states served
 for real (`served_starts`: FIRE and 3 steps, so the context shows the ball in flight) and from the
@@ -45,7 +49,15 @@ import torch
 from tqdm import tqdm
 
 from games.experts import EXPERTS, WAITING
-from training.world_model.measures import BALL_FIELD, BALL_RADIUS, ball_position, ball_recall, motion_mask, psnr
+from training.world_model.measures import (
+    BALL_FIELD,
+    BALL_RADIUS,
+    PADDLE_ROWS,
+    ball_position,
+    ball_recall,
+    motion_mask,
+    psnr,
+)
 from training.world_model.playability import core
 
 SUITE = 3
@@ -61,6 +73,10 @@ SCORE_LOOKBACK = 8
 ball hits bricks above it), where the dream's ball must be within `BALL_RADIUS` of it."""
 SERVE_STEPS = 6
 """Steps dreamed after FIRE from a waiting start for the serve probe."""
+BANDS = ((1, 1), (2, 5), (6, 15), (16, 50))
+"""Dreamed steps (first, last) over which ball recall is pooled."""
+BOUNCE_LEAD = 2
+"""Steps before and after a real paddle bounce at which the dream's ball is compared with the real one."""
 
 
 # -- start states ----------------------------------------------------------------------------
@@ -159,6 +175,13 @@ PROBES = [
         "branch_agreement", "action pairs whose dreamed branches differ exactly when the real ones do", True, None
     ),
     core.Probe("ball_recall_16_50", "ball recall over dreamed steps 16-50", True, 0.50),
+    core.Probe(
+        "paddle_bounce",
+        "real paddle bounces the dream's ball makes with it (within 3 px 2 steps before and after)",
+        True,
+        None,
+        False,
+    ),
 ]
 
 
@@ -214,6 +237,29 @@ def ball_with_real(real: np.ndarray, dream: np.ndarray, t: int, game: str) -> bo
             db = ball_position(dream[k], game)
             return db is not None and max(abs(db[0] - rb[0]), abs(db[1] - rb[1])) <= BALL_RADIUS
     return False
+
+
+def paddle_bounces(real: np.ndarray, game: str) -> list[int]:
+    """Steps t where the real ball (frames (T, H, W, C)) turns upward at the paddle: at t it is within
+    PADDLE_ROWS of the bottom of the open field and not above where it was at t - 1, and at t + 1 it
+    is higher. A ball that stays on the paddle row for two steps turns on the second; one that dips
+    below the open field into the paddle's rows at t - 1 (not drawn there) turns at t."""
+    rows = BALL_FIELD[game][0]
+    bottom = rows.stop - rows.start - 1
+    pos = [ball_position(f, game) for f in real]
+    out = []
+    for t in range(1, len(pos) - 1):
+        a, b, c = pos[t - 1], pos[t], pos[t + 1]
+        if b is None or c is None:
+            continue
+        if b[0] >= bottom - PADDLE_ROWS and (a is None or b[0] >= a[0]) and c[0] < b[0] - 0.5:
+            out.append(t)
+    return out
+
+
+def near(a: tuple[float, float] | None, b: tuple[float, float] | None) -> bool:
+    """Both balls drawn and within BALL_RADIUS (Chebyshev) of each other."""
+    return a is not None and b is not None and max(abs(a[0] - b[0]), abs(a[1] - b[1])) <= BALL_RADIUS
 
 
 # -- the probes ------------------------------------------------------------------------------------
@@ -374,10 +420,27 @@ def run(
     # fidelity over the played rollouts: ball recall per step, PSNR / motion PSNR vs repeat-last
     curve = ball_recall(d_play, real_frames, game)
     res["ball_recall"] = curve
-    for a, b in ((1, 1), (2, 5), (6, 15), (16, 50)):
+    for a, b in BANDS:
         hits = sum(curve["hits"][a - 1 : b])
         cnt = sum(curve["real_balls"][a - 1 : b])
         res[f"ball_recall_{a}_{b}"] = core.share(hits, cnt)
+    # the paddle bounce: the dream's ball with the real one before a real bounce, and after it?
+    kept = gone = n_bounce = 0
+    for j in range(len(play_real)):
+        for t in paddle_bounces(real_frames[j], game):
+            if t - BOUNCE_LEAD < 0 or t + BOUNCE_LEAD >= play_steps:
+                continue
+            before = t - BOUNCE_LEAD
+            if not near(ball_position(d_play[j, before], game), ball_position(real_frames[j, before], game)):
+                continue
+            n_bounce += 1
+            after = ball_position(d_play[j, t + BOUNCE_LEAD], game)
+            if near(after, ball_position(real_frames[j, t + BOUNCE_LEAD], game)):
+                kept += 1
+            else:
+                gone += after is None
+    res["paddle_bounce"], res["paddle_bounce_n"] = core.share(kept, n_bounce), n_bounce
+    res["paddle_bounce_ball_gone"] = core.share(gone, n_bounce - kept)
     last_ctx = np.stack([s.frames[-1] for s in play_starts])
     horizons = {}
     for h in (1, 5, 15, 50):
@@ -444,7 +507,68 @@ BREAKOUT_COUNTS = {
     "score_recall": "score_real_events",
     "phantom_score": "phantom_score_n",
     "branch_agreement": "branch_pairs",
+    "paddle_bounce": "paddle_bounce_n",
 }
+
+
+# -- what the frames allow: the real game with its ball nudged -------------------------------------
+BALL_RAM = (99, 101)
+"""Breakout's RAM bytes for the ball's x and y, in Atari pixels: the screen is 160 wide, so one of
+them is 0.4 of a 64x64 pixel across (210 high: 0.3 down)."""
+NUDGES = ((1, 0), (-1, 0), (0, 1), (0, -1), (2, 0), (-2, 0), (0, 2), (0, -2))
+"""(dx, dy) in Atari pixels for `ball_nudge_reference`: one and two pixels each way."""
+
+
+class NudgedOracle(core.OracleDreamer):
+    """The real game with its ball moved by (dx, dy) Atari pixels at the start (RAM `BALL_RAM`): a
+    world model that gets every rule and every pixel right but places the ball less than a 64x64
+    pixel off. How soon its ball parts from the real one says how precise a dream's ball must be for
+    a given ball recall; a start without a ball in play is moved too (the game redraws the ball at
+    the serve, so nothing changes there)."""
+
+    def __init__(self, game: str, dx: int, dy: int) -> None:
+        if game != "Breakout":
+            raise ValueError(f"the ball's RAM bytes are known for Breakout, not {game!r}")
+        super().__init__(game)
+        self.dx, self.dy = dx, dy
+
+    def reset(self, frames: np.ndarray, actions: np.ndarray, states: list) -> None:
+        super().reset(frames, actions, states)
+        ale = self.env.unwrapped.ale
+        for i, s in enumerate(self.states):
+            ale.restoreState(s)
+            ram = ale.getRAM()
+            for byte, d in zip(BALL_RAM, (self.dx, self.dy)):
+                ale.setRAM(byte, int(np.clip(int(ram[byte]) + d, 0, 255)))
+            self.states[i] = ale.cloneState()
+
+
+def ball_nudge_reference(
+    n: int, seed: int = core.SEED, nudges: tuple[tuple[int, int], ...] = NUDGES, progress: bool = True
+) -> dict:
+    """Ball recall of the real game against itself with its ball nudged at the start, on the suite's
+    played rollouts (the same `n` starts from `seed` as the suite's, the same actions): per nudge, and
+    pooled over the nudges of each size (1 and 2 Atari pixels). The ball-recall goal is within what
+    64x64 frames allow when a ball a pixel or two off keeps to the real trajectory that long."""
+    starts = make_starts("Breakout", n, seed, progress=False)
+    per, pooled = {}, {}
+    for dx, dy in tqdm(nudges, desc="nudged balls", disable=not progress):
+        res = run("Breakout", NudgedOracle("Breakout", dx, dy), starts, progress=False)
+        curve = res["ball_recall"]
+        per[f"{dx},{dy}"] = {f"ball_recall_{a}_{b}": res[f"ball_recall_{a}_{b}"] for a, b in BANDS}
+        size = pooled.setdefault(max(abs(dx), abs(dy)), {f"{a}_{b}": [0, 0] for a, b in BANDS})
+        for a, b in BANDS:
+            size[f"{a}_{b}"][0] += sum(curve["hits"][a - 1 : b])
+            size[f"{a}_{b}"][1] += sum(curve["real_balls"][a - 1 : b])
+    return {
+        "seed": seed,
+        "starts": n,
+        "per_nudge": per,
+        "pooled_by_pixels": {
+            str(px): {f"ball_recall_{k}": core.share(h, c) for k, (h, c) in bands.items()}
+            for px, bands in pooled.items()
+        },
+    }
 
 
 # -- the quick modes: the serve beyond one noise, lost lives over long dreams -----------------------
