@@ -39,7 +39,7 @@ from model.world_model.sampler import SamplerConfig
 from model.world_model.unet import grow_context
 from training.loop import TrainingLoop, WorldModelSteps, holds_a_run, seed_all, start
 from training.options import WorldModelOptions, flag, parse_run_args, with_loss_settings
-from training.world_model.data import WindowSampler, field_weights
+from training.world_model.data import WindowSampler, field_weights, paddle_weights
 from training.world_model.measures import BALL_FIELD
 from training.world_model.recording import collect
 
@@ -102,6 +102,10 @@ class Args(WorldModelOptions):
     of the data; a model with a context long enough to see the ball leave (--context-frames) learns
     when to draw it faster when it sees it more often. Depends on which window is drawn, not on what
     the model is asked to predict in it."""
+    paddle_weight: float = 1.0
+    """Draw windows whose last context frame shows the ball at the paddle (or just dipped below the
+    open field into the paddle's rows) this many times as often (games with a ball field only:
+    Breakout; training/world_model/data.paddle_weights). Context only, like --empty-field-weight."""
     distill_from: Path | None = None
     """Distil a world-model snapshot's sampler (e.g. 3 Euler steps with action guidance) into one
     Euler step, the serving path's biggest saving: the student starts from the snapshot's weights
@@ -128,8 +132,8 @@ class Args(WorldModelOptions):
             )
         if not 0 <= self.epsilon <= 1:
             raise ValueError(f"--epsilon must be in [0, 1], got {self.epsilon}")
-        if self.empty_field_weight <= 0 or self.serve_weight <= 0 or self.life_loss_weight <= 0:
-            raise ValueError("--empty-field-weight, --serve-weight and --life-loss-weight must be > 0")
+        if min(self.empty_field_weight, self.serve_weight, self.life_loss_weight, self.paddle_weight) <= 0:
+            raise ValueError("--empty-field-weight, --serve-weight, --life-loss-weight and --paddle-weight must be > 0")
         if self.pause_fire_weight < 0:
             raise ValueError(f"--pause-fire-weight must be >= 0, got {self.pause_fire_weight}")
         if self.distill_from is not None and self.reward_end_only:
@@ -216,6 +220,13 @@ def main(argv: list[str] | None = None) -> int:
         weights = [
             field_weights(e, a.game, fire, a.empty_field_weight, a.serve_weight, a.pause_fire_weight) for e in episodes
         ]
+    if a.paddle_weight != 1.0:
+        if a.game not in BALL_FIELD:
+            print(f"error: --paddle-weight needs a ball field; {a.game} has none", file=sys.stderr)
+            return 2
+        weights = [np.ones(len(e)) if weights is None else weights[i] for i, e in enumerate(episodes)]
+        for w, e in zip(weights, episodes):
+            w *= paddle_weights(e, a.game, a.paddle_weight)
     if a.life_loss_weight != 1.0:
         weights = [np.ones(len(e)) if weights is None else weights[i] for i, e in enumerate(episodes)]
         for w, e in zip(weights, episodes):

@@ -161,6 +161,27 @@ def test_field_weights_emphasise_empty_fields_and_the_serve() -> None:
     assert w[:10].tolist() == [1.0] * 10 and w[10:21].tolist() == [0.0] * 11 and w[21:].tolist() == [1.0] * 9
 
 
+def test_paddle_weights_emphasise_the_ball_at_the_paddle() -> None:
+    """Breakout: a transition from a frame with the ball in the bottom rows of the open field, or
+    from the frame after it when the ball dipped below the field, weighs more; a ball higher up, an
+    empty field after a ball higher up, and an empty field after an empty one keep weight 1."""
+    from training.world_model.data import paddle_weights
+    from training.world_model.measures import BALL_FIELD, PADDLE_ROWS
+
+    rows, cols = BALL_FIELD["Breakout"]
+    obs = np.zeros((7, 64, 64, 3), np.uint8)
+    obs[0, rows.start + 5, cols.start + 5] = 200  # high up
+    obs[2, rows.stop - 1, cols.start + 9] = 200  # on the paddle's row
+    obs[3, rows.stop - 1 - PADDLE_ROWS, cols.start + 9] = 200  # the top row that counts as at the paddle
+    # frame 4: none (dipped below the field after frame 3); frame 5: none after none
+    ep = Episode(obs, np.zeros(6, np.int64), np.zeros(6, np.float32), np.zeros(6, bool), np.zeros(6, bool))
+    w = paddle_weights(ep, "Breakout", 4.0)
+    assert w.tolist() == [1.0, 1.0, 4.0, 4.0, 4.0, 1.0]
+    obs[3] = 0
+    obs[3, rows.stop - 2 - PADDLE_ROWS, cols.start + 9] = 200  # one row higher: not at the paddle
+    assert paddle_weights(ep, "Breakout", 4.0).tolist() == [1.0, 1.0, 4.0, 1.0, 1.0, 1.0]
+
+
 def _add_many(root: str, n: int, seed: int) -> None:
     from tests.conftest import synthetic_episode
 
