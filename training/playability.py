@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         print("| ball nudged by | " + " | ".join(f"ball recall, steps {b}" for b in bands) + " |")
         print("| --- " * (1 + len(bands)) + "|")
         for px, row in res["pooled_by_pixels"].items():
-            print(f"| {px} Atari px | " + " | ".join(f"{100 * v:.1f} %" for v in row.values()) + " |")
+            cells = ("–" if v is None else f"{100 * v:.1f} %" for v in row.values())
+            print(f"| {px} Atari px | " + " | ".join(cells) + " |")
         if a.out:
             a.out.parent.mkdir(parents=True, exist_ok=True)
             a.out.write_text(json.dumps(res, indent=1))

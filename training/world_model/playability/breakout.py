@@ -523,8 +523,9 @@ class NudgedOracle(core.OracleDreamer):
     """The real game with its ball moved by (dx, dy) Atari pixels at the start (RAM `BALL_RAM`): a
     world model that gets every rule and every pixel right but places the ball less than a 64x64
     pixel off. How soon its ball parts from the real one says how precise a dream's ball must be for
-    a given ball recall; a start without a ball in play is moved too (the game redraws the ball at
-    the serve, so nothing changes there)."""
+    a given ball recall. Its ball recall is the figure meant (the played rollouts start with the
+    ball in play); on a waiting start the bytes are moved too, and the idle and serve probes of a
+    nudged game say nothing."""
 
     def __init__(self, game: str, dx: int, dy: int) -> None:
         if game != "Breakout":
