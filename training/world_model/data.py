@@ -123,7 +123,7 @@ def paddle_weights(ep: Episode, game: str, weight: float, rows: int = PADDLE_ROW
     """Per-transition sampling weights (see `WindowSampler`): `weight` for a transition taken from a
     frame whose ball is at the paddle (lit pixels in the bottom `rows` + 1 rows of the open field), or
     has just dipped below the field into the paddle's rows (no ball, and the frame before had one
-    there); 1 for all others. The ball meets the paddle in a few percent of the frames and bounces
+    there); 1 for all others. The ball is at the paddle in about 9 % of the frames and bounces
     in under 1 % (Breakout's stored play: 0.66 % of transitions), and the dream loses the ball there
     more than anywhere (docs/playability.md, paddle bounce). Like `field_weights` it depends only
     on the context frames, so it changes how often the contact is trained, not what the model
