@@ -121,6 +121,7 @@ def test_the_real_game_obeys_every_rule(oracle):
     assert oracle["phantom_life_loss"] == 0 and oracle["life_loss_without_real"] == 0
     assert oracle["score_recall"] == 1 and oracle["score_precision"] == 1 and oracle["score_real_events"] >= 1
     assert oracle["score_recall_ball_with_real"] == 1 and oracle["score_ball_with_real_events"] >= 1
+    assert oracle["score_precision_ball_with_real"] == 1 and oracle["score_precision_ball_with_real_events"] >= 1
     assert oracle["branch_agreement"] == 1
     assert oracle["ball_recall_16_50"] == 1
     assert oracle["paddle_bounce"] == 1 and oracle["paddle_bounce_n"] >= 1
@@ -197,6 +198,7 @@ def test_invented_life_losses_and_points_are_caught(starts):
     assert res["life_loss_without_real"] == 1
     assert res["phantom_score"] == 1
     assert res["score_precision"] < 0.5
+    assert res["score_precision_ball_with_real"] < 0.5  # its ball is the real one: invented points count
 
 
 def test_a_dream_that_never_scores_fails_score_recall(starts, oracle):

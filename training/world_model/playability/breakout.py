@@ -20,8 +20,9 @@ Breakout probes (each row of `PROBES` says what its figure is and which way is b
   kept);
 - score: reward events of the dream (reward head) vs the real game, +-1 step: precision, recall;
   recall where the dream's ball is with the real one (`score_recall_ball_with_real`, gated: the
-  plain recall is reported, as the trajectories part within 15-20 steps); phantom score: share of
-  rollouts with a dreamed point and no real one;
+  plain recall is reported, as the trajectories part within 15-20 steps); precision the same way
+  (`score_precision_ball_with_real`, reported); phantom score: share of rollouts with a dreamed
+  point and no real one;
 - branching: from mid-game states each action held for `branch_steps` steps, real and dream:
   PSNR per branch, and the share of action pairs where the dream's branches differ exactly when
   the real ones do;
@@ -161,6 +162,13 @@ PROBES = [
         gated=False,
     ),
     core.Probe("score_precision", "dreamed points with a real point within 1 step", True, None),
+    core.Probe(
+        "score_precision_ball_with_real",
+        "dreamed points with a real point within 1 step, the dream's ball with the real one before",
+        True,
+        None,
+        False,
+    ),
     core.Probe(
         "score_recall_ball_with_real",
         "real points the dream scores within 1 step, its ball with the real one before",
@@ -416,6 +424,16 @@ def run(
                 n_with += 1
                 hit += bool((d_rew[j, max(0, t - 1) : t + 2] != 0).any())
     res["score_recall_ball_with_real"], res["score_ball_with_real_events"] = core.share(hit, n_with), n_with
+    # precision the same way (reported): a dreamed point counts where the dream's ball was with the
+    # real one before it; a point its own ball, parted from the real one, scores by the rules does not
+    tp = n_dp = 0
+    for j, r in enumerate(play_real):
+        real_ev = np.nonzero(r.rewards)[0]
+        for t in np.nonzero(d_rew[j])[0]:
+            if ball_with_real(real_frames[j], d_play[j], t, game):
+                n_dp += 1
+                tp += bool(np.any(np.abs(real_ev - t) <= 1))
+    res["score_precision_ball_with_real"], res["score_precision_ball_with_real_events"] = core.share(tp, n_dp), n_dp
 
     # fidelity over the played rollouts: ball recall per step, PSNR / motion PSNR vs repeat-last
     curve = ball_recall(d_play, real_frames, game)
@@ -503,6 +521,7 @@ BREAKOUT_COUNTS = {
     "phantom_life_loss": "phantom_life_loss_n",
     "life_loss_without_real": "life_loss_without_real_n",
     "score_precision": "score_dream_events",
+    "score_precision_ball_with_real": "score_precision_ball_with_real_events",
     "score_recall_ball_with_real": "score_ball_with_real_events",
     "score_recall": "score_real_events",
     "phantom_score": "phantom_score_n",
