@@ -39,7 +39,7 @@ from model.world_model.sampler import SamplerConfig
 from model.world_model.unet import grow_context
 from training.loop import TrainingLoop, WorldModelSteps, holds_a_run, seed_all, start
 from training.options import WorldModelOptions, flag, parse_run_args, with_loss_settings
-from training.world_model.data import WindowSampler, field_weights, paddle_weights
+from training.world_model.data import WindowSampler, field_weights, paddle_weights, reward_weights
 from training.world_model.measures import BALL_FIELD
 from training.world_model.recording import collect
 
@@ -106,6 +106,11 @@ class Args(WorldModelOptions):
     """Draw windows whose last context frame shows the ball at the paddle (or just dipped below the
     open field into the paddle's rows) this many times as often (games with a ball field only:
     Breakout; training/world_model/data.paddle_weights). Context only, like --empty-field-weight."""
+    reward_weight: float = 1.0
+    """Draw windows whose last transition scores a point (a nonzero reward), or is the step after
+    one, this many times as often (any game; training/world_model/data.reward_weights): the frame
+    that shows a point (the ball gone, the score digits changed) is rare in play and is what a dream
+    most often leaves out. The denoiser's windows only; the reward/end model draws uniformly."""
     distill_from: Path | None = None
     """Distil a world-model snapshot's sampler (e.g. 3 Euler steps with action guidance) into one
     Euler step, the serving path's biggest saving: the student starts from the snapshot's weights
@@ -132,8 +137,10 @@ class Args(WorldModelOptions):
             )
         if not 0 <= self.epsilon <= 1:
             raise ValueError(f"--epsilon must be in [0, 1], got {self.epsilon}")
-        if min(self.empty_field_weight, self.serve_weight, self.life_loss_weight, self.paddle_weight) <= 0:
-            raise ValueError("--empty-field-weight, --serve-weight, --life-loss-weight and --paddle-weight must be > 0")
+        weights = ("empty_field_weight", "serve_weight", "life_loss_weight", "paddle_weight", "reward_weight")
+        bad = [f"--{flag(w)} {getattr(self, w)}" for w in weights if getattr(self, w) <= 0]
+        if bad:
+            raise ValueError(f"sampling weights must be > 0, got {', '.join(bad)}")
         if self.pause_fire_weight < 0:
             raise ValueError(f"--pause-fire-weight must be >= 0, got {self.pause_fire_weight}")
         if self.distill_from is not None and self.reward_end_only:
@@ -227,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
         weights = [np.ones(len(e)) if weights is None else weights[i] for i, e in enumerate(episodes)]
         for w, e in zip(weights, episodes):
             w *= paddle_weights(e, a.game, a.paddle_weight)
+    if a.reward_weight != 1.0:
+        weights = [np.ones(len(e)) if weights is None else weights[i] for i, e in enumerate(episodes)]
+        for w, e in zip(weights, episodes):
+            w *= reward_weights(e, a.reward_weight)
     if a.life_loss_weight != 1.0:
         weights = [np.ones(len(e)) if weights is None else weights[i] for i, e in enumerate(episodes)]
         for w, e in zip(weights, episodes):

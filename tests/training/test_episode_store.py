@@ -182,6 +182,20 @@ def test_paddle_weights_emphasise_the_ball_at_the_paddle() -> None:
     assert paddle_weights(ep, "Breakout", 4.0).tolist() == [1.0, 1.0, 4.0, 1.0, 1.0, 1.0]
 
 
+def test_reward_weights_emphasise_points_and_the_step_after() -> None:
+    """Any game: a transition that scores (either sign) and the one after it weigh more (Pong draws
+    the computer's new score a step after its reward); the others keep weight 1."""
+    from training.world_model.data import reward_weights
+
+    rewards = np.array([0, 0, 1, 0, 0, -1, 0, 0], np.float32)
+    no = np.zeros(8, bool)
+    ep = Episode(np.zeros((9, 64, 64, 3), np.uint8), np.zeros(8, np.int64), rewards, no, no)
+    assert reward_weights(ep, 4.0).tolist() == [1, 1, 4, 4, 1, 4, 4, 1]
+    assert reward_weights(ep, 4.0, after=0).tolist() == [1, 1, 4, 1, 1, 4, 1, 1]
+    rewards[-1] = 1  # a point on the last transition: nothing after it to mark
+    assert reward_weights(ep, 3.0).tolist() == [1, 1, 3, 3, 1, 3, 3, 3]
+
+
 def _add_many(root: str, n: int, seed: int) -> None:
     from tests.conftest import synthetic_episode
 

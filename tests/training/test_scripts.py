@@ -127,7 +127,7 @@ def test_train_cli(work: Path, trained) -> None:
     assert "of transitions reweighted" in trained.stdout
 
 
-@pytest.mark.parametrize("flag", ["--serve-weight", "--empty-field-weight", "--life-loss-weight"])
+@pytest.mark.parametrize("flag", ["--serve-weight", "--empty-field-weight", "--life-loss-weight", "--reward-weight"])
 def test_train_refuses_bad_sampling_weights(work: Path, trained, run_script, flag: str) -> None:
     proc = run_script("training/train.py", *TINY, flag, "0", "--run-dir", work / "bad-weights", "--data", work / "data")
     assert "must be > 0" in one_error(proc)

@@ -137,3 +137,21 @@ def paddle_weights(ep: Episode, game: str, weight: float, rows: int = PADDLE_ROW
     w = np.ones(len(ep), dtype=np.float64)
     w[at_paddle | dipped] *= weight
     return w
+
+
+def reward_weights(ep: Episode, weight: float, after: int = 1) -> np.ndarray:
+    """Per-transition sampling weights (see `WindowSampler`), any game: `weight` for a transition
+    with a nonzero reward and for the `after` transitions that follow it, 1 for all others. A point
+    is a fraction of a percent to a few percent of the stored transitions (Pong: 1.6 %), and the
+    frame that shows it (the score digits change, the ball gone) is what a dream most often leaves
+    out; some games draw the new score a step after the reward (Pong, for the computer's points),
+    hence `after`. Unlike the context-only weights above this chooses the target frame too, so it
+    is a prior over how often points are trained, like --life-loss-weight; the reward/end model
+    keeps drawing its windows uniformly (training/train.py)."""
+    hit = ep.rewards != 0
+    mark = hit.copy()
+    for k in range(1, after + 1):
+        mark[k:] |= hit[:-k]
+    w = np.ones(len(ep), dtype=np.float64)
+    w[mark] = weight
+    return w
