@@ -122,12 +122,22 @@ def add_guidance_flags(p: argparse.ArgumentParser, help_g: str) -> None:
     """--action-guidance G and --guidance-sigma S (model/world_model/sampler.SamplerConfig), both optional."""
     p.add_argument("--action-guidance", type=float, default=None, metavar="G", help=help_g)
     p.add_argument("--guidance-sigma", type=float, default=None, metavar="S", help="guide the steps at noise >= S")
+    p.add_argument(
+        "--guidance-reference",
+        default=None,
+        metavar="ACTION",
+        help="the action the guidance contrasts with (name or index; NOOP by default; Breakout: FIRE also "
+        "pushes dreams that do not press FIRE away from a serve)",
+    )
 
 
-def guidance_overrides(p: argparse.ArgumentParser, a: argparse.Namespace) -> dict[str, float]:
-    """The guidance flags that were given, as `WorldModel.sampler_config` overrides (p.error if < 0)."""
+def guidance_overrides(p: argparse.ArgumentParser, a: argparse.Namespace) -> dict[str, float | str]:
+    """The guidance flags that were given, as `WorldModel.sampler_config` overrides (p.error if < 0);
+    the reference action stays a name or index string, resolved against the model's actions."""
     flags = {"action_guidance": a.action_guidance, "guidance_sigma": a.guidance_sigma}
-    given = {k: v for k, v in flags.items() if v is not None}
+    given: dict[str, float | str] = {k: v for k, v in flags.items() if v is not None}
     if any(v < 0 for v in given.values()):
         p.error("--action-guidance and --guidance-sigma must be >= 0")
+    if a.guidance_reference is not None:
+        given["guidance_reference"] = a.guidance_reference
     return given

@@ -1,6 +1,8 @@
 """Ship a trained world model: copy its EMA snapshot into checkpoints/ and write its model card.
 
     python training/ship.py --run-dir runs/Breakout --data data/Breakout --heldout data/Breakout-heldout
+    python training/ship.py --snapshot checkpoints/Breakout --guidance-reference FIRE \
+        --data data/Breakout --heldout data/Breakout-heldout   # the same weights, new sampler settings
 
 Writes `checkpoints/<Game>.{safetensors,json}` (each file under 25 MB), and in docs/models/:
 `<Game>.md` (data, training, playability and fidelity tables, reward/end accuracy, stability),
@@ -47,10 +49,13 @@ from training.world_model.measures import BALL_RADIUS
 from training.world_model.shipping import MAX_FILE_BYTES, read_run_args
 
 
-def _sampler_text(s) -> str:
+def _sampler_text(s, meanings: list[str]) -> str:
     text = f"{s.num_steps} {'Euler' if s.order == 1 else 'Heun'} steps"
     if s.action_guidance:
-        text += f" and action guidance {s.action_guidance:g} at noise >= {s.guidance_sigma:g} (docs/design.md)"
+        text += f" and action guidance {s.action_guidance:g} at noise >= {s.guidance_sigma:g}"
+        if s.guidance_reference:
+            text += f" against {meanings[s.guidance_reference]}"
+        text += " (docs/design.md)"
     return text
 
 
@@ -141,7 +146,13 @@ lives on. Per dreamed step:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run-dir", type=Path, required=True)
+    p.add_argument("--run-dir", type=Path, default=None, help="a training run: ships its snapshot")
+    p.add_argument(
+        "--snapshot",
+        type=Path,
+        default=None,
+        help="ship this snapshot instead (no run): e.g. the shipped model again with new sampler settings",
+    )
     p.add_argument("--data", type=Path, required=True, help="training store (for the data summary)")
     p.add_argument("--heldout", type=Path, required=True)
     p.add_argument("--out-dir", type=Path, default=Path("checkpoints"))
@@ -157,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_guidance_flags(p, "ship the model with action-contrast guidance G in its sampler settings")
     args = p.parse_args(argv)
+    if (args.run_dir is None) == (args.snapshot is None):
+        p.error("give --run-dir (a training run) or --snapshot (a snapshot or shipped checkpoint), not both")
+    source = args.snapshot if args.snapshot is not None else args.run_dir / "snapshot"
     guidance = guidance_overrides(p, args)
     if args.threads < 0:
         p.error(f"--threads must be >= 0, got {args.threads}")
@@ -164,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     try:
-        model = WorldModel.from_snapshot(args.run_dir / "snapshot")
+        model = WorldModel.from_snapshot(source)
         model.cfg.sampler = model.sampler_config(**guidance)
         heldout, errors = EpisodeStore(args.heldout).load_all(model.cfg.game)
         if not heldout:
@@ -201,9 +215,14 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-    train = training_summary(args.run_dir)
-    base = model.meta.get("base_training") or {"steps": 0, "wall_hours": 0.0}
-    run_args = read_run_args(args.run_dir)
+    if args.run_dir is not None:
+        train = training_summary(args.run_dir)
+        base = model.meta.get("base_training") or {"steps": 0, "wall_hours": 0.0}
+        run_args = read_run_args(args.run_dir)
+    else:  # a snapshot as it is: its own training record (a shipped checkpoint's, or a run snapshot's step)
+        train = model.meta.get("training") or {"steps": int(model.meta.get("step", 0)), "wall_hours": 0.0}
+        train = {**train, "last": {}}
+        base, run_args = {"steps": 0, "wall_hours": 0.0}, {}
     if base["steps"]:  # a fine-tune (train.py --init-from): count the steps behind it too
         train = {
             "steps": base["steps"] + train["steps"],
@@ -247,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     ship_meta = {
         "training": {k: v for k, v in train.items() if k != "last"},
         "data": data,
-        "shipped_from": str(args.run_dir),
+        "shipped_from": str(args.run_dir if args.run_dir is not None else source),
     }
     model.save_snapshot(ckpt_dir / game, ship_meta)
     for ext in (".safetensors", ".json"):
@@ -290,6 +309,25 @@ Reproduce: `python training/playability.py --checkpoint checkpoints/{game} --sta
     if base.get("game") not in (None, game):  # started from another game's model: count this game's steps
         den_steps, hours = train["stages"][1]["steps"], train["stages"][1]["wall_hours"]
     n_params = sum(p.numel() for p in model.denoiser.parameters())
+    fid_sampler = _sampler_text(sampler, cfg.action_meanings)
+    precision = f"({'bf16 autocast' if model.bf16 else 'fp32: no fast bf16 on this CPU'}, channels_last)"
+    if args.run_dir is not None:
+        training_text = (
+            f"{den_steps:,} denoiser steps (reward/end model alongside), about {hours:.1f} h of wall\n"
+            f"time on 2-core CPUs, resumed across sessions. {_stages_text(train, run_args)} Last stage on "
+            f"{cpu_info()[0]}\n{precision}."
+        )
+        reproduce = f"--run-dir {args.run_dir}"
+    else:
+        training_text = (
+            f"{den_steps:,} denoiser steps behind the weights of `{args.snapshot}`, shipped again as they were\n"
+            f"with the sampler settings above; their training record is `meta.training` in `checkpoints/{game}.json`."
+        )
+        reproduce = f"--snapshot {args.snapshot}"
+    flags = {"action_guidance": "--action-guidance", "guidance_sigma": "--guidance-sigma"}
+    flags["guidance_reference"] = "--guidance-reference"
+    reproduce += "".join(f" {flags[k]} {v}" for k, v in guidance.items())
+    reproduce += f" --data {args.data} --heldout {args.heldout}"
     stab_rows = "\n".join(
         f"| {c['steps']} | {c['blank_frac']:.2f} | {c['saturated_frac']:.2f} | {c['frozen_frac']:.2f} | "
         f"{c['sharpness_vs_real']:.2f} |"
@@ -301,7 +339,7 @@ Reproduce: `python training/playability.py --checkpoint checkpoints/{game} --sta
 {cfg.denoiser.unet.channels}, {cfg.denoiser.unet.blocks_per_level} blocks per level, {n_params / 1e6:.2f} M denoiser
 parameters; context-noise augmentation scale {cfg.denoiser.context_noise_scale} (clean with probability
 {cfg.denoiser.context_noise_clean_prob}); motion-weighted loss {cfg.denoiser.motion_weight}. Dreamed with
-{_sampler_text(model.cfg.sampler)}; {cfg.context_frames} context frames.
+{_sampler_text(model.cfg.sampler, cfg.action_meanings)}; {cfg.context_frames} context frames.
 
 ## Data
 
@@ -310,15 +348,13 @@ Held-out: {len(heldout)} episodes collected with other seeds, never trained on.
 
 ## Training
 
-{den_steps:,} denoiser steps (reward/end model alongside), about {hours:.1f} h of wall
-time on 2-core CPUs, resumed across sessions. {_stages_text(train, run_args)} Last stage on {cpu_info()[0]}
-({"bf16 autocast" if model.bf16 else "fp32: no fast bf16 on this CPU"}, channels_last).
+{training_text}
 
 ## Playability: does the dream obey the player?
 
 {play_text}
 
-## Fidelity (held-out, {args.starts} starts, same actions for dream and real, {_sampler_text(sampler)})
+## Fidelity (held-out, {args.starts} starts, same actions for dream and real, {fid_sampler})
 
 {format_table(fid)}
 {forced_text}{ball_text}
@@ -346,7 +382,7 @@ Collapse detected: **{stab["collapse"]}**. Last frames of the {stab["dreams"]} d
 
 {args.notes or "(to be filled in from looking at the strips)"}
 
-Reproduce: `python training/ship.py --run-dir {args.run_dir} --data {args.data} --heldout {args.heldout}`
+Reproduce: `python training/ship.py {reproduce}`
 """
     (docs_dir / f"{game}.md").write_text(card)
     print(format_table(fid))

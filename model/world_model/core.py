@@ -237,8 +237,25 @@ class WorldModel(nn.Module):
     def sampler_config(self, **overrides: Any) -> SamplerConfig:
         """The model's own sampler settings (`cfg.sampler`) with `overrides` (num_steps=...); an
         override of None keeps the model's own value (a command's flag left unset). Unknown names or
-        invalid values raise TypeError / ValueError."""
-        return replace(self.cfg.sampler, **{k: v for k, v in overrides.items() if v is not None})
+        invalid values raise TypeError / ValueError. `guidance_reference` may be given as an action
+        name ("FIRE") or index."""
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        ref = overrides.get("guidance_reference")
+        if isinstance(ref, str):
+            names = self.cfg.action_meanings
+            if ref.isdigit():
+                overrides["guidance_reference"] = int(ref)
+            elif ref.upper() in names:
+                overrides["guidance_reference"] = names.index(ref.upper())
+            else:
+                raise ValueError(f"guidance reference {ref!r} is not an action of {self.cfg.game}: {', '.join(names)}")
+        cfg = replace(self.cfg.sampler, **overrides)
+        if cfg.guidance_reference >= self.num_actions:
+            raise ValueError(
+                f"guidance_reference {cfg.guidance_reference} is not an action of {self.cfg.game} "
+                f"(0..{self.num_actions - 1}: {', '.join(self.cfg.action_meanings)})"
+            )
+        return cfg
 
     def check_actions(self, actions: torch.Tensor) -> None:
         if actions.numel() and (actions.min() < 0 or actions.max() >= self.num_actions):

@@ -30,10 +30,20 @@ class SamplerConfig:
     for those dreams only. With Heun (order 2) the correction's second evaluation is not guided."""
     guidance_sigma: float = 1.0
     """Guide only the steps that start at sigma >= this (1.0: the first of 3 Euler steps)."""
+    guidance_reference: int = 0
+    """The action (an index into the game's action set) the guidance contrasts with. 0, NOOP: the
+    dreams that act are guided against NOOP and NOOP dreams are not. Another action r (Breakout:
+    FIRE, 1): every dream is guided, a dream acting r against NOOP and every other one against r,
+    D(a) + g (D(a) - D(r)): a dream that does not press FIRE is pushed away from what FIRE would
+    draw (the serve) as firmly as one that presses it is pushed towards it. Where r changes nothing
+    (FIRE with the ball in play) D(r) is D(NOOP) and the guidance is the default one. Costs the
+    extra evaluation for NOOP dreams too."""
 
     def __post_init__(self) -> None:
         if self.action_guidance < 0 or self.guidance_sigma < 0:
             raise ValueError("action_guidance and guidance_sigma must be >= 0")
+        if self.guidance_reference < 0:
+            raise ValueError(f"guidance_reference must be an action index >= 0, got {self.guidance_reference}")
         if not 1 <= self.num_steps <= 50:
             raise ValueError(f"num_steps must be in [1, 50], got {self.num_steps}")
         if self.order not in (1, 2):
@@ -75,12 +85,16 @@ def sample_next_frame(
         raise ValueError(f"noise must be ({b}, {c}, {h}, {w}), got {tuple(noise.shape)}")
     x = noise.to(device=device, dtype=torch.float32) * sigmas[0]  # x_0 ~ N(0, sigma_max^2)
     level = torch.zeros(b, dtype=torch.long, device=device)  # clean context at sampling time
-    guided = act_ctx[:, -1] != 0 if cfg.action_guidance > 0 else None
+    guided = ref = None
+    if cfg.action_guidance > 0:
+        a, r = act_ctx[:, -1], cfg.guidance_reference
+        guided = a != 0 if r == 0 else torch.ones_like(a, dtype=torch.bool)
+        ref = torch.where(a == r, torch.zeros_like(a), torch.full_like(a, r))
     for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
         s = torch.full((b,), sigma, device=device)
         denoised = denoiser.denoise(x, s, obs_ctx, act_ctx, level)
         if guided is not None and sigma >= cfg.guidance_sigma and guided.any():
-            denoised = guide(denoiser, denoised, x, s, obs_ctx, act_ctx, level, guided, cfg.action_guidance)
+            denoised = guide(denoiser, denoised, x, s, obs_ctx, act_ctx, level, guided, cfg.action_guidance, ref)
         d = (x - denoised) / sigma  # Euler step (Karras Alg. 1/2)
         # Heun's correction divides by sigma_next. Below the offset-noise std s_off the denoiser
         # takes any input for noise of std >= s_off (Denoiser.conditioners), so that quotient
@@ -105,10 +119,12 @@ def guide(
     level: torch.Tensor,
     rows: torch.Tensor,
     g: float,
+    reference: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Action-contrast guidance on the dreams `rows` (B,) bool: D(a) + g (D(a) - D(NOOP))."""
+    """Action-contrast guidance on the dreams `rows` (B,) bool: D(a) + g (D(a) - D(ref)), with the
+    reference action `reference` (B,) in place of the last action (None: NOOP for every dream)."""
     ref = act_ctx[rows].clone()
-    ref[:, -1] = 0
+    ref[:, -1] = 0 if reference is None else reference[rows]
     d_ref = denoiser.denoise(x[rows], s[rows], obs_ctx[rows], ref, level[rows])
     out = denoised.clone()
     out[rows] = denoised[rows] + g * (denoised[rows] - d_ref)

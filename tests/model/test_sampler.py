@@ -124,6 +124,45 @@ def test_action_guidance_contrasts_the_action_with_noop(tiny_model, count_denois
     torch.testing.assert_close(out[1], d_noop[1].clamp(-1, 1))
 
 
+def test_guidance_reference_contrasts_every_other_action_with_it(tiny_model, count_denoise_calls) -> None:
+    """guidance_reference r (here FIRE, 1): every dream is guided, the one acting r against NOOP and
+    the others, NOOP included, against r: D(a) + g (D(a) - D(r)); one extra evaluation for all."""
+    ctx, act = _inputs(3)
+    act[0, -1], act[1, -1], act[2, -1] = 1, 0, 2  # FIRE, NOOP, RIGHT
+    cfg = SamplerConfig(num_steps=1, action_guidance=2.0, guidance_reference=1)
+    calls = count_denoise_calls(tiny_model)
+    out = sample_next_frame(tiny_model.denoiser, ctx, act, cfg, torch.Generator().manual_seed(3))
+    assert calls[0] == 2
+    x0 = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(3)) * 5.0
+    s, lvl = torch.full((3,), 5.0), torch.zeros(3, dtype=torch.long)
+
+    def d(last: int) -> torch.Tensor:
+        a = act.clone()
+        a[:, -1] = last
+        with torch.no_grad():
+            return tiny_model.denoiser.denoise(x0, s, ctx, a, lvl)
+
+    d_noop, d_fire, d_right = d(0), d(1), d(2)
+    assert not torch.allclose(d_noop[1], d_fire[1])  # the contrast is not trivially zero
+    torch.testing.assert_close(out[0], (d_fire[0] + 2.0 * (d_fire[0] - d_noop[0])).clamp(-1, 1))
+    torch.testing.assert_close(out[1], (d_noop[1] + 2.0 * (d_noop[1] - d_fire[1])).clamp(-1, 1))
+    torch.testing.assert_close(out[2], (d_right[2] + 2.0 * (d_right[2] - d_fire[2])).clamp(-1, 1))
+
+
+def test_guidance_reference_names_an_action_of_the_game(tiny_model) -> None:
+    """Given to `WorldModel.sampler_config` by name or index; one the game does not have is refused
+    with the game's actions named; a negative index by the config itself."""
+    assert tiny_model.sampler_config(guidance_reference="FIRE").guidance_reference == 1
+    assert tiny_model.sampler_config(guidance_reference="fire").guidance_reference == 1
+    assert tiny_model.sampler_config(guidance_reference="3").guidance_reference == 3
+    with pytest.raises(ValueError, match="'JUMP' is not an action of Breakout: NOOP, FIRE, RIGHT, LEFT"):
+        tiny_model.sampler_config(guidance_reference="JUMP")
+    with pytest.raises(ValueError, match="4 is not an action of Breakout"):
+        tiny_model.sampler_config(guidance_reference=4)
+    with pytest.raises(ValueError, match="action index >= 0"):
+        SamplerConfig(guidance_reference=-1)
+
+
 def test_action_guidance_only_at_high_noise(tiny_model, count_denoise_calls) -> None:
     """guidance_sigma 1.0 with 3 Euler steps (5, 0.28, 0.002): only the first step is guided."""
     ctx, act = _inputs()

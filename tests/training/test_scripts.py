@@ -284,6 +284,29 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
         in (tmp_path / "docs" / "Breakout.md").read_text()
     )
 
+    # --snapshot ships a snapshot as it is: here the shipped model again, with a guidance reference
+    shipped_ckpt = tmp_path / "ckpt" / "Breakout"
+    rest = [str(x) for x in ship.args[4:]]  # the flags after --run-dir <run>
+    assert ship.args[2] == "--run-dir" and "--data" in rest
+    both = run_script("training/ship.py", "--snapshot", shipped_ckpt, "--run-dir", ft, *rest)
+    assert "not both" in one_error(both)
+    before = {**file_bytes(tmp_path / "ckpt"), **file_bytes(tmp_path / "docs")}
+    wrong = run_script("training/ship.py", "--snapshot", shipped_ckpt, *rest, "--guidance-reference", "JUMP")
+    assert "'JUMP' is not an action of Breakout" in one_error(wrong)
+    assert {**file_bytes(tmp_path / "ckpt"), **file_bytes(tmp_path / "docs")} == before
+    weights = WorldModel.from_snapshot(shipped_ckpt, precision="fp32").state_dict()
+    reshipped = run_script(
+        "training/ship.py", "--snapshot", shipped_ckpt, *rest, "--force", "--guidance-reference", "FIRE"
+    )
+    assert reshipped.returncode == 0, reshipped.stderr
+    again = WorldModel.from_snapshot(shipped_ckpt, precision="fp32")
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in weights.items())
+    assert again.sampler_config().guidance_reference == 1 and again.sampler_config().action_guidance == 1.5
+    assert again.meta["training"]["steps"] == 11  # its training record kept
+    card = (tmp_path / "docs" / "Breakout.md").read_text()
+    assert "action guidance 1.5 at noise >= 1 against FIRE" in card and "shipped again as they were" in card
+    assert f"ship.py --snapshot {shipped_ckpt} --guidance-reference FIRE --data" in card
+
 
 def test_fine_tune_grows_the_context(work: Path, resumed, run_script) -> None:
     """--context-frames grows an --init-from snapshot's context (the older frames through new
