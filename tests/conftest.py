@@ -69,15 +69,17 @@ def synthetic_episode(rng: np.random.Generator, length: int, num_actions: int = 
 
 @pytest.fixture
 def count_denoise_calls(monkeypatch) -> Callable[[object], list[int]]:
-    """count(model) -> [n]: network evaluations (Denoiser.denoise calls, whether the eager or the
-    frozen U-Net runs behind them) from then on, until the test ends."""
+    """count(model) -> [n, rows]: network evaluations (Denoiser.denoise calls, whether the eager or
+    the frozen U-Net runs behind them) and the batch rows they evaluated in all, from then on, until
+    the test ends."""
 
     def count(model) -> list[int]:
-        calls = [0]
+        calls = [0, 0]
         denoise = model.denoiser.denoise
 
         def counted(*args, **kwargs):
             calls[0] += 1
+            calls[1] += len(args[0] if args else kwargs["x_noisy"])
             return denoise(*args, **kwargs)
 
         monkeypatch.setattr(model.denoiser, "denoise", counted)
