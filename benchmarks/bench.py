@@ -4,6 +4,7 @@
     python benchmarks/bench.py --presets cpu --repeats 3                # one preset, fewer repeats
     python benchmarks/bench.py --quick                                   # seconds: checks the script works
     python benchmarks/bench.py --backends                                # torch / ONNX fp32 / ONNX int8, shipped model
+    python benchmarks/bench.py --guided-rows --repeats 30                # a guided step in one network call or two
 
 Measures, per preset and precision mode:
 - dreamed frames/s through `Dreams.step` (denoiser sampling + reward/end model, uint8 frames out) at
@@ -202,6 +203,48 @@ def run_backends(
     return rows
 
 
+def run_guided_rows(checkpoint: Path, batches: list[int], warmup: int, repeats: int) -> list[dict]:
+    """Dreamed frames/s of a guided step (guidance 2 against FIRE where the game has it, so every
+    dream is guided) with the guided dreams' reference rows in the same network call as the dreams
+    ('one call') and in a second call ('two calls'), per batch, from real contexts, repeats
+    interleaved: what `model.world_model.sampler.ONE_CALL_ROWS` is chosen from."""
+    from model.world_model import sampler as S
+
+    model = WorldModel.from_snapshot(checkpoint)
+    names = model.cfg.action_meanings
+    cfg = model.sampler_config(action_guidance=model.cfg.sampler.action_guidance or 2.0)
+    if "FIRE" in names:
+        cfg = model.sampler_config(action_guidance=cfg.action_guidance, guidance_reference="FIRE")
+    frames, actions = (torch.from_numpy(a) for a in play_contexts(model.cfg.game, max(batches), seed=1))
+    runs = {}
+    for b in batches:
+        dreams = Dreams(model, cfg, seed=0)
+        dreams.reset(frames[:b], actions[:b, :-1])
+        runs[b] = (dreams, actions[:b, -1])
+    variants = {"one call": 10**9, "two calls": 0}
+    times: dict[tuple, list[float]] = {(v, b): [] for v in variants for b in batches}
+    keep = S.ONE_CALL_ROWS
+    try:
+        for i in range(warmup + repeats):
+            for b, (dreams, action) in runs.items():
+                for v, rows in variants.items():
+                    S.ONE_CALL_ROWS = rows
+                    t = time.perf_counter()
+                    dreams.step(action)
+                    if i >= warmup:
+                        times[v, b].append(time.perf_counter() - t)
+    finally:
+        S.ONE_CALL_ROWS = keep
+    return [
+        {
+            "preset": checkpoint.name,
+            "mode": v,
+            **{f"dream_b{b}_fps": b / statistics.median(times[v, b]) for b in batches},
+        }
+        for v in variants
+    ]
+
+
 def table(rows: list[dict]) -> str:
     keys = [k for k in rows[0] if k not in ("preset", "mode")]
     lines = ["| preset | mode | " + " | ".join(keys) + " |", "| --- | --- |" + " --- |" * len(keys)]
@@ -243,6 +286,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="G",
         help="with --backends: also time every backend with action guidance G, every dream acting",
     )
+    p.add_argument(
+        "--guided-rows",
+        action="store_true",
+        help="time a guided step of --checkpoint with the reference rows in one network call and in two, "
+        "at batch 1, 2, 4, 8, 16",
+    )
     p.add_argument("--calibration", type=int, default=32, help="real contexts that calibrate int8 (--backends)")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     a = p.parse_args(argv)
@@ -263,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
         f"fast bf16: {info['fast_bf16']} | flags: {info['cpu_flags']}",
         file=sys.stderr,
     )
-    if a.backends:
+    if a.guided_rows:
+        rows = run_guided_rows(a.checkpoint, [1, 2] if a.quick else [1, 2, 4, 8, 16], a.warmup, a.repeats)
+    elif a.backends:
         calibration = 8 if a.quick else a.calibration
         rows = run_backends(a.checkpoint, [1, 8], [1, 2, 3], a.warmup, a.repeats, calibration, a.action_guidance)
     else:

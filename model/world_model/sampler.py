@@ -111,6 +111,12 @@ def sample_next_frame(
     return x.clamp(-1, 1)
 
 
+# Up to this many rows (dreams + their references) the guided step is one network call; above it,
+# two. Timed on a 2-core Xeon (bf16, the shipped Breakout model, a whole dream step): one call is
+# 7-14 % faster at 1-4 dreams, 3-7 % slower at 8-16 (docs/benchmarks.md).
+ONE_CALL_ROWS = 8
+
+
 def guided_denoise(
     denoiser: Denoiser,
     x: torch.Tensor,
@@ -124,20 +130,24 @@ def guided_denoise(
 ) -> torch.Tensor:
     """Action-contrast guidance on the dreams `rows` (B,) bool: D(a) + g (D(a) - D(ref)), with the
     reference action `reference` (B,) in place of the last action (None: NOOP for every dream); the
-    other dreams get D(a). One network call: the guided dreams' reference inputs ride in the same
-    batch as the dreams themselves (on a CPU a batch of 2 costs about 1.4 calls of 1, so one player's
-    guided frame is cheaper; at batch 8 and more it is the same as two calls)."""
+    other dreams get D(a). With few dreams the guided dreams' reference inputs ride in the same
+    network call as the dreams themselves (on a CPU a batch of 2 costs about 1.4 calls of 1); with
+    more than `ONE_CALL_ROWS` rows in all, two calls (one large batch is slower there)."""
     b = x.shape[0]
     idx = rows.nonzero(as_tuple=True)[0]
     ref = act_ctx[idx].clone()
     ref[:, -1] = 0 if reference is None else reference[idx]
-    both = denoiser.denoise(
-        torch.cat([x, x[idx]]),
-        torch.cat([s, s[idx]]),
-        torch.cat([obs_ctx, obs_ctx[idx]]),
-        torch.cat([act_ctx, ref]),
-        torch.cat([level, level[idx]]),
-    )
-    out, d_ref = both[:b].clone(), both[b:]
+    if b + len(idx) <= ONE_CALL_ROWS:
+        both = denoiser.denoise(
+            torch.cat([x, x[idx]]),
+            torch.cat([s, s[idx]]),
+            torch.cat([obs_ctx, obs_ctx[idx]]),
+            torch.cat([act_ctx, ref]),
+            torch.cat([level, level[idx]]),
+        )
+        out, d_ref = both[:b].clone(), both[b:]
+    else:
+        out = denoiser.denoise(x, s, obs_ctx, act_ctx, level).clone()
+        d_ref = denoiser.denoise(x[idx], s[idx], obs_ctx[idx], ref, level[idx])
     out[idx] = out[idx] + g * (out[idx] - d_ref)
     return out

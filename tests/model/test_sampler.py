@@ -164,6 +164,29 @@ def test_guidance_reference_names_an_action_of_the_game(tiny_model) -> None:
         SamplerConfig(guidance_reference=-1)
 
 
+def test_guidance_of_many_dreams_takes_two_calls_and_gives_the_same_frames(tiny_model, count_denoise_calls) -> None:
+    """Above ONE_CALL_ROWS rows (dreams + references) the guided step is two network calls; the
+    frames are those the same dreams get a few at a time, in one call each."""
+    from model.world_model.sampler import ONE_CALL_ROWS
+
+    b = ONE_CALL_ROWS // 2 + 1
+    ctx, act = _inputs(b)
+    act[:, -1] = torch.arange(b) % 4
+    cfg = SamplerConfig(num_steps=1, action_guidance=2.0, guidance_reference=1)
+    noise = torch.randn(b, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    calls = count_denoise_calls(tiny_model)
+    many = sample_next_frame(tiny_model.denoiser, ctx, act, cfg, noise=noise)
+    assert calls == [2, 2 * b]
+    few = torch.cat(
+        [
+            sample_next_frame(tiny_model.denoiser, ctx[i : i + 2], act[i : i + 2], cfg, noise=noise[i : i + 2])
+            for i in range(0, b, 2)
+        ]
+    )
+    assert calls[0] == 2 + (b + 1) // 2  # one call for each pair
+    torch.testing.assert_close(many, few, atol=1e-5, rtol=1e-5)
+
+
 def test_action_guidance_only_at_high_noise(tiny_model, count_denoise_calls) -> None:
     """guidance_sigma 1.0 with 3 Euler steps (5, 0.28, 0.002): only the first step is guided."""
     ctx, act = _inputs()
