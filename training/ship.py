@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     add_guidance_flags(p, "ship the model with action-contrast guidance G in its sampler settings")
     args = p.parse_args(argv)
     if (args.run_dir is None) == (args.snapshot is None):
-        p.error("give --run-dir (a training run) or --snapshot (a snapshot or shipped checkpoint), not both")
+        which = "neither was given" if args.run_dir is None else "not both"
+        p.error(f"give --run-dir (a training run) or --snapshot (a snapshot or shipped checkpoint): {which}")
     source = args.snapshot if args.snapshot is not None else args.run_dir / "snapshot"
     guidance = guidance_overrides(p, args)
     if args.threads < 0:
@@ -327,7 +328,7 @@ Reproduce: `python training/playability.py --checkpoint checkpoints/{game} --sta
     flags = {"action_guidance": "--action-guidance", "guidance_sigma": "--guidance-sigma"}
     flags["guidance_reference"] = "--guidance-reference"
     reproduce += "".join(f" {flags[k]} {v}" for k, v in guidance.items())
-    reproduce += f" --data {args.data} --heldout {args.heldout}"
+    reproduce += f" --data {args.data} --heldout {args.heldout}" + (" --force" if args.force else "")
     stab_rows = "\n".join(
         f"| {c['steps']} | {c['blank_frac']:.2f} | {c['saturated_frac']:.2f} | {c['frozen_frac']:.2f} | "
         f"{c['sharpness_vs_real']:.2f} |"
