@@ -113,7 +113,7 @@ def sample_next_frame(
 
 # Up to this many rows (dreams + their references) the guided step is one network call; above it,
 # two. Timed on a 2-core Xeon (bf16, the shipped Breakout model, a whole dream step): one call is
-# 7-14 % faster at 1-4 dreams, 3-7 % slower at 8-16 (docs/benchmarks.md).
+# 6-14 % faster at 1-4 dreams and within the noise between runs at 8-16 (docs/benchmarks.md).
 ONE_CALL_ROWS = 8
 
 
@@ -132,7 +132,7 @@ def guided_denoise(
     reference action `reference` (B,) in place of the last action (None: NOOP for every dream); the
     other dreams get D(a). With few dreams the guided dreams' reference inputs ride in the same
     network call as the dreams themselves (on a CPU a batch of 2 costs about 1.4 calls of 1); with
-    more than `ONE_CALL_ROWS` rows in all, two calls (one large batch is slower there)."""
+    more than `ONE_CALL_ROWS` rows in all, two calls (one large batch gains nothing there)."""
     b = x.shape[0]
     idx = rows.nonzero(as_tuple=True)[0]
     ref = act_ctx[idx].clone()
