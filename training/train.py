@@ -218,30 +218,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no readable {a.game} episodes in {data_dir}", file=sys.stderr)
         return 2
     meanings = action_meanings(a.game)
-    weights = None
+    factors = []  # per-episode sampling weights, multiplied together
     if a.empty_field_weight != 1.0 or a.serve_weight != 1.0 or a.pause_fire_weight != 1.0:
         if a.game not in BALL_FIELD:
             print(f"error: the sampling weights need a ball field; {a.game} has none", file=sys.stderr)
             return 2
         fire = meanings.index("FIRE")
-        weights = [
-            field_weights(e, a.game, fire, a.empty_field_weight, a.serve_weight, a.pause_fire_weight) for e in episodes
-        ]
+        factors.append(
+            lambda e: field_weights(e, a.game, fire, a.empty_field_weight, a.serve_weight, a.pause_fire_weight)
+        )
     if a.paddle_weight != 1.0:
         if a.game not in BALL_FIELD:
             print(f"error: --paddle-weight needs a ball field; {a.game} has none", file=sys.stderr)
             return 2
-        weights = [np.ones(len(e)) if weights is None else weights[i] for i, e in enumerate(episodes)]
-        for w, e in zip(weights, episodes):
-            w *= paddle_weights(e, a.game, a.paddle_weight)
+        factors.append(lambda e: paddle_weights(e, a.game, a.paddle_weight))
     if a.reward_weight != 1.0:
-        weights = [np.ones(len(e)) if weights is None else weights[i] for i, e in enumerate(episodes)]
-        for w, e in zip(weights, episodes):
-            w *= reward_weights(e, a.reward_weight)
+        factors.append(lambda e: reward_weights(e, a.reward_weight))
     if a.life_loss_weight != 1.0:
-        weights = [np.ones(len(e)) if weights is None else weights[i] for i, e in enumerate(episodes)]
-        for w, e in zip(weights, episodes):
-            w[e.life_lost.astype(bool)] *= a.life_loss_weight
+        factors.append(lambda e: np.where(e.life_lost.astype(bool), a.life_loss_weight, 1.0))
+    weights = [np.prod([f(e) for f in factors], axis=0) for e in episodes] if factors else None
     if weights is not None and main_proc:
         total = sum(len(e) for e in episodes)
         emphasised = sum(float((w != 1.0).sum()) for w in weights)

@@ -417,23 +417,26 @@ def run(
     res["score_precision"], res["score_dream_events"] = m["precision"], m["dream_events"]
     res["score_recall"], res["score_real_events"] = m["recall"], m["real_events"]
     res["phantom_score"], res["phantom_score_n"] = m["phantom"], m["rollouts_without"]
-    hit = n_with = 0
-    for j, r in enumerate(play_real):
-        for t in np.nonzero(r.rewards)[0]:
-            if ball_with_real(real_frames[j], d_play[j], t, game):
-                n_with += 1
-                hit += bool((d_rew[j, max(0, t - 1) : t + 2] != 0).any())
-    res["score_recall_ball_with_real"], res["score_ball_with_real_events"] = core.share(hit, n_with), n_with
+    real_rew = [r.rewards != 0 for r in play_real]
+
+    def matched_with_real(events: list, others: list) -> tuple[float | None, int]:
+        """Share of the `events` (per rollout, (T,) bool) at steps where the dream's ball was with the
+        real one before, that have one of `others` within 1 step; and how many such events there were."""
+        hit = n = 0
+        for j, (ev, ot) in enumerate(zip(events, others)):
+            near = np.nonzero(ot)[0]
+            for t in np.nonzero(ev)[0]:
+                if ball_with_real(real_frames[j], d_play[j], t, game):
+                    n += 1
+                    hit += bool(np.any(np.abs(near - t) <= 1))
+        return core.share(hit, n), n
+
+    res["score_recall_ball_with_real"], res["score_ball_with_real_events"] = matched_with_real(real_rew, d_rew)
     # precision the same way (reported): a dreamed point counts where the dream's ball was with the
     # real one before it; a point its own ball, parted from the real one, scores by the rules does not
-    tp = n_dp = 0
-    for j, r in enumerate(play_real):
-        real_ev = np.nonzero(r.rewards)[0]
-        for t in np.nonzero(d_rew[j])[0]:
-            if ball_with_real(real_frames[j], d_play[j], t, game):
-                n_dp += 1
-                tp += bool(np.any(np.abs(real_ev - t) <= 1))
-    res["score_precision_ball_with_real"], res["score_precision_ball_with_real_events"] = core.share(tp, n_dp), n_dp
+    res["score_precision_ball_with_real"], res["score_precision_ball_with_real_events"] = matched_with_real(
+        list(d_rew), real_rew
+    )
 
     # fidelity over the played rollouts: ball recall per step, PSNR / motion PSNR vs repeat-last
     curve = ball_recall(d_play, real_frames, game)
