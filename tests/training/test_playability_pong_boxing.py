@@ -100,6 +100,10 @@ def test_pong_the_real_game_passes_every_probe(pong_oracle):
     assert res["score_recall"] == 1 and res["score_precision"] == 1 and res["score_real_events"] >= 1
     assert res["digit_recall"] == 1 and res["digit_phantom"] == 0 and res["phantom_score"] == 0
     assert res["phantom_score_n"] >= 2
+    assert res["unearned_score"] == 0 and res["unearned_digits"] == 0 and res["unearned_n"] >= 4
+    assert res["score_precision_ball_with_real"] == 1 and res["score_precision_ball_with_real_events"] >= 1
+    assert res["score_recall_ball_with_real"] == 1 and res["digit_recall_ball_with_real"] == 1
+    assert res["score_recall_ball_with_real_events"] >= 1
     assert res["opponent_tracking"] == 1
     assert suites.goals_missed(res) == [] and suites.worse_than(res, res) == []
 
@@ -134,12 +138,33 @@ def test_pong_invented_points_are_caught(pong_starts, pong_dreamer):
 
     res = pong.run_pong("Pong", Broken(pong_dreamer, reward_every=7, paint=digits), pong_starts, **KW)
     assert res["phantom_score"] == 1 and res["digit_phantom"] == 1 and res["score_precision"] < 0.5
+    assert res["unearned_score"] == 1 and res["unearned_digits"] == 1
+    assert {"unearned_score", "unearned_digits"} <= {m.split(":")[0] for m in suites.goals_missed(res)}
+
+
+def test_pong_a_point_counts_as_earned_only_where_its_ball_passed_a_paddle(pong_starts):
+    """A real point is earned by the ball drawn before it, on the side it was scored; the same
+    frames with the ball painted out, or the point given to the other side, are not."""
+    g, rng = core.RealGame("Pong"), np.random.default_rng(0)
+    s = pong_starts["in_play"][1]
+    r = g.rollout(s, lambda game_, t: core.mirrored("Pong", game_, rng, fire=False) if t < 200 else -1)
+    t = int(np.nonzero(r.rewards)[0][0])
+    events, frames = r.rewards[: t + 1] != 0, r.frames[: t + 1]
+    assert pong.unearned_points(s.frames, frames, events, r.rewards[: t + 1]) == 0
+    assert pong.unearned_points(s.frames, frames, events, -r.rewards[: t + 1]) == 1
+    erased, erased_start = frames.copy(), s.frames.copy()
+    for f in [*erased, *erased_start]:
+        f[pong.PONG_FIELD][pong.pong_ball_mask(f)] = (144, 72, 17)  # the field's brown
+    assert pong.unearned_points(erased_start, erased, events) == 1
 
 
 def test_pong_missed_points_and_a_frozen_opponent_are_caught(pong_starts, pong_dreamer):
     frozen = [pong.PONG_SCORE, (slice(0, 64), pong.PONG_OPPONENT_COLS)]  # the scores and the computer's paddle
     res = pong.run_pong("Pong", Broken(pong_dreamer, freeze=frozen, reward_every=10**6), pong_starts, **KW)
     assert res["score_recall"] == 0 and res["digit_recall"] == 0
+    assert res["score_recall_ball_with_real"] == 0 and res["digit_recall_ball_with_real"] == 0
+    missed = {m.split(":")[0] for m in suites.goals_missed(res)}
+    assert {"score_recall_ball_with_real", "digit_recall_ball_with_real"} <= missed
     assert res["opponent_tracking"] < 0.8
 
 
