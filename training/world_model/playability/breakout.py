@@ -162,13 +162,7 @@ PROBES = [
         gated=False,
     ),
     core.Probe("score_precision", "dreamed points with a real point within 1 step", True, None),
-    core.Probe(
-        "score_precision_ball_with_real",
-        "dreamed points with a real point within 1 step, the dream's ball with the real one before",
-        True,
-        None,
-        False,
-    ),
+    core.SCORE_PRECISION_BALL_WITH_REAL,
     core.Probe(
         "score_recall_ball_with_real",
         "real points the dream scores within 1 step, its ball with the real one before",
@@ -239,12 +233,8 @@ def unexplained_dream_losses(
 def ball_with_real(real: np.ndarray, dream: np.ndarray, t: int, game: str) -> bool:
     """Whether, at the last of the SCORE_LOOKBACK steps before step t where the real ball is in the
     open field, the dream's ball is within BALL_RADIUS of it (real, dream: (T, H, W, C))."""
-    for k in range(t - 1, max(-1, t - 1 - SCORE_LOOKBACK), -1):
-        rb = ball_position(real[k], game)
-        if rb is not None:
-            db = ball_position(dream[k], game)
-            return db is not None and max(abs(db[0] - rb[0]), abs(db[1] - rb[1])) <= BALL_RADIUS
-    return False
+    steps = range(t - 1, max(-1, t - 1 - SCORE_LOOKBACK), -1)
+    return core.with_real(real, dream, steps, lambda f: ball_position(f, game), BALL_RADIUS)
 
 
 def paddle_bounces(real: np.ndarray, game: str) -> list[int]:
@@ -420,16 +410,8 @@ def run(
     real_rew = [r.rewards != 0 for r in play_real]
 
     def matched_with_real(events: list, others: list) -> tuple[float | None, int]:
-        """Share of the `events` (per rollout, (T,) bool) at steps where the dream's ball was with the
-        real one before, that have one of `others` within 1 step; and how many such events there were."""
-        hit = n = 0
-        for j, (ev, ot) in enumerate(zip(events, others)):
-            near = np.nonzero(ot)[0]
-            for t in np.nonzero(ev)[0]:
-                if ball_with_real(real_frames[j], d_play[j], t, game):
-                    n += 1
-                    hit += bool(np.any(np.abs(near - t) <= 1))
-        return core.share(hit, n), n
+        """`core.matched_where`: events at steps where the dream's ball was with the real one before."""
+        return core.matched_where(events, others, lambda j, t: ball_with_real(real_frames[j], d_play[j], t, game))
 
     res["score_recall_ball_with_real"], res["score_ball_with_real_events"] = matched_with_real(real_rew, d_rew)
     # precision the same way (reported): a dreamed point counts where the dream's ball was with the

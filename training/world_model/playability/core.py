@@ -273,6 +273,31 @@ def match_events(real: list[np.ndarray], dream: list[np.ndarray], window: int = 
     }
 
 
+def with_real(real: np.ndarray, dream: np.ndarray, steps, locate: Callable, radius: float) -> bool:
+    """Whether, at the first of `steps` (frame indices, searched in the order given) where
+    `locate(frame)` finds the real object, the dream's is within `radius` (Chebyshev) of it
+    (real, dream: (T, H, W, C)); False when the real object is drawn in none of them."""
+    for k in steps:
+        r = locate(real[k])
+        if r is not None:
+            d = locate(dream[k])
+            return d is not None and max(abs(a - b) for a, b in zip(d, r)) <= radius
+    return False
+
+
+def matched_where(events: list, others: list, together: Callable[[int, int], bool]) -> tuple[float | None, int]:
+    """Share of the `events` (per rollout j, (T,) bool) at steps t where `together(j, t)` that have
+    one of `others` within 1 step; and how many such events there were."""
+    hit = n = 0
+    for j, (ev, ot) in enumerate(zip(events, others)):
+        near = np.nonzero(ot)[0]
+        for t in np.nonzero(ev)[0]:
+            if together(j, int(t)):
+                n += 1
+                hit += bool(np.any(np.abs(near - t) <= 1))
+    return share(hit, n), n
+
+
 @dataclass
 class Probe:
     key: str
@@ -281,6 +306,18 @@ class Probe:
     goal: float | None = None
     gated: bool = True
     """Whether ship.py's gate compares it (a reported figure explains a gated one)."""
+
+
+SCORE_PRECISION_BALL_WITH_REAL = Probe(
+    "score_precision_ball_with_real",
+    "dreamed points with a real point within 1 step, the dream's ball with the real one before",
+    True,
+    None,
+    False,
+)
+"""The reported precision of the games with a ball (Breakout, Pong): a dreamed point counts where the
+dream's ball was with the real one before it, not where its own ball, parted from the real one,
+scores by the rules."""
 
 
 # -- what the Pong and Boxing suites share: objects, branches, played rollouts, the score ---------

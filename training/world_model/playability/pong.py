@@ -94,12 +94,7 @@ def unearned_points(start_frames: np.ndarray, frames: np.ndarray, events: np.nda
 def ball_with_real(real: np.ndarray, dream: np.ndarray, t: int) -> bool:
     """Whether, at the last of the EXIT_LOOKBACK + 1 steps up to t where the real ball is drawn, the
     dream's ball is within BALL_RADIUS (Chebyshev) of it (real, dream: (T, H, W, C))."""
-    for k in range(t, max(-1, t - 1 - EXIT_LOOKBACK), -1):
-        rb = pong_ball(real[k])
-        if rb is not None:
-            db = pong_ball(dream[k])
-            return db is not None and max(abs(db[0] - rb[0]), abs(db[1] - rb[1])) <= BALL_RADIUS
-    return False
+    return core.with_real(real, dream, range(t, max(-1, t - 1 - EXIT_LOOKBACK), -1), pong_ball, BALL_RADIUS)
 
 
 def point_rules(res: dict, real: list[core.Rollout], starts: list[core.Start], d_frames, d_rew) -> None:
@@ -117,27 +112,24 @@ def point_rules(res: dict, real: list[core.Rollout], starts: list[core.Start], d
     The ball is under a pixel wide; from a 4-frame context its sub-pixel position is hidden, so in
     open loop the dream's ball parts from the real one within 10-20 steps and then scores (or not)
     by the rules where the real one does not: the plain recall and phantom figures count that too."""
-    bad_r = bad_d = 0
-    counts = {k: [0, 0] for k in ("recall", "digits", "precision")}
-
-    def tally(key: str, events, others, r: core.Rollout, d) -> None:
-        near = np.nonzero(others)[0]
-        for t in np.nonzero(events)[0]:
-            if ball_with_real(r.frames, d, int(t)):
-                counts[key][1] += 1
-                counts[key][0] += bool(np.any(np.abs(near - t) <= 1))
-
-    for r, s, d, rew in zip(real, starts, d_frames, d_rew):
-        digits = core.region_changes(d, s.frames[-1], PONG_SCORE)
-        bad_r += unearned_points(s.frames, d, rew != 0, rew) > 0
-        bad_d += unearned_points(s.frames, d, digits) > 0
-        tally("recall", r.rewards != 0, rew != 0, r, d)
-        tally("digits", r.rewards != 0, digits, r, d)
-        tally("precision", rew != 0, r.rewards != 0, r, d)
+    digits = [core.region_changes(d, s.frames[-1], PONG_SCORE) for s, d in zip(starts, d_frames)]
+    bad_r = sum(unearned_points(s.frames, d, rew != 0, rew) > 0 for s, d, rew in zip(starts, d_frames, d_rew))
+    bad_d = sum(unearned_points(s.frames, d, dg) > 0 for s, d, dg in zip(starts, d_frames, digits))
     res["unearned_score"], res["unearned_digits"] = core.share(bad_r, len(real)), core.share(bad_d, len(real))
     res["unearned_n"] = len(real)
-    for key, name in (("recall", "score_recall"), ("digits", "digit_recall"), ("precision", "score_precision")):
-        res[f"{name}_ball_with_real"], res[f"{name}_ball_with_real_events"] = core.share(*counts[key]), counts[key][1]
+    real_ev, d_ev = [r.rewards != 0 for r in real], [rew != 0 for rew in d_rew]
+
+    def together(j: int, t: int) -> bool:
+        return ball_with_real(real[j].frames, d_frames[j], t)
+
+    for name, events, others in (
+        ("score_recall", real_ev, d_ev),
+        ("digit_recall", real_ev, digits),
+        ("score_precision", d_ev, real_ev),
+    ):
+        res[f"{name}_ball_with_real"], res[f"{name}_ball_with_real_events"] = core.matched_where(
+            events, others, together
+        )
 
 
 # -- start states and the probes -------------------------------------------------------------------
@@ -278,13 +270,7 @@ PONG_PROBES = [
         0.05,
     ),
     core.Probe("score_precision", "dreamed points (reward head) with a real point within 1 step", True, None, False),
-    core.Probe(
-        "score_precision_ball_with_real",
-        "dreamed points with a real point within 1 step, the dream's ball with the real one before",
-        True,
-        None,
-        False,
-    ),
+    core.SCORE_PRECISION_BALL_WITH_REAL,
     core.Probe(
         "score_recall",
         "real points the dream scores (reward head) within 1 step (parting balls too)",
