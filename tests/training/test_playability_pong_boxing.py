@@ -235,6 +235,9 @@ def test_boxing_the_real_game_passes_every_probe(boxing_oracle):
     assert res["punch"] == 1 and res["punch_real"] >= 1
     assert res["score_recall"] == 1 and res["score_precision"] == 1 and res["score_real_events"] >= 1
     assert res["digit_recall"] == 1 and res["digit_phantom"] == 0 and res["phantom_score"] == 0
+    for k in ("score_precision", "score_recall", "digit_recall"):  # the boxers are with the real ones everywhere
+        assert res[f"{k}_boxers_with_real"] == 1
+    assert res["score_recall_boxers_with_real_events"] == res["score_real_events"]
     assert res["clock"] == 1 and res["clock_n"] == 3 * 8
     assert res["opponent_split"] == 0 and res["opponent_split_frames"] > 50
     assert suites.goals_missed(res) == []
@@ -257,6 +260,22 @@ def test_boxing_invented_points_a_frozen_clock_and_a_second_opponent_are_caught(
     assert res["phantom_score"] == 1 and res["score_precision"] < 0.5
     assert res["clock"] < 0.6
     assert res["opponent_split"] > 0.5
+
+
+def test_boxing_points_where_the_boxers_agree_catch_invented_points_and_a_frozen_score(boxing_starts, boxing_dreamer):
+    """With the boxers where the real ones are, a point every 7 steps is mostly invented and a score
+    that never changes scores none of the real points; a dream whose boxer is elsewhere has its points
+    left out of these figures."""
+    broken = Broken(boxing_dreamer, freeze=[boxing.BOXING_SCORE], reward_every=7)
+    res = boxing.run_boxing("Boxing", broken, boxing_starts, **KW)
+    assert res["score_precision_boxers_with_real_events"] == res["score_dream_events"] > 0
+    assert res["score_precision_boxers_with_real"] < 0.5
+    assert res["digit_recall_boxers_with_real"] == 0 and res["digit_recall_boxers_with_real_events"] > 0
+    g = core.RealGame("Boxing")
+    real = g.rollout(boxing_starts["in_play"][0], lambda g_, t: -1 if t >= 5 else g_.idx("NOOP"))
+    moved = np.roll(real.frames, 3, axis=2)  # both boxers 3 px to the right
+    assert boxing.boxers_with_real(real.frames, real.frames, 4)
+    assert not boxing.boxers_with_real(real.frames, moved, 4)
 
 
 # -- per game --------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Boxing's playability suite (`BOXING_PROBES`, docs/playability.md): the boxer under each move,
-the punch, the points (reward head and score digits), the round clock, one opponent; objects
-read from the 64x64 frames, as Pong's are (pong.py; the same test file checks both games' detectors
-against the emulator's RAM).
+the punch, the points (reward head and score digits; also where the dream's boxers are with the
+real ones), the round clock, one opponent; objects read from the 64x64 frames, as Pong's are
+(pong.py; the same test file checks both games' detectors against the emulator's RAM).
 """
 
 from __future__ import annotations
@@ -18,6 +18,11 @@ BOXING_SCORE = (slice(0, 4), slice(4, 64))
 """The two scores (player left, computer right); columns 0-3 are the emulator's black border."""
 BOXING_CLOCK = (slice(4, 8), slice(16, 44))
 """The round clock (2:00 counting down; one second is 15 agent steps, RAM 17/18 = seconds/minutes)."""
+BOXING_SUITE = 2
+"""Version 2 added the points counted where the dream's boxers are with the real ones (reported)."""
+BOXERS_RADIUS = 2
+"""Pixels (of 64, Chebyshev) within which each of the dream's boxers (its centroid) is with the real
+one: a boxer is about 6 pixels wide and 12 tall, a step moves it up to 2."""
 
 
 def boxing_player(frame: np.ndarray) -> tuple[float, float] | None:
@@ -28,6 +33,47 @@ def boxing_player(frame: np.ndarray) -> tuple[float, float] | None:
 def boxing_opponent_mask(frame: np.ndarray) -> np.ndarray:
     """The black boxer's pixels in the ring (the ring is green, its ropes orange)."""
     return frame[BOXING_RING].astype(np.int16).sum(-1) < 200
+
+
+def boxing_opponent(frame: np.ndarray) -> tuple[float, float] | None:
+    """Centroid (row, col in the ring) of the black boxer, the computer."""
+    return core.mean_position(boxing_opponent_mask(frame))
+
+
+def boxers_with_real(real: np.ndarray, dream: np.ndarray, k: int) -> bool:
+    """Whether in frame k of real and dream ((T, H, W, C)) both of the dream's boxers are within
+    BOXERS_RADIUS of the real ones."""
+    return all(core.with_real(real, dream, [k], find, BOXERS_RADIUS) for find in (boxing_player, boxing_opponent))
+
+
+def points_with_real(res: dict, real: list[core.Rollout], starts: list[core.Start], d_frames, d_rew) -> None:
+    """The points counted only at steps where, in the frame before, the dream's boxers are with the
+    real ones (`boxers_with_real`; at the first step the start's own frame, which both share):
+
+    - `score_precision_boxers_with_real`: dreamed points (reward head) with a real point within 1 step;
+    - `score_recall_boxers_with_real`, `digit_recall_boxers_with_real`: real points the dream scores
+      (reward head; a visible change of the score digits) within 1 step.
+
+    Reported beside the plain figures, which count every step: in open loop the dream's boxers part
+    from the real ones (the computer's moves are not all in 4 frames) and a punch can land in the
+    dream where the real one misses. Where the boxers agree, a dreamed point the real game does not
+    give is the dream's (or its reward head's) own error."""
+    before = [np.concatenate([s.frames[-1:], r.frames]) for s, r in zip(starts, real)]
+    dreamt = [np.concatenate([s.frames[-1:], d]) for s, d in zip(starts, d_frames)]
+    digits = [core.region_changes(d, s.frames[-1], BOXING_SCORE) for s, d in zip(starts, d_frames)]
+    real_ev, d_ev = [r.rewards != 0 for r in real], [rew != 0 for rew in d_rew]
+
+    def together(j: int, t: int) -> bool:
+        return boxers_with_real(before[j], dreamt[j], t)
+
+    for name, events, others in (
+        ("score_precision", d_ev, real_ev),
+        ("score_recall", real_ev, d_ev),
+        ("digit_recall", real_ev, digits),
+    ):
+        res[f"{name}_boxers_with_real"], res[f"{name}_boxers_with_real_events"] = core.matched_where(
+            events, others, together
+        )
 
 
 def clock_agreement(real: np.ndarray, dream: np.ndarray, before: np.ndarray, every: int = 5) -> tuple[int, int]:
@@ -93,6 +139,7 @@ def run_boxing(
     real, p_starts, d_play, d_rew = core.played(game, dreamer, g, in_play, play_steps, rng, progress)
     if real:
         core.score_probes(res, real, p_starts, d_play, d_rew, BOXING_SCORE)
+        points_with_real(res, real, p_starts, d_play, d_rew)
         ok = n = one = split = 0
         for r, s, d in zip(real, p_starts, d_play):
             o, c = clock_agreement(r.frames, d, s.frames[-1])
@@ -121,6 +168,27 @@ BOXING_PROBES = [
     core.Probe("phantom_score", "rollouts with a dreamed point (reward head) and no real one", False, 0.05),
     core.Probe("digit_recall", "real points whose dreamed score digits change within 1 step", True, 0.80),
     core.Probe("digit_phantom", "rollouts whose dreamed score digits change and no real point", False, 0.05),
+    core.Probe(
+        "score_precision_boxers_with_real",
+        "dreamed points (reward head) with a real point within 1 step, the dream's boxers with the real ones before",
+        True,
+        None,
+        False,
+    ),
+    core.Probe(
+        "score_recall_boxers_with_real",
+        "real points the dream scores (reward head) within 1 step, the dream's boxers with the real ones before",
+        True,
+        None,
+        False,
+    ),
+    core.Probe(
+        "digit_recall_boxers_with_real",
+        "real points whose dreamed score digits change within 1 step, the dream's boxers with the real ones before",
+        True,
+        None,
+        False,
+    ),
     core.Probe("clock", "every 5th step: the dreamed clock reads the real one (+-1 step)", True, None),
     core.Probe("opponent_split", "frames with other than one black boxer where the real game has one", False, None),
 ]
@@ -130,5 +198,7 @@ BOXING_COUNTS = {
     "clock": "clock_n",
     "opponent_split": "opponent_split_frames",
     **core.SCORE_COUNTS,
+    **{f"{k}_boxers_with_real": f"{k}_boxers_with_real_events" for k in ("score_precision", "score_recall")},
+    "digit_recall_boxers_with_real": "digit_recall_boxers_with_real_events",
 }
 """Probe key -> the result key holding how many cases its figure counts (the table's n)."""

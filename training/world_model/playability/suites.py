@@ -10,7 +10,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from training.world_model.playability.boxing import BOXING_COUNTS, BOXING_PROBES, boxing_starts, run_boxing
+from training.world_model.playability.boxing import (
+    BOXING_COUNTS,
+    BOXING_PROBES,
+    BOXING_SUITE,
+    boxing_starts,
+    run_boxing,
+)
 from training.world_model.playability.breakout import BREAKOUT_COUNTS, PROBES, SUITE, make_starts, run
 from training.world_model.playability.core import SEED, ModelDreamer, Probe, Start
 from training.world_model.playability.pong import PONG_COUNTS, PONG_PROBES, PONG_SUITE, pong_starts, run_pong
@@ -31,7 +37,7 @@ class Suite:
 SUITES: dict[str, Suite] = {
     "Breakout": Suite(SUITE, PROBES, make_starts, run, BREAKOUT_COUNTS),
     "Pong": Suite(PONG_SUITE, PONG_PROBES, pong_starts, run_pong, PONG_COUNTS),
-    "Boxing": Suite(1, BOXING_PROBES, boxing_starts, run_boxing, BOXING_COUNTS),
+    "Boxing": Suite(BOXING_SUITE, BOXING_PROBES, boxing_starts, run_boxing, BOXING_COUNTS),
 }
 """Per game, its playability suite. `game in SUITES` says whether a game can be gated (Breakout's
 suite keeps `SUITE`, `PROBES`, `make_starts` and `run` as they were)."""
