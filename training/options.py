@@ -29,6 +29,8 @@ LOSS_OVERRIDES = (
     "context_noise_clean_prob",
     "motion_on_prediction",
     "motion_source",
+    "region_weight",
+    "region",
 )
 """Denoiser loss settings a run may set for itself (model/world_model/denoiser.DenoiserConfig fields)."""
 
@@ -86,6 +88,12 @@ class WorldModelOptions:
     motion_on_prediction: bool | None = None
     """Override whether the motion weight also covers pixels where the model's own estimate
     moves (--motion-on-prediction: a phantom ball costs as much as a missed one)."""
+    region_weight: float | None = None
+    """Override the extra loss weight on the fixed box --region (e.g. a game's score, so that a new
+    digit, a few pixels on a rare step, gets a share of the loss; the optimum stays unbiased)."""
+    region: str | None = None
+    """The box --region-weight covers, top,bottom,left,right of the 64x64 frame (Boxing's scores:
+    0,4,0,64)."""
     seed: int = 0
     """Seed of torch, numpy and the training-window samplers."""
     device: str = "auto"
@@ -120,7 +128,14 @@ class WorldModelOptions:
             v = getattr(self, name)
             if v is not None and not 0 <= v <= 1:
                 raise ValueError(f"--{flag(name)} must be in [0, 1], got {v}")
-        for name in ("motion_weight", "context_noise_scale"):
+        if self.region is not None:
+            try:
+                box = tuple(int(v) for v in self.region.split(","))
+            except ValueError:
+                box = ()
+            if len(box) != 4 or not (0 <= box[0] < box[1] and 0 <= box[2] < box[3]):
+                raise ValueError(f"--region must be top,bottom,left,right of a non-empty box, got {self.region!r}")
+        for name in ("motion_weight", "context_noise_scale", "region_weight"):
             v = getattr(self, name)
             if v is not None and v < 0:
                 raise ValueError(f"--{flag(name)} must be >= 0, got {v}")
@@ -131,7 +146,10 @@ class WorldModelOptions:
 
     def loss_overrides(self) -> dict[str, Any]:
         """The loss settings given on the command line, by DenoiserConfig field."""
-        return {k: getattr(self, k) for k in LOSS_OVERRIDES if getattr(self, k) is not None}
+        out = {k: getattr(self, k) for k in LOSS_OVERRIDES if getattr(self, k) is not None}
+        if "region" in out:
+            out["region"] = tuple(int(v) for v in out["region"].split(","))
+        return out
 
 
 def flag(name: str) -> str:

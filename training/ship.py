@@ -334,12 +334,18 @@ Reproduce: `python training/playability.py --checkpoint checkpoints/{game} --sta
         f"{c['sharpness_vs_real']:.2f} |"
         for c in stab["per_100_steps"]
     )
+    region_text = ""
+    if cfg.denoiser.region_weight:
+        top, bottom, left, right = cfg.denoiser.region
+        region_text = (
+            f"; loss weight +{cfg.denoiser.region_weight:g} on rows {top}-{bottom - 1}, columns {left}-{right - 1}"
+        )
     card = f"""# {game} world model
 
 `checkpoints/{game}.safetensors` + `checkpoints/{game}.json`, preset `{cfg.preset}`: U-Net channels
 {cfg.denoiser.unet.channels}, {cfg.denoiser.unet.blocks_per_level} blocks per level, {n_params / 1e6:.2f} M denoiser
 parameters; context-noise augmentation scale {cfg.denoiser.context_noise_scale} (clean with probability
-{cfg.denoiser.context_noise_clean_prob}); motion-weighted loss {cfg.denoiser.motion_weight}. Dreamed with
+{cfg.denoiser.context_noise_clean_prob}); motion-weighted loss {cfg.denoiser.motion_weight}{region_text}. Dreamed with
 {_sampler_text(model.cfg.sampler, cfg.action_meanings)}; {cfg.context_frames} context frames.
 
 ## Data

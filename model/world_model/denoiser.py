@@ -56,6 +56,12 @@ class DenoiserConfig:
     ball and the paddle are."""
     motion_dilate: int = 4
     """Pixels by which the 'context' motion mask is grown (the ball moves about 2-4 px a step)."""
+    region_weight: float = 0.0
+    """Extra loss weight on a fixed box of the frame, `region` (e.g. a game's score): a function
+    of neither the target nor the inputs, so the optimum stays the plain conditional mean; what
+    changes is the share of the loss a small, rare change there (a new score digit) gets."""
+    region: tuple[int, int, int, int] = (0, 0, 0, 0)
+    """The box `region_weight` covers: rows [top, bottom) and columns [left, right) of the frame."""
 
     def __post_init__(self) -> None:
         if isinstance(self.unet, dict):
@@ -68,6 +74,12 @@ class DenoiserConfig:
             raise ValueError("context_noise_scale must be >= 0 and context_noise_clean_prob in [0, 1]")
         if self.motion_weight < 0:
             raise ValueError(f"motion_weight must be >= 0, got {self.motion_weight}")
+        self.region = tuple(int(v) for v in self.region)
+        if self.region_weight < 0:
+            raise ValueError(f"region_weight must be >= 0, got {self.region_weight}")
+        box_ok = len(self.region) == 4 and 0 <= self.region[0] < self.region[1] and 0 <= self.region[2] < self.region[3]
+        if len(self.region) != 4 or (self.region_weight > 0 and not box_ok):
+            raise ValueError(f"region must be (top, bottom, left, right) of a non-empty box, got {self.region}")
         if self.motion_source not in ("target", "context") or self.motion_dilate < 0:
             raise ValueError(
                 f"motion_source must be 'target' or 'context' and motion_dilate >= 0, got "
@@ -284,7 +296,7 @@ class Denoiser(nn.Module):
     ) -> torch.Tensor | None:
         """Per-pixel loss weight (B, 1, H, W), or None for a plain mean: the motion weight (from
         `motion_source`, and with `motion_on_prediction` where `denoised`, the model's estimate
-        without gradient, moves away from the last context frame). Adds
+        without gradient, moves away from the last context frame), plus `region_weight` on `region`. Adds
         `motion_fraction` and `motion_predicted_only` to `metrics`."""
         cfg = self.cfg
         weight: torch.Tensor | None = None
@@ -320,4 +332,9 @@ class Denoiser(nn.Module):
             moving = F.max_pool2d(moving.float(), 3, stride=1, padding=1)  # dilate by one pixel
             weight = 1 + cfg.motion_weight * moving
             metrics["motion_fraction"] = moving.mean().item()
+        if cfg.region_weight > 0:
+            top, bottom, left, right = cfg.region
+            box = torch.zeros_like(next_obs[:1, :1])
+            box[..., top:bottom, left:right] = cfg.region_weight
+            weight = (torch.ones_like(next_obs[:, :1]) if weight is None else weight) + box
         return weight

@@ -184,6 +184,9 @@ def test_training_sigma_distribution_is_clipped_lognormal(denoiser: Denoiser) ->
         {"train_sigma_min": 5.0, "train_sigma_max": 1.0},
         {"context_noise_clean_prob": 1.5},
         {"motion_weight": -1.0},
+        {"region_weight": -1.0},
+        {"region_weight": 2.0, "region": (4, 0, 0, 64)},
+        {"region": (0, 4, 0)},
     ],
 )
 def test_bad_denoiser_config_raises(kwargs: dict) -> None:
@@ -277,3 +280,22 @@ def test_context_motion_weight_also_covers_what_the_model_draws() -> None:
     assert metrics[0]["motion_fraction"] == metrics[1]["motion_fraction"] == metrics[0]["motion_predicted_only"]
     den.cfg.motion_on_prediction = False
     assert "motion_predicted_only" not in den.loss(ctx, act, empty)[1]
+
+
+def test_region_weight_is_a_fixed_box_whatever_the_target() -> None:
+    """region_weight adds a weight on a fixed box (a game's score): the same for every target and
+    context (so the optimum stays the conditional mean), 1 elsewhere, and the weighted mean of a
+    uniform error is that error."""
+    cfg = DenoiserConfig(unet=TINY_UNET, region_weight=9.0, region=(0, 4, 8, 64))
+    den = Denoiser(cfg)
+    g = torch.Generator().manual_seed(0)
+    weights = []
+    for _ in range(2):
+        ctx, target = torch.rand(2, 4, 3, 64, 64, generator=g) * 2 - 1, torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
+        weights.append(den.loss_weight(ctx, target, target, {}))
+    w = weights[0]
+    assert w.shape == (2, 1, 64, 64) and torch.equal(weights[0], weights[1])
+    assert (w[:, :, :4, 8:] == 10).all() and (w[:, :, 4:] == 1).all() and (w[:, :, :, :8] == 1).all()
+    loss, _ = den.weighted(torch.full((2, 3, 64, 64), 0.25), ctx, target, target)
+    assert loss.item() == pytest.approx(0.25)
+    assert Denoiser(DenoiserConfig(unet=TINY_UNET)).loss_weight(ctx, target, target, {}) is None

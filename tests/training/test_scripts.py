@@ -162,6 +162,10 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
         *TINY,
         "--motion-weight",
         "9",
+        "--region-weight",
+        "5",
+        "--region",
+        "0,4,0,64",
         "--steps",
         "3",
         "--eval-every",
@@ -185,7 +189,9 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
     model = WorldModel.from_snapshot(ft / "snapshot", precision="fp32")
     assert model.meta["train_steps"] == 8 + 3 and model.meta["base_training"]["steps"] == 8
     assert model.cfg.denoiser.motion_weight == 9 != base.cfg.denoiser.motion_weight
+    assert (model.cfg.denoiser.region_weight, model.cfg.denoiser.region) == (5, (0, 4, 0, 64))
     model.cfg.denoiser.motion_weight = base.cfg.denoiser.motion_weight
+    model.cfg.denoiser.region_weight, model.cfg.denoiser.region = base.cfg.denoiser.region_weight, (0, 0, 0, 0)
     assert model.cfg == base.cfg
     # A resumed run keeps the loss settings it started with.
     again = run_script(
@@ -474,6 +480,8 @@ def test_resume_without_a_run_fails_cleanly(work: Path, run_script) -> None:
         ("training/train.py", ["--bogus-flag", "--run-dir", "OUT"], "unrecognized arguments"),
         ("training/train.py", ["--preset", "huge", "--run-dir", "OUT"], "invalid choice"),
         ("training/train.py", ["--steps", "0", "--run-dir", "OUT"], "--steps"),
+        ("training/train.py", ["--region", "4,0,0,64", "--run-dir", "OUT"], "--region must be"),
+        ("training/train.py", ["--region-weight", "-1", "--run-dir", "OUT"], "--region-weight"),
         ("training/evaluate.py", ["--data", "OUT"], "--checkpoint"),
     ],
 )
