@@ -55,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="folder for fidelity.json and strip.png")
     p.add_argument("--device", default="auto")
     p.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        default="auto",
+        help="auto: bf16 autocast where the CPU (or a GPU) runs it fast, as served; fp32 to compare",
+    )
+    p.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads (0 = torch's default; 1 beside a training run)"
     )
     args = p.parse_args(argv)
@@ -68,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         horizons = tuple(int(h) for h in args.horizons.split(","))
         if not horizons or min(horizons) < 1:
             raise ValueError(f"bad --horizons {args.horizons!r}")
-        model = WorldModel.from_snapshot(args.checkpoint, pick_device(args.device))
+        model = WorldModel.from_snapshot(args.checkpoint, pick_device(args.device), precision=args.precision)
         sampler = model.sampler_config(num_steps=args.steps, order=2 if args.heun else 1, sigma_max=args.sigma_max)
         store = EpisodeStore(args.data)
         episodes, errors = store.load_all(model.cfg.game)

@@ -483,6 +483,7 @@ def test_resume_without_a_run_fails_cleanly(work: Path, run_script) -> None:
         ("training/train.py", ["--region", "4,0,0,64", "--run-dir", "OUT"], "--region must be"),
         ("training/train.py", ["--region-weight", "-1", "--run-dir", "OUT"], "--region-weight"),
         ("training/evaluate.py", ["--data", "OUT"], "--checkpoint"),
+        ("training/evaluate.py", ["--checkpoint", "OUT", "--data", "OUT", "--precision", "fp64"], "invalid choice"),
     ],
 )
 def test_bad_command_lines(tmp_path: Path, run_script, script: str, args: list[str], says: str) -> None:
