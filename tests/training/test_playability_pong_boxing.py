@@ -232,6 +232,7 @@ def test_boxing_the_real_game_passes_every_probe(boxing_oracle):
     assert probe_keys("Boxing") <= set(res) and "multi_ball" not in res and "serve" not in res
     assert res["player_control"] == 1 and res["player_control_n"] == 3 * 9
     assert res["player_control_error_px"] == {"median": 0.0, "p90": 0.0, "no_player_drawn": 0}
+    assert res["player_control_unpunched"] == 1 and 0 < res["player_control_unpunched_n"] <= 3 * 9
     assert res["punch"] == 1 and res["punch_real"] >= 1
     assert res["score_recall"] == 1 and res["score_precision"] == 1 and res["score_real_events"] >= 1
     assert res["digit_recall"] == 1 and res["digit_phantom"] == 0 and res["phantom_score"] == 0
@@ -245,7 +246,7 @@ def test_boxing_the_real_game_passes_every_probe(boxing_oracle):
 
 def test_boxing_a_dream_that_ignores_the_keys_fails_control_and_punch(boxing_starts, boxing_dreamer, boxing_oracle):
     res = boxing.run_boxing("Boxing", Broken(boxing_dreamer, ignore_keys=True), boxing_starts, **KW)
-    assert res["player_control"] < 0.5 and res["punch"] < 1
+    assert res["player_control"] < 0.5 and res["punch"] < 1 and res["player_control_unpunched"] < 0.5
     assert res["player_control_error_px"]["p90"] > 1  # the boxer stays while the real one moves
     worse = suites.worse_than(res, boxing_oracle)
     assert any(w.startswith("player_control") for w in worse) and any(w.startswith("punch") for w in worse)
@@ -276,6 +277,17 @@ def test_boxing_points_where_the_boxers_agree_catch_invented_points_and_a_frozen
     moved = np.roll(real.frames, 3, axis=2)  # both boxers 3 px to the right
     assert boxing.boxers_with_real(real.frames, real.frames, 4)
     assert not boxing.boxers_with_real(real.frames, moved, 4)
+
+
+def test_boxing_control_unpunched_leaves_out_the_branches_where_the_player_is_hit(boxing_starts):
+    frame = boxing_starts["in_play"][0].frames[-1]
+    real_b = np.stack([frame, frame])[None, :, None]  # (1 start, 2 moves, 1 step, H, W, C)
+    d_b = np.stack([frame, np.roll(frame, 3, axis=1)])[None, :, None]  # the second boxer drawn 3 px off
+    res = {}
+    boxing.control_unpunched(res, real_b, d_b, np.zeros((1, 2, 1)))
+    assert (res["player_control_unpunched"], res["player_control_unpunched_n"]) == (0.5, 2)
+    boxing.control_unpunched(res, real_b, d_b, np.array([[[0.0], [-1.0]]]))  # the computer scores in the second
+    assert (res["player_control_unpunched"], res["player_control_unpunched_n"]) == (1.0, 1)
 
 
 # -- per game --------------------------------------------------------------------------------------

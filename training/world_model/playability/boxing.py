@@ -19,7 +19,8 @@ BOXING_SCORE = (slice(0, 4), slice(4, 64))
 BOXING_CLOCK = (slice(4, 8), slice(16, 44))
 """The round clock (2:00 counting down; one second is 15 agent steps, RAM 17/18 = seconds/minutes)."""
 BOXING_SUITE = 2
-"""Version 2 added the points counted where the dream's boxers are with the real ones (reported)."""
+"""Version 2 added, reported: the points counted where the dream's boxers are with the real ones,
+and control over the branches where the computer lands no punch on the player."""
 BOXERS_RADIUS = 2
 """Pixels (of 64, Chebyshev) within which each of the dream's boxers (its centroid) is with the real
 one: a boxer is about 6 pixels wide and 12 tall, a step moves it up to 2."""
@@ -94,6 +95,20 @@ def clock_agreement(real: np.ndarray, dream: np.ndarray, before: np.ndarray, eve
     return ok, n
 
 
+def control_unpunched(res: dict, real_b: np.ndarray, d_b: np.ndarray, real_r: np.ndarray) -> None:
+    """`player_control_unpunched` (reported): the control probe over the branches in which the
+    computer lands no punch on the player in the real game (no point for it, `real_r` < 0). A landed
+    punch knocks the player back, and when it lands follows the computer's moves, not the keys.
+    real_b, d_b: (S, A, T, H, W, C) frames of the held moves; real_r: (S, A, T) real rewards."""
+    ok = n = 0
+    for i, a in zip(*np.nonzero(~(real_r < 0).any(-1))):
+        r, d = boxing_player(real_b[i, a, -1]), boxing_player(d_b[i, a, -1])
+        if r is not None:
+            n += 1
+            ok += d is not None and max(abs(x - y) for x, y in zip(r, d)) <= core.CONTROL_RADIUS
+    res["player_control_unpunched"], res["player_control_unpunched_n"] = core.share(ok, n), n
+
+
 # -- start states and the probes -------------------------------------------------------------------
 def boxing_starts(game: str, n: int, seed: int = core.SEED, progress: bool = True) -> dict[str, list[core.Start]]:
     """Per episode seed: an in-play start after 10-200 steps of the expert (a round lasts 1,800)."""
@@ -125,8 +140,9 @@ def run_boxing(
     # 1. control: NOOP and the 8 directions held; punch: FIRE against NOOP over the first 3 steps
     if in_play:
         acts = [g.idx(m) for m in (*BOXING_MOVES, "FIRE")]
-        real_b, d_b = core.branch_rollouts(g, dreamer, in_play, acts, branch_steps, progress)
+        real_b, d_b, real_r = core.branch_rollouts(g, dreamer, in_play, acts, branch_steps, progress)
         core.control_probe(res, cases, real_b[:, :-1], d_b[:, :-1], list(BOXING_MOVES), boxing_player)
+        control_unpunched(res, real_b[:, :-1], d_b[:, :-1], real_r[:, :-1])
         agree = punches = 0
         for i in range(len(in_play)):
             r = any(core.frames_differ(real_b[i, -1, t], real_b[i, 0, t]) for t in range(3))
@@ -156,6 +172,13 @@ def run_boxing(
 BOXING_PROBES = [
     core.Probe(
         "player_control", "branches (NOOP, 8 directions held 8 steps) whose dreamed boxer ends within 1 px", True, 0.90
+    ),
+    core.Probe(
+        "player_control_unpunched",
+        "the same, over the branches where the computer lands no punch on the player (real game)",
+        True,
+        None,
+        False,
     ),
     core.Probe(
         "punch",
@@ -194,6 +217,7 @@ BOXING_PROBES = [
 ]
 BOXING_COUNTS = {
     "player_control": "player_control_n",
+    "player_control_unpunched": "player_control_unpunched_n",
     "punch": "punch_n",
     "clock": "clock_n",
     "opponent_split": "opponent_split_frames",

@@ -351,14 +351,17 @@ def held(a: int, steps: int) -> Callable[[RealGame, int], int]:
 
 def branch_rollouts(
     g: RealGame, dreamer: Dreamer, starts: list[Start], actions: list[int], steps: int, progress: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each action held `steps` steps from each start, real and dreamed -> frames (S, A, T, H, W, C)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each action held `steps` steps from each start, real and dreamed -> frames (S, A, T, H, W, C)
+    real and dreamed, and the real rewards (S, A, T) (0 after a finished game)."""
     b_starts = [s for s in starts for _ in actions]
     acts = np.repeat(np.tile(actions, len(starts))[:, None], steps, 1)
-    real = np.stack([pad_rollout(g.rollout(s, held(int(a), steps)), steps) for s, a in zip(b_starts, acts[:, 0])])
+    rollouts = [g.rollout(s, held(int(a), steps)) for s, a in zip(b_starts, acts[:, 0])]
+    real = np.stack([pad_rollout(r, steps) for r in rollouts])
+    rewards = np.stack([np.pad(r.rewards, (0, steps - len(r.rewards))) for r in rollouts])
     dream, _, _ = dream_batch(dreamer, b_starts, acts, "branches", progress)
-    shape = (len(starts), len(actions), steps, *real.shape[2:])
-    return real.reshape(shape), dream.reshape(shape)
+    shape = (len(starts), len(actions), steps)
+    return real.reshape(*shape, *real.shape[2:]), dream.reshape(*shape, *real.shape[2:]), rewards.reshape(shape)
 
 
 def mirrored(game: str, g: RealGame, rng: np.random.Generator, fire: bool = True) -> int:

@@ -178,7 +178,7 @@ def run_pong(
 
     # 1. control: every action held; the paddle follows RIGHT (up) and LEFT (down) and nothing else
     if in_play:
-        real_b, d_b = core.branch_rollouts(g, dreamer, in_play, list(range(len(g.meanings))), branch_steps, progress)
+        real_b, d_b, _ = core.branch_rollouts(g, dreamer, in_play, list(range(len(g.meanings))), branch_steps, progress)
         core.control_probe(
             res, cases, real_b, d_b, g.meanings, lambda f: (lambda p: None if p is None else (p,))(pong_player(f))
         )
