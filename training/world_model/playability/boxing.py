@@ -59,13 +59,14 @@ def points_with_real(res: dict, real: list[core.Rollout], starts: list[core.Star
     from the real ones (the computer's moves are not all in 4 frames) and a punch can land in the
     dream where the real one misses. Where the boxers agree, a dreamed point the real game does not
     give is the dream's (or its reward head's) own error."""
-    before = [np.concatenate([s.frames[-1:], r.frames]) for s, r in zip(starts, real)]
-    dreamt = [np.concatenate([s.frames[-1:], d]) for s, d in zip(starts, d_frames)]
+    # frame t of these is the one before step t: the start's, then the rollout's
+    real_seq = [np.concatenate([s.frames[-1:], r.frames]) for s, r in zip(starts, real)]
+    dream_seq = [np.concatenate([s.frames[-1:], d]) for s, d in zip(starts, d_frames)]
     digits = [core.region_changes(d, s.frames[-1], BOXING_SCORE) for s, d in zip(starts, d_frames)]
     real_ev, d_ev = [r.rewards != 0 for r in real], [rew != 0 for rew in d_rew]
 
     def together(j: int, t: int) -> bool:
-        return boxers_with_real(before[j], dreamt[j], t)
+        return boxers_with_real(real_seq[j], dream_seq[j], t)
 
     for name, events, others in (
         ("score_precision", d_ev, real_ev),
