@@ -4,11 +4,14 @@ Start the dream from a real 4-frame context of a held-out episode, feed it the e
 actions, and compare with the real frames at horizons h (`fidelity`): whole-frame PSNR, motion
 PSNR and SSIM beside the trivial repeat-the-last-real-frame predictor, and ball recall where the
 game has a ball field (training/world_model/measures.py). `stability`: a long rollout with random keys, checked
-for collapse. `reward_end_accuracy`: the reward/end model on real transitions. Also the table and
+for collapse. `reward_end_accuracy`: the reward/end model on real transitions. `score_redraw`: whether the dream
+draws the new score on a point, one step from its real context. Also the table and
 images training/evaluate.py, training/ship.py and train.py's periodic evaluation write.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -147,11 +150,69 @@ def fidelity(
     return {
         "horizons": rows,
         "ball": ball,
+        "score_redraw": score_redraw(model, episodes, sampler, seed=seed),
         "starts": [list(s) for s in st],
         "sampler": vars(sampler),
         "_dream": dream,
         "_real": real,
     }
+
+
+def score_region(game: str) -> tuple[slice, slice] | None:
+    """Rows and columns of the game's score digits in the 64x64 frame, where the playability suite
+    reads them (None for a game it does not read them in)."""
+    from training.world_model.playability.boxing import BOXING_SCORE
+    from training.world_model.playability.pong import PONG_SCORE
+
+    return {"Pong": PONG_SCORE, "Boxing": BOXING_SCORE}.get(game)
+
+
+def score_redraw(
+    model: WorldModel,
+    episodes: list[Episode],
+    sampler: SamplerConfig | None = None,
+    seeds: int = 4,
+    seed: int = 0,
+    dream_next: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None,
+) -> dict | None:
+    """Does the dream redraw the score when a point is scored? From the real context of each held-out
+    point whose score digits change visibly on the next frame (reward != 0, either side), `seeds`
+    dreams of that next frame: the share whose score region changes visibly too (`frames_differ`,
+    2 pixels). One step from real frames, not a rollout: whether the denoiser has learned to draw a
+    new digit at all, apart from where an open-loop dream has gone. None for a game without a
+    `score_region`.
+
+    dream_next(frames (B, L, H, W, C) uint8, actions (B, L) with the step's own last, seed) -> next
+    frames (B, H, W, C) uint8; default: the model through `Dreams`."""
+    from training.world_model.playability.core import frames_differ
+
+    region = score_region(model.cfg.game)
+    if region is None:
+        return None
+    L = model.cfg.context_frames
+    cases = [
+        (e, int(t))
+        for e in episodes
+        for t in np.nonzero(e.rewards != 0)[0]
+        if t >= L - 1 and frames_differ(e.obs[t + 1][region], e.obs[t][region], min_pixels=2)
+    ]
+    if dream_next is None:
+
+        def dream_next(frames: np.ndarray, actions: np.ndarray, k: int) -> np.ndarray:
+            dreams = Dreams(model, sampler or model.sampler_config(), seed=k)
+            dreams.reset(torch.from_numpy(frames), torch.from_numpy(actions[:, :-1]))
+            return dreams.step(torch.from_numpy(actions[:, -1]))[0].numpy()
+
+    redrawn = 0
+    for k in range(seeds):
+        for i in range(0, len(cases), 32):
+            chunk = cases[i : i + 32]
+            frames = np.stack([e.obs[t - L + 1 : t + 1] for e, t in chunk])
+            actions = np.stack([e.actions[t - L + 1 : t + 1] for e, t in chunk])
+            nxt = dream_next(frames, actions, seed + k)
+            redrawn += sum(frames_differ(n[region], e.obs[t][region], min_pixels=2) for n, (e, t) in zip(nxt, chunk))
+    n = len(cases) * seeds
+    return {"points": len(cases), "dreams": n, "redrawn": redrawn / n if n else None}
 
 
 QUALITY_HORIZONS = (1, 15, 50)
@@ -310,5 +371,12 @@ def format_table(result: dict) -> str:
             "| dreamed steps | " + " | ".join(pooled) + " |",
             "| --- |" + " --- |" * len(pooled),
             f"| ball recall (within {BALL_RADIUS} px) | " + " | ".join(f(v) for v in pooled.values()) + " |",
+        ]
+    redraw = result.get("score_redraw")
+    if redraw and redraw["points"]:
+        lines += [
+            "",
+            f"Score digits redrawn on a point, one step from its real context: {redraw['redrawn']:.1%} of "
+            f"{redraw['dreams']} dreams ({redraw['points']} held-out points whose digits change on the next frame).",
         ]
     return "\n".join(lines)
