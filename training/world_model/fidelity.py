@@ -178,9 +178,9 @@ def score_redraw(
     """Does the dream redraw the score when a point is scored? From the real context of each held-out
     point whose score digits change visibly on the next frame (reward != 0, either side), `seeds`
     dreams of that next frame: the share whose score region changes visibly too (`frames_differ`,
-    2 pixels). One step from real frames, not a rollout: whether the denoiser has learned to draw a
-    new digit at all, apart from where an open-loop dream has gone. None for a game without a
-    `score_region`.
+    2 pixels; whether to the right digit is not checked). One step from real frames, not a rollout:
+    whether the denoiser has learned to draw a new digit at all, apart from where an open-loop dream
+    has gone. None for a game without a `score_region`.
 
     dream_next(frames (B, L, H, W, C) uint8, actions (B, L) with the step's own last, seed) -> next
     frames (B, H, W, C) uint8; default: the model through `Dreams`."""
