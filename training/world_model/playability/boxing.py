@@ -47,13 +47,15 @@ def boxers_with_real(real: np.ndarray, dream: np.ndarray, k: int) -> bool:
     return all(core.with_real(real, dream, [k], find, BOXERS_RADIUS) for find in (boxing_player, boxing_opponent))
 
 
-def points_with_real(res: dict, real: list[core.Rollout], starts: list[core.Start], d_frames, d_rew) -> None:
+def points_with_real(
+    res: dict, real: list[core.Rollout], starts: list[core.Start], d_frames, d_rew, digits: list[np.ndarray]
+) -> None:
     """The points counted only at steps where, in the frame before, the dream's boxers are with the
     real ones (`boxers_with_real`; at the first step the start's own frame, which both share):
 
     - `score_precision_boxers_with_real`: dreamed points (reward head) with a real point within 1 step;
     - `score_recall_boxers_with_real`, `digit_recall_boxers_with_real`: real points the dream scores
-      (reward head; a visible change of the score digits) within 1 step.
+      (reward head; `digits`, the dreamed score's changes from `core.score_probes`) within 1 step.
 
     Reported beside the plain figures, which count every step: in open loop the dream's boxers part
     from the real ones (the computer's moves are not all in 4 frames) and a punch can land in the
@@ -62,20 +64,11 @@ def points_with_real(res: dict, real: list[core.Rollout], starts: list[core.Star
     # frame t of these is the one before step t: the start's, then the rollout's
     real_seq = [np.concatenate([s.frames[-1:], r.frames]) for s, r in zip(starts, real)]
     dream_seq = [np.concatenate([s.frames[-1:], d]) for s, d in zip(starts, d_frames)]
-    digits = [core.region_changes(d, s.frames[-1], BOXING_SCORE) for s, d in zip(starts, d_frames)]
-    real_ev, d_ev = [r.rewards != 0 for r in real], [rew != 0 for rew in d_rew]
 
     def together(j: int, t: int) -> bool:
         return boxers_with_real(real_seq[j], dream_seq[j], t)
 
-    for name, events, others in (
-        ("score_precision", d_ev, real_ev),
-        ("score_recall", real_ev, d_ev),
-        ("digit_recall", real_ev, digits),
-    ):
-        res[f"{name}_boxers_with_real"], res[f"{name}_boxers_with_real_events"] = core.matched_where(
-            events, others, together
-        )
+    core.points_matched_where(res, "boxers_with_real", real, d_rew, digits, together)
 
 
 def clock_agreement(real: np.ndarray, dream: np.ndarray, before: np.ndarray, every: int = 5) -> tuple[int, int]:
@@ -155,8 +148,8 @@ def run_boxing(
     # 2. play: the expert, or running from the opponent; points, the clock, one opponent
     real, p_starts, d_play, d_rew = core.played(game, dreamer, g, in_play, play_steps, rng, progress)
     if real:
-        core.score_probes(res, real, p_starts, d_play, d_rew, BOXING_SCORE)
-        points_with_real(res, real, p_starts, d_play, d_rew)
+        digits = core.score_probes(res, real, p_starts, d_play, d_rew, BOXING_SCORE)
+        points_with_real(res, real, p_starts, d_play, d_rew, digits)
         ok = n = one = split = 0
         for r, s, d in zip(real, p_starts, d_play):
             o, c = clock_agreement(r.frames, d, s.frames[-1])

@@ -298,6 +298,23 @@ def matched_where(events: list, others: list, together: Callable[[int, int], boo
     return share(hit, n), n
 
 
+def points_matched_where(
+    res: dict, where: str, real: list, d_rew: list, digits: list, together: Callable[[int, int], bool]
+) -> None:
+    """The points counted only at steps where `together(j, t)` (the dream's objects with the real
+    ones; `matched_where`), into `res`: score_recall_{where} (real points the reward head scores
+    within 1 step), digit_recall_{where} (real points whose dreamed `digits` change within 1 step)
+    and score_precision_{where} (dreamed points with a real one within 1 step), each with its
+    count under the key + "_events". real: rollouts (`Rollout`); d_rew: dreamed rewards (T,) each."""
+    real_ev, d_ev = [r.rewards != 0 for r in real], [rew != 0 for rew in d_rew]
+    for name, events, others in (
+        ("score_recall", real_ev, d_ev),
+        ("digit_recall", real_ev, digits),
+        ("score_precision", d_ev, real_ev),
+    ):
+        res[f"{name}_{where}"], res[f"{name}_{where}_events"] = matched_where(events, others, together)
+
+
 @dataclass
 class Probe:
     key: str
@@ -394,8 +411,10 @@ def played(game: str, dreamer: Dreamer, g: RealGame, starts: list[Start], steps:
     return real, starts, d_frames, d_rew
 
 
-def score_probes(res: dict, real: list[Rollout], starts: list[Start], d_frames, d_rew, region) -> None:
-    """Points, from the reward head and from the score digits, against the real points (+-1 step)."""
+def score_probes(res: dict, real: list[Rollout], starts: list[Start], d_frames, d_rew, region) -> list[np.ndarray]:
+    """Points, from the reward head and from the score digits, against the real points (+-1 step).
+    Returns the dreamed digit changes per rollout ((T,) bool, `region_changes`) for the game's own
+    point probes."""
     real_ev = [r.rewards != 0 for r in real]
     m = match_events(real_ev, [r != 0 for r in d_rew])
     res["score_precision"], res["score_dream_events"] = m["precision"], m["dream_events"]
@@ -404,6 +423,7 @@ def score_probes(res: dict, real: list[Rollout], starts: list[Start], d_frames, 
     digits = [region_changes(d, s.frames[-1], region) for d, s in zip(d_frames, starts)]
     m = match_events(real_ev, digits)
     res["digit_recall"], res["digit_phantom"], res["digit_n"] = m["recall"], m["phantom"], m["rollouts_without"]
+    return digits
 
 
 def probes_begin(

@@ -97,7 +97,9 @@ def ball_with_real(real: np.ndarray, dream: np.ndarray, t: int) -> bool:
     return core.with_real(real, dream, range(t, max(-1, t - 1 - EXIT_LOOKBACK), -1), pong_ball, BALL_RADIUS)
 
 
-def point_rules(res: dict, real: list[core.Rollout], starts: list[core.Start], d_frames, d_rew) -> None:
+def point_rules(
+    res: dict, real: list[core.Rollout], starts: list[core.Start], d_frames, d_rew, digits: list[np.ndarray]
+) -> None:
     """A point is scored when the ball passes a paddle, never otherwise, judged in the dream's own
     world, and compared with the real points where the dream's ball is with the real one:
 
@@ -109,27 +111,20 @@ def point_rules(res: dict, real: list[core.Rollout], starts: list[core.Start], d
     - `score_precision_ball_with_real` (reported): dreamed points where its ball was with the real
       one that have a real point within 1 step.
 
+    `digits`: the dreamed score's changes per rollout, as `core.score_probes` returns them.
+
     The ball is under a pixel wide; from a 4-frame context its sub-pixel position is hidden, so in
     open loop the dream's ball parts from the real one within 10-20 steps and then scores (or not)
     by the rules where the real one does not: the plain recall and phantom figures count that too."""
-    digits = [core.region_changes(d, s.frames[-1], PONG_SCORE) for s, d in zip(starts, d_frames)]
     bad_r = sum(unearned_points(s.frames, d, rew != 0, rew) > 0 for s, d, rew in zip(starts, d_frames, d_rew))
     bad_d = sum(unearned_points(s.frames, d, dg) > 0 for s, d, dg in zip(starts, d_frames, digits))
     res["unearned_score"], res["unearned_digits"] = core.share(bad_r, len(real)), core.share(bad_d, len(real))
     res["unearned_n"] = len(real)
-    real_ev, d_ev = [r.rewards != 0 for r in real], [rew != 0 for rew in d_rew]
 
     def together(j: int, t: int) -> bool:
         return ball_with_real(real[j].frames, d_frames[j], t)
 
-    for name, events, others in (
-        ("score_recall", real_ev, d_ev),
-        ("digit_recall", real_ev, digits),
-        ("score_precision", d_ev, real_ev),
-    ):
-        res[f"{name}_ball_with_real"], res[f"{name}_ball_with_real_events"] = core.matched_where(
-            events, others, together
-        )
+    core.points_matched_where(res, "ball_with_real", real, d_rew, digits, together)
 
 
 # -- start states and the probes -------------------------------------------------------------------
@@ -213,8 +208,8 @@ def run_pong(
     all_frames = [*(d_play if real else []), *(d_serve if keep else [])]
     all_rew = [*(d_rew if real else []), *(d_serve_rew if keep else [])]
     if all_real:
-        core.score_probes(res, all_real, all_starts, all_frames, all_rew, PONG_SCORE)
-        point_rules(res, all_real, all_starts, all_frames, all_rew)
+        digits = core.score_probes(res, all_real, all_starts, all_frames, all_rew, PONG_SCORE)
+        point_rules(res, all_real, all_starts, all_frames, all_rew, digits)
     one = multi = near = seen = 0
     worst = (0, None)
     for r, d in zip(all_real, all_frames):
