@@ -167,6 +167,13 @@ def main(argv: list[str] | None = None) -> int:
         "--force", action="store_true", help="ship even if a playability probe or a fidelity figure got worse"
     )
     add_guidance_flags(p, "ship the model with action-contrast guidance G in its sampler settings")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="ship the model with N Euler steps in its sampler settings (default: its own)",
+    )
     args = p.parse_args(argv)
     if (args.run_dir is None) == (args.snapshot is None):
         which = "neither was given" if args.run_dir is None else "not both"
@@ -180,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     try:
         model = WorldModel.from_snapshot(source)
-        model.cfg.sampler = model.sampler_config(**guidance)
+        model.cfg.sampler = model.sampler_config(num_steps=args.steps, **guidance)
         heldout, errors = EpisodeStore(args.heldout).load_all(model.cfg.game)
         if not heldout:
             raise ValueError(f"no held-out episodes in {args.heldout}")
@@ -328,6 +335,7 @@ Reproduce: `python training/playability.py --checkpoint checkpoints/{game} --sta
     flags = {"action_guidance": "--action-guidance", "guidance_sigma": "--guidance-sigma"}
     flags["guidance_reference"] = "--guidance-reference"
     reproduce += "".join(f" {flags[k]} {v}" for k, v in guidance.items())
+    reproduce += f" --steps {args.steps}" if args.steps is not None else ""
     reproduce += f" --data {args.data} --heldout {args.heldout}" + (" --force" if args.force else "")
     stab_rows = "\n".join(
         f"| {c['steps']} | {c['blank_frac']:.2f} | {c['saturated_frac']:.2f} | {c['frozen_frac']:.2f} | "

@@ -300,18 +300,24 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
     wrong = run_script("training/ship.py", "--snapshot", shipped_ckpt, *rest, "--guidance-reference", "JUMP")
     assert "'JUMP' is not an action of Breakout" in one_error(wrong)
     assert {**file_bytes(tmp_path / "ckpt"), **file_bytes(tmp_path / "docs")} == before
+    no_steps = run_script("training/ship.py", "--snapshot", shipped_ckpt, *rest, "--force", "--steps", "0")
+    assert "num_steps must be in [1, 50], got 0" in one_error(no_steps)
+    assert {**file_bytes(tmp_path / "ckpt"), **file_bytes(tmp_path / "docs")} == before
     weights = WorldModel.from_snapshot(shipped_ckpt, precision="fp32").state_dict()
     reshipped = run_script(
-        "training/ship.py", "--snapshot", shipped_ckpt, *rest, "--force", "--guidance-reference", "FIRE"
+        "training/ship.py", "--snapshot", shipped_ckpt, *rest, "--force", "--guidance-reference", "FIRE", "--steps", "2"
     )
     assert reshipped.returncode == 0, reshipped.stderr
     again = WorldModel.from_snapshot(shipped_ckpt, precision="fp32")
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in weights.items())
     assert again.sampler_config().guidance_reference == 1 and again.sampler_config().action_guidance == 1.5
+    assert again.sampler_config().num_steps == 2  # the sampler it was shipped with, read by every consumer
+    assert json.loads(play_json.read_text())["euler_steps"] == 2  # its suite measured as shipped
     assert again.meta["training"]["steps"] == 11  # its training record kept
     card = (tmp_path / "docs" / "Breakout.md").read_text()
     assert "action guidance 1.5 at noise >= 1 against FIRE" in card and "shipped again as they were" in card
-    assert f"ship.py --snapshot {shipped_ckpt} --guidance-reference FIRE --data" in card
+    assert f"ship.py --snapshot {shipped_ckpt} --guidance-reference FIRE --steps 2 --data" in card
+    assert "2 Euler steps" in card
 
 
 def test_fine_tune_grows_the_context(work: Path, resumed, run_script) -> None:
