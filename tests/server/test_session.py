@@ -3,6 +3,7 @@ dream too, so a session replays exactly."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from server_helpers import recv, start
 
 from games.envs import action_meanings, ram
 from model.world_model import WorldModel
-from server.session import GameRuntime, Session
+from server.session import EARLY_INPUT, GameRuntime, Session, tick_due
 
 # Breakout's field below the bricks in the 64x64 frame: empty (black, < 50 in every channel)
 # until a ball is served.
@@ -73,3 +74,30 @@ def test_a_seeded_session_replays_its_dream(client) -> None:
     assert len(common) >= 3
     assert all(np.array_equal(first[t], again[t]) for t in common)
     assert all(not np.array_equal(first[t], other[t]) for t in common)
+
+
+def test_a_key_press_pulls_its_tick_forward_by_half_a_frame() -> None:
+    frame = 1 / 15
+    assert tick_due(10.0, False, frame) == 10.0  # nothing pressed: the tick keeps its slot
+    assert tick_due(10.0, True, frame) == pytest.approx(10.0 - EARLY_INPUT * frame)
+    assert EARLY_INPUT == 0.5
+
+
+def test_a_key_press_is_played_early_and_the_frame_rate_is_kept(client) -> None:
+    """At 1 fps a press would wait up to a second for the next tick; it is played half a second
+    after the tick before it, and the tick after it keeps its slot (two ticks in two seconds), so
+    the press costs no frame rate. Bounds with 0.15-0.3 s to spare: a slow tick makes the first gap
+    longer only past 0.35 s of work (the tiny test model takes milliseconds)."""
+    with client.websocket_connect("/ws") as ws:
+        start(ws, mode="dream", fps=1, seed=0)
+        recv(ws, "frame")  # the seed frame (tick 0), before the schedule runs
+        recv(ws, "frame")
+        t1 = time.monotonic()  # a tick on its slot, nothing pressed
+        ws.send_json({"type": "input", "seq": 1, "action": 3})
+        pressed = recv(ws, "frame")
+        t2 = time.monotonic()
+        assert pressed["header"]["seq"] == 1
+        recv(ws, "frame")
+        t3 = time.monotonic()
+    assert t2 - t1 <= 0.85, f"the press waited {t2 - t1:.2f} s: not pulled forward (1 s without)"
+    assert t3 - t1 >= 1.7, f"two ticks in {t3 - t1:.2f} s: the press moved the schedule (2 s kept)"
