@@ -7,6 +7,8 @@
 Writes `checkpoints/<Game>.{safetensors,json}` (each file under 25 MB), and in docs/models/:
 `<Game>.md` (data, training, playability and fidelity tables, reward/end accuracy, stability),
 `<Game>-strip.png` (real row over dream row), `<Game>-eval.json`, and `<Game>-playability.{json,png}`.
+The shipped checkpoint shipped again (`--snapshot checkpoints/<Game>` with new sampler settings) keeps
+its card's Training section and reproduce commands, and adds its own command to them.
 
 Two gates against the model it replaces, each refusing with nothing written unless --force: the
 playability suite (training/world_model/playability/: worse on any probe by more than
@@ -20,6 +22,7 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -47,6 +50,27 @@ from training.world_model.fidelity import (
 )
 from training.world_model.measures import BALL_RADIUS
 from training.world_model.shipping import MAX_FILE_BYTES, read_run_args
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    """Whether two snapshot paths (with or without .safetensors / .json) name the same files."""
+
+    def stem(p: Path) -> Path:
+        return p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
+
+    return stem(Path(a)).resolve() == stem(Path(b)).resolve()
+
+
+def _card_history(card: str) -> tuple[str, str] | None:
+    """A model card's Training section and its closing reproduce text (from the last line that starts
+    with "Reproduce" to the end), to keep when the same weights are shipped again with other sampler
+    settings; None when the card has neither."""
+    start = card.find("\n## Training\n")
+    end = card.find("\n## ", start + 1)
+    where, rep = card.find("\n## Where the dream is wrong"), card.rfind("\nReproduce")
+    if min(start, end, where) < 0 or rep < where:
+        return None
+    return card[start + len("\n## Training\n") : end].strip(), card[rep + 1 :].strip()
 
 
 def _sampler_text(s, meanings: list[str]) -> str:
@@ -332,11 +356,24 @@ Reproduce: `python training/playability.py --checkpoint checkpoints/{game} --sta
             f"with the sampler settings above; their training record is `meta.training` in `checkpoints/{game}.json`."
         )
         reproduce = f"--snapshot {args.snapshot}"
+    old_card = args.docs / f"{game}.md"
+    reship = args.snapshot is not None and _same_path(args.snapshot, args.out_dir / game) and old_card.is_file()
+    history = _card_history(old_card.read_text()) if reship else None
     flags = {"action_guidance": "--action-guidance", "guidance_sigma": "--guidance-sigma"}
     flags["guidance_reference"] = "--guidance-reference"
     reproduce += "".join(f" {flags[k]} {v}" for k, v in guidance.items())
     reproduce += f" --steps {args.steps}" if args.steps is not None else ""
     reproduce += f" --data {args.data} --heldout {args.heldout}" + (" --force" if args.force else "")
+    reproduce_text = f"Reproduce: `python training/ship.py {reproduce}`"
+    if history is not None:  # the shipped weights again: their card's story and commands stay
+        training_text = (
+            f"{history[0]}\n\nShipped again on {time.strftime('%Y-%m-%d')} with the same weights and the "
+            f"sampler settings above."
+        )
+        reproduce_text = (
+            f"{history[1]}\n\nThe same weights with the sampler settings above:\n\n"
+            f"    python training/ship.py {reproduce}"
+        )
     stab_rows = "\n".join(
         f"| {c['steps']} | {c['blank_frac']:.2f} | {c['saturated_frac']:.2f} | {c['frozen_frac']:.2f} | "
         f"{c['sharpness_vs_real']:.2f} |"
@@ -397,7 +434,7 @@ Collapse detected: **{stab["collapse"]}**. Last frames of the {stab["dreams"]} d
 
 {args.notes or "(to be filled in from looking at the strips)"}
 
-Reproduce: `python training/ship.py {reproduce}`
+{reproduce_text}
 """
     (docs_dir / f"{game}.md").write_text(card)
     print(format_table(fid))

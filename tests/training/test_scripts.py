@@ -315,7 +315,10 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
     assert json.loads(play_json.read_text())["euler_steps"] == 2  # its suite measured as shipped
     assert again.meta["training"]["steps"] == 11  # its training record kept
     card = (tmp_path / "docs" / "Breakout.md").read_text()
-    assert "action guidance 1.5 at noise >= 1 against FIRE" in card and "shipped again as they were" in card
+    assert "action guidance 1.5 at noise >= 1 against FIRE" in card
+    # the shipped weights again: the card keeps their training story and the commands that made them
+    assert "11 denoiser steps (reward/end model alongside)" in card and "Shipped again on" in card
+    assert f"Reproduce: `python training/ship.py --run-dir {ft} --action-guidance 1.5" in card
     assert f"ship.py --snapshot {shipped_ckpt} --guidance-reference FIRE --steps 2 --data" in card
     assert "2 Euler steps" in card
 
