@@ -30,7 +30,6 @@ from PIL import Image
 from games.episode_store import EpisodeStore
 from model.checkpoint import CheckpointError
 from model.world_model import WorldModel
-from model.world_model.sampler import SamplerConfig
 from training.world_model.fidelity import (
     ball_plot,
     fidelity,
@@ -49,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--horizons", default="1,5,15,50")
     p.add_argument("--steps", type=int, help="denoising steps (default: the model's own)")
     p.add_argument("--heun", action="store_true")
-    p.add_argument("--sigma-max", type=float, default=SamplerConfig.sigma_max, help="first noise level of the sampler")
+    p.add_argument(
+        "--sigma-max", type=float, default=None, help="first noise level of the sampler (default: the model's own)"
+    )
     p.add_argument("--stability-steps", type=int, default=500, help="0 to skip the long random-key rollout")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="folder for fidelity.json and strip.png")

@@ -37,6 +37,7 @@ from games.files import atomic_write_bytes
 from model.checkpoint import CheckpointError
 from model.device import cpu_info
 from model.world_model import WorldModel
+from model.world_model.sampler import SamplerConfig
 from training.cli import add_guidance_flags, guidance_overrides
 from training.world_model import playability
 from training.world_model.fidelity import (
@@ -74,7 +75,7 @@ def _card_history(card: str) -> tuple[str, str] | None:
 
 
 def _sampler_text(s, meanings: list[str]) -> str:
-    text = f"{s.num_steps} {'Euler' if s.order == 1 else 'Heun'} steps"
+    text = f"{s.num_steps} {'Euler' if s.order == 1 else 'Heun'} step{'s' if s.num_steps > 1 else ''}"
     if s.action_guidance:
         text += f" and action guidance {s.action_guidance:g} at noise >= {s.guidance_sigma:g}"
         if s.guidance_reference:
@@ -133,6 +134,30 @@ def _stages_text(train: dict, run_args: dict) -> str:
         f"{last['steps']:,} steps ({last['wall_hours']:.1f} h) fine-tuned from it on the data below "
         f"(`--init-from`), {how}."
     )
+
+
+def _distilled_text(train: dict, run_args: dict, model: WorldModel) -> str:
+    """A one-step student's own stage (train.py --distill-from), for the card of the model it replaces."""
+    last = train["stages"][1] if "stages" in train else train
+    src = model.meta["distilled_from"]
+    teacher = SamplerConfig(**src["sampler"])
+    return (
+        f"Then distilled into one Euler step at sigma {model.cfg.sampler.sigma_max:g} (docs/distillation.md): "
+        f"{last['steps']:,} steps ({last['wall_hours']:.1f} h) from the weights of `{src['snapshot']}`, learning to "
+        f"dream in one network call what they dream with {_sampler_text(teacher, model.cfg.action_meanings)} from "
+        f"the same noise, batch {run_args.get('batch_size', '?')}; last stage on {cpu_info()[0]}."
+    )
+
+
+DISTILL_FLAGS = (
+    "game", "data", "heldout", "run_dir", "distill_from", "student_sigma_max", "batch_size", "lr", "ema_decay",
+    "ar_frames", "ar_fraction", "steps",
+)  # fmt: skip
+
+
+def _distill_command(run_args: dict) -> str:
+    """train.py's flags for a distillation run, from its args.json (those set: not None, 0 or False)."""
+    return " ".join(f"--{k.replace('_', '-')} {run_args[k]}" for k in DISTILL_FLAGS if run_args.get(k))
 
 
 START_KINDS = {
@@ -357,15 +382,23 @@ Reproduce: `python training/playability.py --checkpoint checkpoints/{game} --sta
         )
         reproduce = f"--snapshot {args.snapshot}"
     old_card = args.docs / f"{game}.md"
-    reship = args.snapshot is not None and _same_path(args.snapshot, args.out_dir / game) and old_card.is_file()
-    history = _card_history(old_card.read_text()) if reship else None
+    teacher = (model.meta.get("distilled_from") or {}).get("snapshot") if args.run_dir is not None else None
+    student = teacher is not None and _same_path(Path(teacher), args.out_dir / game)  # of the shipped model
+    reship = args.snapshot is not None and _same_path(args.snapshot, args.out_dir / game)
+    history = _card_history(old_card.read_text()) if (reship or student) and old_card.is_file() else None
     flags = {"action_guidance": "--action-guidance", "guidance_sigma": "--guidance-sigma"}
     flags["guidance_reference"] = "--guidance-reference"
     reproduce += "".join(f" {flags[k]} {v}" for k, v in guidance.items())
     reproduce += f" --steps {args.steps}" if args.steps is not None else ""
     reproduce += f" --data {args.data} --heldout {args.heldout}" + (" --force" if args.force else "")
     reproduce_text = f"Reproduce: `python training/ship.py {reproduce}`"
-    if history is not None:  # the shipped weights again: their card's story and commands stay
+    if history is not None and student:  # the shipped model's one-step student: its teacher's story first
+        training_text = f"{history[0]}\n\n{_distilled_text(train, run_args, model)}"
+        reproduce_text = (
+            f"{history[1]}\n\nThe one-step student of those weights, shipped on {time.strftime('%Y-%m-%d')}:\n\n"
+            f"    python training/train.py {_distill_command(run_args)}\n    python training/ship.py {reproduce}"
+        )
+    elif history is not None:  # the shipped weights again: their card's story and commands stay
         training_text = (
             f"{history[0]}\n\nShipped again on {time.strftime('%Y-%m-%d')} with the same weights and the "
             f"sampler settings above."

@@ -117,6 +117,11 @@ class Args(WorldModelOptions):
     (or --init-from's), samples in 1 step without guidance, and learns on real (and, with
     --ar-frames, its own dreamed) contexts to dream what the teacher dreams from the same noise
     (model/world_model/denoiser.Denoiser.distill_loss). The reward/end model is the teacher's, untrained."""
+    student_sigma_max: float = 0.0
+    """The student's one noise level (its sampler's sigma_max; 0 = the teacher's, 5). A one-step
+    frame is c_skip x + c_out F(x) at x = sigma_max * eps, and the skip term c_skip x is noise of std
+    sigma_data^2 sigma_max / (sigma_max^2 + sigma_data^2) that the network must cancel exactly: 0.05
+    (6 grey levels) at sigma 5, 0.003 at 80. With --distill-from only."""
     reward_end_only: bool = False
     """Train the reward/end model alone: the denoiser is frozen and its steps are skipped (e.g. a
     snapshot's end head retrained on longer --re-seq windows or with --re-blank-rows)."""
@@ -145,6 +150,11 @@ class Args(WorldModelOptions):
             raise ValueError(f"--pause-fire-weight must be >= 0, got {self.pause_fire_weight}")
         if self.distill_from is not None and self.reward_end_only:
             raise ValueError("--distill-from trains the denoiser; it cannot go with --reward-end-only")
+        if self.student_sigma_max and (self.distill_from is None or self.student_sigma_max < 1):
+            raise ValueError(
+                f"--student-sigma-max sets a distilled student's noise level: it needs --distill-from and a "
+                f"value >= 1, got {self.student_sigma_max}"
+            )
         if self.re_blank is not None:
             try:
                 RewardEndConfig(blank=tuple(int(v) for v in self.re_blank.split(",")))
@@ -336,11 +346,14 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         if resume_tree is None:  # the student: the teacher's model, sampled in one step, unguided
-            cfg = replace(cfg, sampler=replace(cfg.sampler, num_steps=1, action_guidance=0.0))
+            sigma_max = a.student_sigma_max or cfg.sampler.sigma_max
+            cfg = replace(cfg, sampler=replace(cfg.sampler, num_steps=1, action_guidance=0.0, sigma_max=sigma_max))
+        # its output is the whole frame (runs started before this setting existed get it on resume)
+        cfg = replace(cfg, denoiser=replace(cfg.denoiser, unet=replace(cfg.denoiser.unet, fp32_output=True)))
         if main_proc:
             print(
                 f"distilling {a.distill_from} ({teacher.cfg.sampler.num_steps} steps, guidance "
-                f"{teacher.cfg.sampler.action_guidance}) into 1 step"
+                f"{teacher.cfg.sampler.action_guidance}) into 1 step at sigma {cfg.sampler.sigma_max:g}"
             )
     wm = WorldModelSteps(cfg, device, bf16, a, init_state=init_state, compile=a.compile)
     if teacher is not None:

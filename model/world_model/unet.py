@@ -55,6 +55,12 @@ class UNetConfig:
     layout: str = "compact"
     """'compact' or 'diamond' (DIAMOND's InnerModel: see the module docstring). Snapshots written
     before this option existed are compact."""
+    fp32_output: bool = False
+    """Run the output layer (the last group norm and convolution) in fp32 under bf16 autocast. bf16
+    keeps 8 bits of mantissa, so an output of magnitude 1-2 is rounded by up to a quarter of a grey
+    level: harmless where the output is a small correction (the last Euler steps, whose frame is
+    carried by the skip term in fp32), visible where it is the whole frame (a one-step student,
+    train.py --distill-from, which sets it). Costs one 3-channel convolution in fp32."""
 
     def __post_init__(self) -> None:
         if self.num_actions < 1:
@@ -298,6 +304,9 @@ class UNet(nn.Module):
 
         h = self.conv_in(torch.cat([x, obs_ctx], dim=1))
         h = self._diamond_body(h, cond) if self.diamond else self._compact_body(h, cond)
+        if self.cfg.fp32_output and torch.is_autocast_enabled(h.device.type):
+            with torch.autocast(h.device.type, enabled=False):
+                return self.conv_out(F.silu(self.norm_out(h.float())))
         return self.conv_out(F.silu(self.norm_out(h)))
 
     def _compact_body(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:

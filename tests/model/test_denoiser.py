@@ -299,3 +299,29 @@ def test_region_weight_is_a_fixed_box_whatever_the_target() -> None:
     loss, _ = den.weighted(torch.full((2, 3, 64, 64), 0.25), ctx, target, target)
     assert loss.item() == pytest.approx(0.25)
     assert Denoiser(DenoiserConfig(unet=TINY_UNET)).loss_weight(ctx, target, target, {}) is None
+
+
+def test_fp32_output_layer_keeps_the_frame_out_of_bf16_rounding() -> None:
+    """Under bf16 autocast the output layer rounds a frame-sized output by up to a quarter of a grey
+    level; with `fp32_output` the same weights give the fp32 output layer's result on the same
+    (bf16) features, so the output is not on bf16's grid and is nearer the fp32 network's."""
+    from dataclasses import replace
+
+    from model.world_model.unet import UNet
+
+    torch.manual_seed(0)
+    net = UNet(TINY_UNET).eval()
+    torch.nn.init.normal_(net.conv_out.weight, std=0.5)  # outputs of magnitude ~1, as a whole frame
+    exact = UNet(replace(TINY_UNET, fp32_output=True)).eval()
+    exact.load_state_dict(net.state_dict())
+    g = torch.Generator().manual_seed(1)
+    x, ctx = torch.randn(2, 3, 64, 64, generator=g), torch.rand(2, 12, 64, 64, generator=g) * 2 - 1
+    args = (x, torch.full((2,), 0.4), ctx, torch.randint(0, 4, (2, 4), generator=g))
+    with torch.no_grad():
+        ref = net(*args)  # fp32 throughout
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            rounded, kept = net(*args), exact(*args)
+    assert rounded.dtype == torch.bfloat16 and kept.dtype == torch.float32
+    on_grid = (kept.to(torch.bfloat16).float() == kept).float().mean()
+    assert on_grid < 0.05, on_grid  # bf16 output would be on the grid everywhere
+    assert ((kept - ref) ** 2).mean() < ((rounded.float() - ref) ** 2).mean()

@@ -83,12 +83,15 @@ def test_a_student_learns_to_dream_its_teachers_frames_in_one_step(work: Path, r
         "1",
         "--ckpt-every",
         "40",
+        "--student-sigma-max",
+        "20",
     )
     assert proc.returncode == 0, proc.stderr
-    assert "into 1 step" in proc.stdout
+    assert "into 1 step at sigma 20" in proc.stdout
     teacher = WorldModel.from_snapshot(work / "teacher", precision="fp32")
     student = WorldModel.from_snapshot(run / "snapshot", precision="fp32")
-    assert student.cfg.sampler == replace(TEACHER_SAMPLER, num_steps=1, action_guidance=0.0)
+    assert student.cfg.sampler == replace(TEACHER_SAMPLER, num_steps=1, action_guidance=0.0, sigma_max=20.0)
+    assert student.cfg.denoiser.unet.fp32_output and not teacher_unet(work).fp32_output
     assert student.meta["distilled_from"]["sampler"]["action_guidance"] == 2.0
     for k, v in teacher.reward_end.state_dict().items():  # the reward/end model is the teacher's
         torch.testing.assert_close(student.reward_end.state_dict()[k], v)
@@ -103,6 +106,19 @@ def test_a_student_learns_to_dream_its_teachers_frames_in_one_step(work: Path, r
     proc = run_script("training/train.py", "--run-dir", run, "--resume", "--steps", "42", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert WorldModel.from_snapshot(run / "snapshot").meta["step"] == 42
+
+
+def teacher_unet(work: Path):
+    return WorldModel.from_snapshot(work / "teacher").cfg.denoiser.unet
+
+
+def test_a_student_noise_level_needs_a_teacher(work: Path, run_script) -> None:
+    run = work / "runs" / "no-teacher"
+    proc = run_script(
+        "training/train.py", *TINY, "--data", work / "data", "--run-dir", run, "--student-sigma-max", "80"
+    )
+    assert "--student-sigma-max" in one_error(proc) and "--distill-from" in one_error(proc)
+    assert not run.exists()
 
 
 def test_distilling_from_another_games_model_is_refused(work: Path, run_script, model_factory) -> None:

@@ -322,6 +322,34 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
     assert f"ship.py --snapshot {shipped_ckpt} --guidance-reference FIRE --steps 2 --data" in card
     assert "2 Euler steps" in card
 
+    # The shipped model's one-step student: its card keeps the teacher's story and commands, then its own
+    student = work / "student"
+    distilled = run_script(
+        "training/train.py",
+        *TINY,
+        "--steps",
+        "2",
+        "--eval-every",
+        "0",
+        "--distill-from",
+        f"{shipped_ckpt}.safetensors",
+        "--student-sigma-max",
+        "80",
+        "--run-dir",
+        student,
+        "--data",
+        work / "data",
+    )
+    assert distilled.returncode == 0, distilled.stderr
+    shipped_student = run_script("training/ship.py", "--run-dir", student, *rest, "--force")
+    assert shipped_student.returncode == 0, shipped_student.stderr
+    card = (tmp_path / "docs" / "Breakout.md").read_text()
+    assert "11 denoiser steps (reward/end model alongside)" in card and "Shipped again on" in card
+    assert "Then distilled into one Euler step at sigma 80" in card and "2 Euler steps and action guidance" in card
+    assert f"--distill-from {shipped_ckpt}.safetensors --student-sigma-max 80.0" in card
+    assert f"python training/ship.py --run-dir {student} --data" in card
+    assert "Dreamed with\n1 Euler step;" in card
+
 
 def test_fine_tune_grows_the_context(work: Path, resumed, run_script) -> None:
     """--context-frames grows an --init-from snapshot's context (the older frames through new
