@@ -219,8 +219,11 @@ def test_reconnects_after_a_server_restart(browser: Browser, web_settings) -> No
         with page_at(browser, server.url + "?mode=real&fps=10") as page:
             wait_playing(page)
             server.stop()  # as on SIGTERM: the socket closes with 1012
-            page.wait_for_function("document.getElementById('status').textContent.includes('reconnecting in')")
-            status = page.inner_text("#status")
+            # the status as it was when it said so (the countdown moves on while a slow machine reads it)
+            status = page.wait_for_function(
+                "() => { const t = document.getElementById('status').textContent;"
+                " return t.includes('reconnecting in') && t; }"
+            ).json_value()
             assert "server restarting" in status and "1012" in status
             assert re.search(r"reconnecting in \d+ s", status), status
             server = LiveServer(web_settings, port)
