@@ -121,7 +121,8 @@ class Args(WorldModelOptions):
     """The student's one noise level (its sampler's sigma_max; 0 = the teacher's, 5). A one-step
     frame is c_skip x + c_out F(x) at x = sigma_max * eps, and the skip term c_skip x is noise of std
     sigma_data^2 sigma_max / (sigma_max^2 + sigma_data^2) that the network must cancel exactly: 0.05
-    (6 grey levels) at sigma 5, 0.003 at 80. With --distill-from only."""
+    (6 grey levels) at sigma 5, 0.003 at 80. With --distill-from only. Pong's student at 80 was worse
+    than at 5 (docs/distillation.md): what is left to clean is the network's own output."""
     reward_end_only: bool = False
     """Train the reward/end model alone: the denoiser is frozen and its steps are skipped (e.g. a
     snapshot's end head retrained on longer --re-seq windows or with --re-blank-rows)."""
