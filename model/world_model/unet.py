@@ -57,10 +57,11 @@ class UNetConfig:
     before this option existed are compact."""
     fp32_output: bool = False
     """Run the output layer (the last group norm and convolution) in fp32 under bf16 autocast. bf16
-    keeps 8 bits of mantissa, so an output of magnitude 1-2 is rounded by up to a quarter of a grey
-    level: harmless where the output is a small correction (the last Euler steps, whose frame is
-    carried by the skip term in fp32), visible where it is the whole frame (a one-step student,
-    train.py --distill-from, which sets it). Costs one 3-channel convolution in fp32."""
+    keeps 8 bits of mantissa: an output F of magnitude 1-2 is rounded to steps of 2^-7, up to a
+    quarter of a grey level in the frame c_skip x + c_out F (c_out about 0.5 at sigma 5). Harmless
+    where c_out F is a small correction (the last Euler steps, whose frame is carried by the skip
+    term in fp32), visible where it is the whole frame (a one-step student, train.py --distill-from,
+    which sets it). Costs one 3-channel convolution in fp32."""
 
     def __post_init__(self) -> None:
         if self.num_actions < 1:
