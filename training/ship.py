@@ -53,7 +53,7 @@ from training.world_model.measures import BALL_RADIUS
 from training.world_model.shipping import MAX_FILE_BYTES, read_run_args
 
 
-def _same_path(a: Path, b: Path) -> bool:
+def _same_path(a: str | Path, b: str | Path) -> bool:
     """Whether two snapshot paths (with or without .safetensors / .json) name the same files."""
 
     def stem(p: Path) -> Path:
@@ -383,7 +383,7 @@ Reproduce: `python training/playability.py --checkpoint checkpoints/{game} --sta
         reproduce = f"--snapshot {args.snapshot}"
     old_card = args.docs / f"{game}.md"
     teacher = (model.meta.get("distilled_from") or {}).get("snapshot") if args.run_dir is not None else None
-    student = teacher is not None and _same_path(Path(teacher), args.out_dir / game)  # of the shipped model
+    student = teacher is not None and _same_path(teacher, args.out_dir / game)  # of the shipped model
     reship = args.snapshot is not None and _same_path(args.snapshot, args.out_dir / game)
     history = _card_history(old_card.read_text()) if (reship or student) and old_card.is_file() else None
     flags = {"action_guidance": "--action-guidance", "guidance_sigma": "--guidance-sigma"}
@@ -392,21 +392,17 @@ Reproduce: `python training/playability.py --checkpoint checkpoints/{game} --sta
     reproduce += f" --steps {args.steps}" if args.steps is not None else ""
     reproduce += f" --data {args.data} --heldout {args.heldout}" + (" --force" if args.force else "")
     reproduce_text = f"Reproduce: `python training/ship.py {reproduce}`"
-    if history is not None and student:  # the shipped model's one-step student: its teacher's story first
-        training_text = f"{history[0]}\n\n{_distilled_text(train, run_args, model)}"
-        reproduce_text = (
-            f"{history[1]}\n\nThe one-step student of those weights, shipped on {time.strftime('%Y-%m-%d')}:\n\n"
-            f"    python training/train.py {_distill_command(run_args)}\n    python training/ship.py {reproduce}"
-        )
-    elif history is not None:  # the shipped weights again: their card's story and commands stay
-        training_text = (
-            f"{history[0]}\n\nShipped again on {time.strftime('%Y-%m-%d')} with the same weights and the "
-            f"sampler settings above."
-        )
-        reproduce_text = (
-            f"{history[1]}\n\nThe same weights with the sampler settings above:\n\n"
-            f"    python training/ship.py {reproduce}"
-        )
+    if history is not None:  # the card's story and commands stay, and this ship's are added to them
+        today, commands = time.strftime("%Y-%m-%d"), f"    python training/ship.py {reproduce}"
+        if student:  # the shipped model's one-step student
+            added = _distilled_text(train, run_args, model)
+            heading = f"The one-step student of those weights, shipped on {today}:"
+            commands = f"    python training/train.py {_distill_command(run_args)}\n{commands}"
+        else:  # the shipped weights again
+            added = f"Shipped again on {today} with the same weights and the sampler settings above."
+            heading = "The same weights with the sampler settings above:"
+        training_text = f"{history[0]}\n\n{added}"
+        reproduce_text = f"{history[1]}\n\n{heading}\n\n{commands}"
     stab_rows = "\n".join(
         f"| {c['steps']} | {c['blank_frac']:.2f} | {c['saturated_frac']:.2f} | {c['frozen_frac']:.2f} | "
         f"{c['sharpness_vs_real']:.2f} |"
