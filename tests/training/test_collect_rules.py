@@ -4,6 +4,7 @@ cloned emulator state, on the real emulator."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from games.episode_store import EpisodeStore
 from training.world_model.measures import ball_position
@@ -40,3 +41,14 @@ def test_rule_showing_play_waits_without_fire(tmp_path) -> None:
     assert first_fire > 5  # it idled first (seed 3 waits this long), never pressing FIRE
     # before the first serve, the field stays empty whatever else is pressed
     assert all(ball_position(f, "Breakout") is None for f in ep.obs[: first_fire + 1])
+
+
+def test_collecting_the_same_seed_twice_is_refused_and_writes_nothing(tmp_path) -> None:
+    store = EpisodeStore(tmp_path)
+    collect("Pong", store, 40, policy="random", seed=11, progress=False)
+    before = sorted(p.name for p in tmp_path.iterdir()), store.index()
+    with pytest.raises(ValueError, match="seed 11"):
+        collect("Pong", store, 40, policy="random", seed=11, progress=False)
+    assert (sorted(p.name for p in tmp_path.iterdir()), store.index()) == before
+    collect("Pong", store, 40, policy="random", seed=12, progress=False)  # another seed is more play
+    assert len(store) == 2

@@ -81,7 +81,18 @@ def collect(
     branch_prob: chance per step (and at every step where the game starts waiting for a serve)
     of branching: every action held for `branch_len` steps from a clone of the emulator state,
     stored as extra short episodes (branch_episodes). Branch steps do not count towards `steps`.
+
+    Raises ValueError, writing nothing, when the store already holds this game's episode played with
+    the same policy, epsilon and seed: the same command run twice would store the same play twice.
     """
+    for e in store.index():
+        if e.get("source") == "collect" and (e.get("game"), e.get("policy"), e.get("seed")) == (game, policy, seed):
+            if e.get("epsilon", epsilon) == epsilon:
+                raise ValueError(
+                    f"{store.root} already holds {game} play collected with policy {policy!r}, epsilon {epsilon} "
+                    f"and seed {seed} ({e['file']}); the same episodes would be stored twice: pick another seed "
+                    "or another store"
+                )
     env = make_env(game)
     branch_env = make_env(game) if branch_prob > 0 else None
     if branch_env is not None:
