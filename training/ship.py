@@ -62,20 +62,29 @@ def _same_path(a: str | Path, b: str | Path) -> bool:
     return stem(Path(a)).resolve() == stem(Path(b)).resolve()
 
 
-def _card_history(card: str) -> tuple[str, str] | None:
-    """A model card's Training section and its closing reproduce text (from the last line that starts
-    with "Reproduce" to the end), to keep when the same weights are shipped again with other sampler
-    settings; None when the card has neither."""
+NOTES_PLACEHOLDER = "(to be filled in from looking at the strips)"
+
+
+def _card_history(card: str) -> tuple[str, str, str] | None:
+    """A model card's Training section, its closing reproduce text (from the last line that starts
+    with "Reproduce" to the end) and its "Where the dream is wrong" notes, to keep when the same
+    weights (or their student) are shipped again; None when the card has not all three."""
     start = card.find("\n## Training\n")
     end = card.find("\n## ", start + 1)
-    where, rep = card.find("\n## Where the dream is wrong"), card.rfind("\nReproduce")
+    heading = "\n## Where the dream is wrong\n"
+    where, rep = card.find(heading), card.rfind("\nReproduce")
     if min(start, end, where) < 0 or rep < where:
         return None
-    return card[start + len("\n## Training\n") : end].strip(), card[rep + 1 :].strip()
+    notes = card[where + len(heading) : rep].strip()
+    return card[start + len("\n## Training\n") : end].strip(), card[rep + 1 :].strip(), notes
+
+
+def _plural(n: int, thing: str) -> str:
+    return f"{n} {thing}{'s' if n != 1 else ''}"
 
 
 def _sampler_text(s, meanings: list[str]) -> str:
-    text = f"{s.num_steps} {'Euler' if s.order == 1 else 'Heun'} step{'s' if s.num_steps > 1 else ''}"
+    text = _plural(s.num_steps, f"{'Euler' if s.order == 1 else 'Heun'} step")
     if s.action_guidance:
         text += f" and action guidance {s.action_guidance:g} at noise >= {s.guidance_sigma:g}"
         if s.guidance_reference:
@@ -141,11 +150,13 @@ def _distilled_text(train: dict, run_args: dict, model: WorldModel) -> str:
     last = train["stages"][1] if "stages" in train else train
     src = model.meta["distilled_from"]
     teacher = SamplerConfig(**src["sampler"])
+    hours = f" ({last['wall_hours']:.1f} h)" if last["wall_hours"] else ""  # unknown without the run's metrics
+    batch = f", batch {run_args['batch_size']}" if "batch_size" in run_args else ""
     return (
         f"Then distilled into one Euler step at sigma {model.cfg.sampler.sigma_max:g} (docs/distillation.md): "
-        f"{last['steps']:,} steps ({last['wall_hours']:.1f} h) from the weights of `{src['snapshot']}`, learning to "
-        f"dream in one network call what they dream with {_sampler_text(teacher, model.cfg.action_meanings)} from "
-        f"the same noise, batch {run_args.get('batch_size', '?')}; last stage on {cpu_info()[0]}."
+        f"{last['steps']:,} steps{hours} from the weights of `{src['snapshot']}`, learning to dream in one network "
+        f"call what they dream with {_sampler_text(teacher, model.cfg.action_meanings)} from the same noise{batch}"
+        + (f"; last stage on {cpu_info()[0]}." if last["wall_hours"] else ".")
     )
 
 
@@ -155,9 +166,15 @@ DISTILL_FLAGS = (
 )  # fmt: skip
 
 
-def _distill_command(run_args: dict) -> str:
-    """train.py's flags for a distillation run, from its args.json (those set: not None, 0 or False)."""
-    return " ".join(f"--{k.replace('_', '-')} {run_args[k]}" for k in DISTILL_FLAGS if run_args.get(k))
+def _distill_command(run_args: dict, model: WorldModel) -> str:
+    """train.py's flags for a distillation run, from its args.json (those set: not None, 0 or False);
+    without the run, the flags its snapshot records and a pointer to where the rest are written."""
+    if run_args:
+        return " ".join(f"--{k.replace('_', '-')} {run_args[k]}" for k in DISTILL_FLAGS if run_args.get(k))
+    return (
+        f"--game {model.cfg.game} --distill-from {model.meta['distilled_from']['snapshot']} --student-sigma-max "
+        f"{model.cfg.sampler.sigma_max:g} --steps {model.meta.get('step', 0)}  # the rest: docs/distillation.md"
+    )
 
 
 START_KINDS = {
@@ -208,7 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--docs", type=Path, default=Path("docs/models"))
     p.add_argument("--starts", type=int, default=16)
     p.add_argument("--stability-steps", type=int, default=500)
-    p.add_argument("--notes", default="", help="free text for the card's 'where the dream is wrong' section")
+    p.add_argument(
+        "--notes",
+        default="",
+        help="free text for the card's 'where the dream is wrong' section (default: the card's own when the "
+        "shipped weights or their student are shipped again)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--playability-starts", type=int, default=32, help="start states per kind for the suite")
@@ -244,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     game = model.cfg.game
+    if not (args.out_dir / f"{game}.safetensors").is_file():
+        print(f"no {game} model in {args.out_dir}: this one is the first, so there is nothing to gate against")
 
     # -- the gate: playability against the model this one replaces --------------------------
     play, play_ref, play_cases, play_worse = None, None, None, []
@@ -276,10 +300,12 @@ def main(argv: list[str] | None = None) -> int:
         train = training_summary(args.run_dir)
         base = model.meta.get("base_training") or {"steps": 0, "wall_hours": 0.0}
         run_args = read_run_args(args.run_dir)
-    else:  # a snapshot as it is: its own training record (a shipped checkpoint's, or a run snapshot's step)
-        train = model.meta.get("training") or {"steps": int(model.meta.get("step", 0)), "wall_hours": 0.0}
-        train = {**train, "last": {}}
-        base, run_args = {"steps": 0, "wall_hours": 0.0}, {}
+    elif "training" in model.meta:  # a shipped checkpoint: its own record holds the whole chain
+        train, base, run_args = {**model.meta["training"], "last": {}}, {"steps": 0, "wall_hours": 0.0}, {}
+    else:  # a run's snapshot without its run: its steps, after those of the snapshot it started from
+        train = {"steps": int(model.meta.get("step", 0)), "wall_hours": 0.0, "last": {}}
+        base = model.meta.get("base_training") or {"steps": 0, "wall_hours": 0.0}
+        run_args = read_run_args(Path(source).parent)  # args.json, when the snapshot still sits in its run
     if base["steps"]:  # a fine-tune (train.py --init-from): count the steps behind it too
         train = {
             "steps": base["steps"] + train["steps"],
@@ -324,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         "training": {k: v for k, v in train.items() if k != "last"},
         "data": data,
         "shipped_from": str(args.run_dir if args.run_dir is not None else source),
+        **{k: model.meta[k] for k in ("distilled_from",) if k in model.meta},  # a student's teacher
     }
     model.save_snapshot(ckpt_dir / game, ship_meta)
     for ext in (".safetensors", ".json"):
@@ -349,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         missed = playability.goals_missed(play)
         play_text = f"""Counterfactual probes from cloned emulator states (episode seeds from {play["seed"]}, which no
 collection, training or selection used): {starts_text(play["starts"])}; real game and dream get the same
-actions; {play["euler_steps"]} Euler steps. "previous" is the model this one replaced, on the same starts.
+actions; {_plural(play["euler_steps"], "Euler step")}. "previous" is the model this one replaced, on the same starts.
 
 {playability.table(play, play_ref, "previous")}
 
@@ -382,7 +409,7 @@ Reproduce: `python training/playability.py --checkpoint checkpoints/{game} --sta
         )
         reproduce = f"--snapshot {args.snapshot}"
     old_card = args.docs / f"{game}.md"
-    teacher = (model.meta.get("distilled_from") or {}).get("snapshot") if args.run_dir is not None else None
+    teacher = (model.meta.get("distilled_from") or {}).get("snapshot") if "training" not in model.meta else None
     student = teacher is not None and _same_path(teacher, args.out_dir / game)  # of the shipped model
     reship = args.snapshot is not None and _same_path(args.snapshot, args.out_dir / game)
     history = _card_history(old_card.read_text()) if (reship or student) and old_card.is_file() else None
@@ -390,14 +417,19 @@ Reproduce: `python training/playability.py --checkpoint checkpoints/{game} --sta
     flags["guidance_reference"] = "--guidance-reference"
     reproduce += "".join(f" {flags[k]} {v}" for k, v in guidance.items())
     reproduce += f" --steps {args.steps}" if args.steps is not None else ""
-    reproduce += f" --data {args.data} --heldout {args.heldout}" + (" --force" if args.force else "")
+    reproduce += f" --data {args.data} --heldout {args.heldout}"
+    for flag in ("starts", "playability_starts"):  # the gates' figures depend on them
+        if getattr(args, flag) != p.get_default(flag):
+            reproduce += f" --{flag.replace('_', '-')} {getattr(args, flag)}"
+    reproduce += " --force" if args.force else ""
     reproduce_text = f"Reproduce: `python training/ship.py {reproduce}`"
+    notes = args.notes or (history[2] if history is not None else "") or NOTES_PLACEHOLDER
     if history is not None:  # the card's story and commands stay, and this ship's are added to them
         today, commands = time.strftime("%Y-%m-%d"), f"    python training/ship.py {reproduce}"
         if student:  # the shipped model's one-step student
             added = _distilled_text(train, run_args, model)
             heading = f"The one-step student of those weights, shipped on {today}:"
-            commands = f"    python training/train.py {_distill_command(run_args)}\n{commands}"
+            commands = f"    python training/train.py {_distill_command(run_args, model)}\n{commands}"
         else:  # the shipped weights again
             added = f"Shipped again on {today} with the same weights and the sampler settings above."
             heading = "The same weights with the sampler settings above:"
@@ -461,7 +493,7 @@ Collapse detected: **{stab["collapse"]}**. Last frames of the {stab["dreams"]} d
 
 ## Where the dream is wrong
 
-{args.notes or "(to be filled in from looking at the strips)"}
+{notes}
 
 {reproduce_text}
 """

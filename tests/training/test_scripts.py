@@ -238,6 +238,7 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
         "2",
     )
     assert ship.returncode == 0, ship.stderr
+    assert f"no Breakout model in {tmp_path / 'ckpt'}: this one is the first" in ship.stdout
     card = (tmp_path / "docs" / "Breakout.md").read_text()
     assert "## Playability" in card and "dreams that serve a ball without FIRE" in card
     assert (tmp_path / "docs" / "Breakout-playability.png").is_file()
@@ -255,7 +256,7 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
     play_json.write_text(json.dumps(perfect))
     before = {**file_bytes(tmp_path / "ckpt"), **file_bytes(tmp_path / "docs")}
     again = run_script("training/ship.py", *ship.args[2:])
-    assert "worse than the shipped model" in one_error(again)
+    assert "worse than the shipped model" in one_error(again) and "this one is the first" not in again.stdout
     assert {**file_bytes(tmp_path / "ckpt"), **file_bytes(tmp_path / "docs")} == before
     bad = run_script("training/ship.py", *ship.args[2:], "--force", "--action-guidance", "-1")
     assert "must be >= 0" in one_error(bad)
@@ -304,6 +305,8 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
     assert "num_steps must be in [1, 50], got 0" in one_error(no_steps)
     assert {**file_bytes(tmp_path / "ckpt"), **file_bytes(tmp_path / "docs")} == before
     weights = WorldModel.from_snapshot(shipped_ckpt, precision="fp32").state_dict()
+    card_path = tmp_path / "docs" / "Breakout.md"
+    card_path.write_text(card_path.read_text().replace("(to be filled in from looking at the strips)", "Late ball."))
     reshipped = run_script(
         "training/ship.py", "--snapshot", shipped_ckpt, *rest, "--force", "--guidance-reference", "FIRE", "--steps", "2"
     )
@@ -321,6 +324,7 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
     assert f"Reproduce: `python training/ship.py --run-dir {ft} --action-guidance 1.5" in card
     assert f"ship.py --snapshot {shipped_ckpt} --guidance-reference FIRE --steps 2 --data" in card
     assert "2 Euler steps" in card
+    assert "## Where the dream is wrong\n\nLate ball.\n\nReproduce" in card  # its notes kept too
 
     # The shipped model's one-step student: its card keeps the teacher's story and commands, then its own
     student = work / "student"
@@ -341,6 +345,7 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
         work / "data",
     )
     assert distilled.returncode == 0, distilled.stderr
+    teacher_files = {d: file_bytes(tmp_path / d) for d in ("ckpt", "docs")}
     shipped_student = run_script("training/ship.py", "--run-dir", student, *rest, "--force")
     assert shipped_student.returncode == 0, shipped_student.stderr
     card = (tmp_path / "docs" / "Breakout.md").read_text()
@@ -348,7 +353,30 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
     assert "Then distilled into one Euler step at sigma 80" in card and "2 Euler steps and action guidance" in card
     assert f"--distill-from {shipped_ckpt}.safetensors --student-sigma-max 80.0" in card
     assert f"python training/ship.py --run-dir {student} --data" in card
-    assert "Dreamed with\n1 Euler step;" in card
+    assert "Dreamed with\n1 Euler step;" in card and "\nLate ball.\n" in card
+    shipped_meta = WorldModel.from_snapshot(shipped_ckpt, precision="fp32").meta
+    assert shipped_meta["training"]["steps"] == 13  # the teacher's 11, then its own 2
+    assert shipped_meta["distilled_from"]["snapshot"] == f"{shipped_ckpt}.safetensors"  # whose student it is
+
+    # The same student as a snapshot kept without its run (e.g. in checkpoints/wip/), shipped with
+    # --snapshot in place of the teacher: the same story, its steps after the teacher's, and the
+    # flags its snapshot records where the run's args.json is gone
+    for d, files in teacher_files.items():
+        for name, data in files.items():
+            (tmp_path / d / name).write_bytes(data)
+    kept = tmp_path / "wip"
+    kept.mkdir()
+    for ext in (".safetensors", ".json"):
+        (kept / f"student{ext}").write_bytes((student / f"snapshot{ext}").read_bytes())
+    alone = run_script("training/ship.py", "--snapshot", kept / "student", *rest, "--force")
+    assert alone.returncode == 0, alone.stderr
+    card = (tmp_path / "docs" / "Breakout.md").read_text()
+    assert "11 denoiser steps (reward/end model alongside)" in card and "Then distilled into one Euler step" in card
+    assert "2 steps from the weights of" in card
+    assert f"--distill-from {shipped_ckpt}.safetensors --student-sigma-max 80 --steps 2" in card
+    assert f"ship.py --snapshot {kept / 'student'} --data {work / 'data'} --heldout" in card
+    assert "--starts 2 --playability-starts 2 --force" in card  # the gates' figures depend on them
+    assert WorldModel.from_snapshot(shipped_ckpt, precision="fp32").meta["training"]["steps"] == 13
 
 
 def test_fine_tune_grows_the_context(work: Path, resumed, run_script) -> None:
