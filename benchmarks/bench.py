@@ -5,6 +5,7 @@
     python benchmarks/bench.py --quick                                   # seconds: checks the script works
     python benchmarks/bench.py --backends                                # torch / ONNX fp32 / ONNX int8, shipped model
     python benchmarks/bench.py --guided-rows --repeats 30                # a guided step in one network call or two
+    python benchmarks/bench.py --versus-diamond --repeats 30             # shipped models against DIAMOND's reference
 
 Measures, per preset and precision mode:
 - dreamed frames/s through `Dreams.step` (denoiser sampling + reward/end model, uint8 frames out) at
@@ -22,6 +23,10 @@ torch (what `WorldModel.configure` picks here), ONNX Runtime fp32 and ONNX Runti
 calibrated on real emulator contexts), dreamed frames/s through `Dreams.step` from real contexts of
 the shipped snapshot (`--checkpoint`), at batch 1 and 8 with 1, 2 and 3 Euler steps; the timed
 repeats of all backends are interleaved, so a load that comes and goes hits them alike.
+
+`--versus-diamond` times DIAMOND's reference and every world model in `--checkpoint-dir` at its
+default settings in one process, repeats interleaved, and prints each model's frames/s as a multiple
+of the reference's (`run_versus_diamond`).
 """
 
 from __future__ import annotations
@@ -40,9 +45,11 @@ if __package__ in (None, ""):
 import torch
 
 from games.contexts import play_contexts
+from model.checkpoint import CheckpointError, read_meta
 from model.device import autocast, cpu_has_fast_bf16, machine_info
 from model.world_model import PRESETS, Dreams, WorldModel, preset_config
 from model.world_model.onnx_backend import use_backend
+from model.world_model.sampler import sample_next_frame
 
 ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT"]  # Breakout's minimal action set
 MODES = ("fp32", "bf16+cl", "fp32+cl+frozen")
@@ -245,6 +252,74 @@ def run_guided_rows(checkpoint: Path, batches: list[int], warmup: int, repeats: 
     ]
 
 
+def world_models_in(folder: Path) -> list[Path]:
+    """The world-model snapshots of a folder (the shipped games in checkpoints/), by name."""
+    out = []
+    for meta_path in sorted(folder.glob("*.json")):
+        try:
+            kind = read_meta(meta_path.with_suffix("")).get("kind")
+        except CheckpointError:
+            continue
+        if kind == "world_model" and meta_path.with_suffix(".safetensors").is_file():
+            out.append(meta_path.with_suffix(""))
+    return out
+
+
+def run_versus_diamond(checkpoints: list[Path], batches: list[int], warmup: int, repeats: int) -> list[dict]:
+    """Frames/s of DIAMOND's reference and of each model at its default settings, in one process with
+    the timed repeats interleaved, and each model's multiple of the reference at every batch.
+
+    The reference is DIAMOND's Atari denoiser (the `paper` preset: its U-Net exactly, 4.41 M
+    parameters; untrained weights, speed does not depend on them) in fp32 with contiguous tensors, as
+    DIAMOND's code runs it, sampled with its default 3 Euler steps by `sample_next_frame` alone: no
+    reward/end model, no uint8 frames. Each model runs through `Dreams.step`, with all a player's frame
+    costs: its own sampler (steps, guidance), the precision and backend `WorldModel.configure` picks
+    on this machine, the reward/end model and uint8 frames out, from real contexts of its game. The
+    comparison leans towards the reference."""
+    ref = build("paper", "fp32")
+    ref_sampler = ref.sampler_config(num_steps=3, action_guidance=0.0)
+    runs: dict[tuple[str, int], Callable[[], object]] = {}
+    g = torch.Generator().manual_seed(0)
+    for b in batches:
+        ctx = torch.rand(b, 4, 3, 64, 64, generator=g) * 2 - 1
+        act = torch.randint(0, ref.num_actions, (b, 4), generator=g)
+        runs["DIAMOND reference", b] = lambda c=ctx, a=act: sample_next_frame(ref.denoiser, c, a, ref_sampler)
+    labels = {"DIAMOND reference": "paper preset, fp32, 3 Euler steps, denoiser and sampler only"}
+    for path in checkpoints:
+        model = WorldModel.from_snapshot(path)
+        sampler = model.sampler_config()
+        frames, actions = (
+            torch.from_numpy(x)
+            for x in play_contexts(model.cfg.game, max(batches), seed=1, context_frames=model.cfg.context_frames)
+        )
+        name = path.name
+        labels[name] = f"{sampler.num_steps} Euler step{'s' if sampler.num_steps != 1 else ''}" + (
+            f", guidance {sampler.action_guidance:g}" if sampler.action_guidance else ""
+        )
+        labels[name] += f", {'bf16' if model.bf16 else 'fp32'}, {model.backend}"
+        for b in batches:
+            dreams = Dreams(model, sampler, seed=0)
+            dreams.reset(frames[:b], actions[:b, :-1])
+            runs[name, b] = lambda d=dreams, a=actions[:b, -1]: d.step(a)
+        print(f"  ready: {name} ({labels[name]})", file=sys.stderr)
+    times: dict[tuple, list[float]] = {k: [] for k in runs}
+    with torch.no_grad():
+        for i in range(warmup + repeats):  # interleaved: every model in every round
+            for key, fn in runs.items():
+                t = time.perf_counter()
+                fn()
+                if i >= warmup:
+                    times[key].append(time.perf_counter() - t)
+    fps = {k: k[1] / statistics.median(v) for k, v in times.items()}
+    rows = []
+    for name in labels:
+        row: dict = {"preset": name, "mode": labels[name]}
+        row.update({f"dream_b{b}_fps": fps[name, b] for b in batches})
+        row.update({f"x_reference_b{b}": fps[name, b] / fps["DIAMOND reference", b] for b in batches})
+        rows.append(row)
+    return rows
+
+
 def table(rows: list[dict]) -> str:
     keys = [k for k in rows[0] if k not in ("preset", "mode")]
     lines = ["| preset | mode | " + " | ".join(keys) + " |", "| --- | --- |" + " --- |" * len(keys)]
@@ -293,6 +368,13 @@ def main(argv: list[str] | None = None) -> int:
         "at batch 1, 2, 4, 8, 16",
     )
     p.add_argument("--calibration", type=int, default=32, help="real contexts that calibrate int8 (--backends)")
+    p.add_argument(
+        "--versus-diamond",
+        action="store_true",
+        help="time DIAMOND's reference (paper U-Net, fp32, 3 Euler steps) and every world model in "
+        "--checkpoint-dir at its default settings, at batch 1 and 8, interleaved; print each as a multiple",
+    )
+    p.add_argument("--checkpoint-dir", type=Path, default=Path("checkpoints"), help="models for --versus-diamond")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     a = p.parse_args(argv)
     presets = a.presets.split(",")
@@ -312,7 +394,12 @@ def main(argv: list[str] | None = None) -> int:
         f"fast bf16: {info['fast_bf16']} | flags: {info['cpu_flags']}",
         file=sys.stderr,
     )
-    if a.guided_rows:
+    if a.versus_diamond:
+        models = world_models_in(a.checkpoint_dir)
+        if not models:
+            p.error(f"no world-model snapshots in {a.checkpoint_dir}")
+        rows = run_versus_diamond(models, [1, 2] if a.quick else [1, 8], a.warmup, a.repeats)
+    elif a.guided_rows:
         rows = run_guided_rows(a.checkpoint, [1, 2] if a.quick else [1, 2, 4, 8, 16], a.warmup, a.repeats)
     elif a.backends:
         calibration = 8 if a.quick else a.calibration

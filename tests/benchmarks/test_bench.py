@@ -1,6 +1,6 @@
-"""benchmarks/bench.py --guided-rows on the shipped Breakout model: both ways of a guided step are
-timed at each batch, from real contexts, with the machine beside the figures. Speeds are printed,
-never asserted."""
+"""benchmarks/bench.py on the shipped models: --guided-rows times both ways of a guided step at each
+batch, --versus-diamond every shipped model against DIAMOND's reference, with the machine beside the
+figures. Speeds are printed, never asserted."""
 
 from __future__ import annotations
 
@@ -25,3 +25,27 @@ def test_guided_rows_times_one_call_and_two_calls_per_batch(tmp_path: Path) -> N
             and min(r["dream_b1_fps"], r["dream_b2_fps"]) > 0
         )
     assert report["machine"]["cpu_flags"] and "CPU flags:" in res.stdout
+
+
+def test_versus_diamond_times_the_reference_and_every_shipped_model(tmp_path: Path) -> None:
+    out = tmp_path / "versus.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--versus-diamond", "--quick", "--threads", "1"]
+    res = subprocess.run([*cmd, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    rows = {r["preset"]: r for r in json.loads(out.read_text())["results"]}
+    shipped = sorted(p.stem for p in (ROOT / "checkpoints").glob("*.json") if not p.stem.endswith("-agent"))
+    assert sorted(rows) == sorted(["DIAMOND reference", *shipped])
+    ref = rows["DIAMOND reference"]
+    assert "3 Euler steps" in ref["mode"] and ref["x_reference_b1"] == 1.0
+    for name in shipped:  # each model's multiple is its own frames/s over the reference's, per batch
+        for b in (1, 2):
+            r = rows[name]
+            assert r[f"dream_b{b}_fps"] > 0
+            assert abs(r[f"x_reference_b{b}"] - r[f"dream_b{b}_fps"] / ref[f"dream_b{b}_fps"]) < 1e-9
+    assert "Euler step" in rows["Pong"]["mode"]
+
+
+def test_versus_diamond_without_models_is_refused(tmp_path: Path) -> None:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--versus-diamond", "--checkpoint-dir", str(tmp_path)]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 2 and f"no world-model snapshots in {tmp_path}" in res.stderr
