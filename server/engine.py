@@ -20,7 +20,7 @@ from games.envs import UnknownGameError, action_meanings
 from model.checkpoint import CheckpointError, read_meta
 from model.device import pick_device
 from model.world_model import WorldModel
-from model.world_model.onnx_backend import use_backend
+from model.world_model.onnx_backend import INT8_CALIBRATION_CONTEXTS, use_backend
 from server import controls
 from server.config import Settings
 from server.keymap import keymap
@@ -30,7 +30,6 @@ from server.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
 
-INT8_CALIBRATION_CONTEXTS = 32  # real contexts whose U-Net inputs set the int8 ranges
 KEEP_SAVED_EPISODES = 1000  # download ids remembered (the oldest are forgotten first)
 
 

@@ -30,6 +30,7 @@ from PIL import Image
 from games.episode_store import EpisodeStore
 from model.checkpoint import CheckpointError
 from model.world_model import WorldModel
+from model.world_model.onnx_backend import BackendError
 from training.world_model.fidelity import (
     ball_plot,
     fidelity,
@@ -38,6 +39,7 @@ from training.world_model.fidelity import (
     stability,
     strip_image,
 )
+from training.world_model.shipping import MEASURED_BACKENDS, measure_with_backend
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads (0 = torch's default; 1 beside a training run)"
     )
+    p.add_argument(
+        "--backend",
+        choices=MEASURED_BACKENDS,
+        default="torch",
+        help="the denoiser's backend (onnx-int8 calibrated on real play, as the server does it)",
+    )
     args = p.parse_args(argv)
     if args.threads < 0:
         p.error(f"--threads must be >= 0, got {args.threads}")
@@ -76,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         if not horizons or min(horizons) < 1:
             raise ValueError(f"bad --horizons {args.horizons!r}")
         model = WorldModel.from_snapshot(args.checkpoint, pick_device(args.device), precision=args.precision)
+        measure_with_backend(model, args.backend)
         sampler = model.sampler_config(num_steps=args.steps, order=2 if args.heun else 1, sigma_max=args.sigma_max)
         store = EpisodeStore(args.data)
         episodes, errors = store.load_all(model.cfg.game)
@@ -85,10 +94,11 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"no readable {model.cfg.game} episodes in {args.data}")
         res = fidelity(model, episodes, horizons, args.starts, sampler, args.seed, progress=True)
         res["reward_end"] = reward_end_accuracy(model, episodes)
+        res["backend"] = model.backend
         stab = None
         if args.stability_steps:
             stab = stability(model, episodes, args.stability_steps, sampler=sampler, seed=args.seed, progress=True)
-    except (CheckpointError, ValueError, OSError) as e:
+    except (CheckpointError, BackendError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = args.out or args.checkpoint.parent / "eval"

@@ -34,6 +34,7 @@ from training.cli import add_guidance_flags, guidance_overrides
 from training.world_model.playability import cases_image, evaluate_model, goals_missed, table, worse_than
 from training.world_model.playability.breakout import long_dream_losses, make_starts, serve_belief
 from training.world_model.playability.core import SEED
+from training.world_model.shipping import MEASURED_BACKENDS, measure_with_backend
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="JSON output")
     p.add_argument("--image", type=Path, default=None, help="PNG of the worst case per probe")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument(
+        "--backend",
+        choices=MEASURED_BACKENDS,
+        default="torch",
+        help="the denoiser's backend (onnx-int8 calibrated on real play, as the server does it)",
+    )
     add_guidance_flags(p, "dream with action-contrast guidance G (default: the model's own sampler setting)")
     p.add_argument(
         "--serve-belief",
@@ -94,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(a.threads)
     from model.checkpoint import CheckpointError
     from model.world_model import WorldModel
+    from model.world_model.onnx_backend import BackendError
 
     def quick(measure: Callable, line: Callable[[dict], str], **record) -> int:
         """A one-figure mode: measure(model) -> dict, printed as one line and written to --out."""
@@ -140,13 +148,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     try:
         model = WorldModel.from_snapshot(a.checkpoint)
+        measure_with_backend(model, a.backend)
         ref = json.loads(a.compare.read_text()) if a.compare else None
         res = evaluate_model(model, a.starts, a.seed, a.steps, **sampler)
-    except (CheckpointError, ValueError, OSError, json.JSONDecodeError) as e:
+    except (CheckpointError, BackendError, ValueError, OSError, json.JSONDecodeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     cases = res.pop("_cases")
     res["checkpoint"] = str(a.checkpoint)
+    res["backend"] = model.backend
     print(table(res, ref, "compared"))
     missed = goals_missed(res)
     print("goals missed: " + ("; ".join(missed) if missed else "none"))

@@ -46,6 +46,8 @@ from model.world_model.sampler import SamplerConfig, sample_next_frame
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx-fp32", "onnx-int8", "auto")
+INT8_CALIBRATION_CONTEXTS = 32
+"""Real contexts whose U-Net inputs set the int8 ranges (the server and the measurement scripts)."""
 AUTO_CANDIDATES = ("torch", "onnx-fp32")
 """What `auto` may pick. Not int8: it is opt-in by name."""
 AUTO_WARMUP, AUTO_REPEATS = 3, 7

@@ -264,6 +264,7 @@ def test_cli_writes_json_and_image_for_the_shipped_model(tmp_path):
     assert proc.returncode == 0, proc.stderr
     res = json.loads(out.read_text())
     assert res["starts"] == {"waiting": 2, "in_play": 2, "served": 2} and 0 <= res["phantom_serve"] <= 1
+    assert res["backend"] == "torch"  # the figures say which path dreamed them (--backend)
     assert img.stat().st_size > 1000
     assert "dreams that serve a ball without FIRE" in proc.stdout
 

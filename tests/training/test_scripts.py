@@ -470,6 +470,18 @@ def test_evaluate_cli(work: Path, resumed, run_script) -> None:
     assert (work / "evalout" / "ball.png").is_file()
     assert len(res["ball"]["recall"]) == 50 and sum(res["ball"]["real_balls"]) <= 2 * 50
     assert res["reward_end"]["transitions"] == 60  # teacher-forced reward/end accuracy on the held-out play
+    assert res["backend"] == "torch"
+
+    # --backend measures the path players get with that backend: ONNX Runtime's fp32 graph dreams what
+    # torch dreams (float tolerance and the torch path's bf16 apart: within a dB at every horizon)
+    onnx = run_script("training/evaluate.py", *proc.args[2:-1], work / "evalonnx", "--backend", "onnx-fp32")
+    assert onnx.returncode == 0, onnx.stderr
+    res_onnx = json.loads((work / "evalonnx" / "fidelity.json").read_text())
+    assert res_onnx["backend"] == "onnx-fp32"
+    for h, row in res["horizons"].items():
+        assert abs(res_onnx["horizons"][h]["psnr_dream"] - row["psnr_dream"]) < 1.0, h
+    bad = run_script("training/evaluate.py", *proc.args[2:], "--backend", "tensorrt")
+    assert bad.returncode == 2 and "invalid choice: 'tensorrt'" in bad.stderr
 
 
 def test_train_refuses_to_overwrite_a_run(work: Path, resumed, run_script) -> None:

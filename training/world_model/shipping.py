@@ -9,6 +9,25 @@ from pathlib import Path
 MAX_FILE_BYTES = 25 * 1024 * 1024
 """The largest file either command ships (checkpoints/ is committed to git)."""
 
+MEASURED_BACKENDS = ("torch", "onnx-fp32", "onnx-int8")
+"""The denoiser backends a measurement can run (model/world_model/onnx_backend.py)."""
+
+
+def measure_with_backend(model, backend: str) -> str:
+    """Make a loaded world model dream with `backend` as the server would run it (int8 calibrated on
+    the same real play of its game, `INT8_CALIBRATION_CONTEXTS` contexts from seed 0); returns what
+    runs. For playability.py / evaluate.py --backend: the figures of the path players get."""
+    from games.contexts import play_contexts
+    from model.world_model.onnx_backend import INT8_CALIBRATION_CONTEXTS, use_backend
+
+    if backend not in MEASURED_BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: expected one of {', '.join(MEASURED_BACKENDS)}")
+    calibration = None
+    if backend == "onnx-int8":
+        calibration = play_contexts(model.cfg.game, INT8_CALIBRATION_CONTEXTS, context_frames=model.cfg.context_frames)
+    model.backend = use_backend(model, backend, calibration)
+    return model.backend
+
 
 def read_run_args(run_dir: Path) -> dict:
     """The train.py arguments of the run (args.json), or {} if absent."""
