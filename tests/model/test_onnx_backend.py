@@ -118,6 +118,17 @@ def test_int8_dreams_within_psnr_of_torch(shipped, cache, calibration, held_out)
             "int8 vs torch, %d steps: PSNR min %.1f median %.1f", steps, p.min(), p.median()
         )
     assert min(worst.values()) >= INT8_MIN_PSNR, worst
+    # the output layer stays fp32: no DequantizeLinear feeds the convolution that makes the graph's output
+    import onnx
+
+    graph = onnx.load(str(int8.path)).graph
+    made_by = {out: node for node in graph.node for out in node.output}
+    last = made_by[graph.output[0].name]
+    assert last.op_type == "Conv" and all(
+        made_by[i].op_type != "DequantizeLinear" for i in last.input if i in made_by
+    ), [made_by[i].op_type for i in last.input if i in made_by]
+    first = next(n for n in graph.node if n.op_type == "Conv")  # while the others are int8
+    assert any(made_by[i].op_type == "DequantizeLinear" for i in first.input if i in made_by)
 
 
 def test_bad_inputs_give_clear_errors(shipped, fp32) -> None:
