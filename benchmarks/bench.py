@@ -45,7 +45,6 @@ if __package__ in (None, ""):
 import torch
 
 from games.contexts import play_contexts
-from model.checkpoint import CheckpointError, read_meta
 from model.device import autocast, cpu_has_fast_bf16, machine_info
 from model.world_model import PRESETS, Dreams, WorldModel, preset_config
 from model.world_model.onnx_backend import use_backend
@@ -252,19 +251,6 @@ def run_guided_rows(checkpoint: Path, batches: list[int], warmup: int, repeats: 
     ]
 
 
-def world_models_in(folder: Path) -> list[Path]:
-    """The world-model snapshots of a folder (the shipped games in checkpoints/), by name."""
-    out = []
-    for meta_path in sorted(folder.glob("*.json")):
-        try:
-            kind = read_meta(meta_path.with_suffix("")).get("kind")
-        except CheckpointError:
-            continue
-        if kind == "world_model" and meta_path.with_suffix(".safetensors").is_file():
-            out.append(meta_path.with_suffix(""))
-    return out
-
-
 def run_versus_diamond(checkpoints: list[Path], batches: list[int], warmup: int, repeats: int) -> list[dict]:
     """Frames/s of DIAMOND's reference and of each model at its default settings, in one process with
     the timed repeats interleaved, and each model's multiple of the reference at every batch.
@@ -395,7 +381,9 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     if a.versus_diamond:
-        models = world_models_in(a.checkpoint_dir)
+        from server.engine import discover_snapshots, snapshot_kind  # what the server would serve
+
+        models = [s for s in discover_snapshots(a.checkpoint_dir) if snapshot_kind(s) == "world_model"]
         if not models:
             p.error(f"no world-model snapshots in {a.checkpoint_dir}")
         rows = run_versus_diamond(models, [1, 2] if a.quick else [1, 8], a.warmup, a.repeats)

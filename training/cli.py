@@ -118,6 +118,18 @@ def recorded_defaults(cls: type, record: Mapping[str, Any], skip: Sequence[str] 
 
 
 # -- the dreaming commands' sampler flags (training/playability.py, training/ship.py) ----------------
+def add_backend_flag(p: argparse.ArgumentParser) -> None:
+    """--backend: the denoiser backend a measurement runs (`shipping.measure_with_backend`)."""
+    from training.world_model.shipping import MEASURED_BACKENDS
+
+    p.add_argument(
+        "--backend",
+        choices=MEASURED_BACKENDS,
+        default="torch",
+        help="the denoiser's backend (onnx-int8 calibrated on real play, as the server does it)",
+    )
+
+
 def add_guidance_flags(p: argparse.ArgumentParser, help_g: str) -> None:
     """--action-guidance G and --guidance-sigma S (model/world_model/sampler.SamplerConfig), both optional."""
     p.add_argument("--action-guidance", type=float, default=None, metavar="G", help=help_g)

@@ -31,6 +31,7 @@ from games.episode_store import EpisodeStore
 from model.checkpoint import CheckpointError
 from model.world_model import WorldModel
 from model.world_model.onnx_backend import BackendError
+from training.cli import add_backend_flag
 from training.world_model.fidelity import (
     ball_plot,
     fidelity,
@@ -39,7 +40,7 @@ from training.world_model.fidelity import (
     stability,
     strip_image,
 )
-from training.world_model.shipping import MEASURED_BACKENDS, measure_with_backend
+from training.world_model.shipping import measure_with_backend
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,12 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads (0 = torch's default; 1 beside a training run)"
     )
-    p.add_argument(
-        "--backend",
-        choices=MEASURED_BACKENDS,
-        default="torch",
-        help="the denoiser's backend (onnx-int8 calibrated on real play, as the server does it)",
-    )
+    add_backend_flag(p)
     args = p.parse_args(argv)
     if args.threads < 0:
         p.error(f"--threads must be >= 0, got {args.threads}")

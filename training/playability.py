@@ -30,11 +30,11 @@ if __package__ in (None, ""):
 import torch
 
 from games.experts import WAITING
-from training.cli import add_guidance_flags, guidance_overrides
+from training.cli import add_backend_flag, add_guidance_flags, guidance_overrides
 from training.world_model.playability import cases_image, evaluate_model, goals_missed, table, worse_than
 from training.world_model.playability.breakout import long_dream_losses, make_starts, serve_belief
 from training.world_model.playability.core import SEED
-from training.world_model.shipping import MEASURED_BACKENDS, measure_with_backend
+from training.world_model.shipping import measure_with_backend
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,12 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="JSON output")
     p.add_argument("--image", type=Path, default=None, help="PNG of the worst case per probe")
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument(
-        "--backend",
-        choices=MEASURED_BACKENDS,
-        default="torch",
-        help="the denoiser's backend (onnx-int8 calibrated on real play, as the server does it)",
-    )
+    add_backend_flag(p)
     add_guidance_flags(p, "dream with action-contrast guidance G (default: the model's own sampler setting)")
     p.add_argument(
         "--serve-belief",

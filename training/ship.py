@@ -266,7 +266,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     game = model.cfg.game
-    if not (args.out_dir / f"{game}.safetensors").is_file():
+    shipped_path = args.out_dir / game
+    has_shipped = shipped_path.with_suffix(".safetensors").is_file()
+    if not has_shipped:
         print(f"no {game} model in {args.out_dir}: this one is the first, so there is nothing to gate against")
 
     # -- the gate: playability against the model this one replaces --------------------------
@@ -284,9 +286,9 @@ def main(argv: list[str] | None = None) -> int:
                 play_ref = None  # measured on other starts: measure the shipped model again
             elif any(k in play and k not in play_ref for k in playability.probe_keys(play)):
                 play_ref = None  # measured before a probe existed: measure the shipped model again
-        if play_ref is None and (args.out_dir / f"{game}.safetensors").is_file():
+        if play_ref is None and has_shipped:
             print("playability suite on the shipped model ...")
-            shipped = WorldModel.from_snapshot(args.out_dir / game)
+            shipped = WorldModel.from_snapshot(shipped_path)
             play_ref = playability.evaluate_model(shipped, args.playability_starts)
             play_ref.pop("_cases")
         play_worse = playability.worse_than(play, play_ref) if play_ref else []
@@ -323,9 +325,9 @@ def main(argv: list[str] | None = None) -> int:
         fid_ref = json.loads(ref_eval.read_text()).get("fidelity")
         if not fid_ref or fid_ref.get("starts") != fid["starts"]:
             fid_ref = None  # other starts (another --starts or held-out store): measure it again
-    if fid_ref is None and (args.out_dir / f"{game}.safetensors").is_file():
+    if fid_ref is None and has_shipped:
         print("evaluating the shipped model on the same starts ...")
-        shipped = WorldModel.from_snapshot(args.out_dir / game)
+        shipped = WorldModel.from_snapshot(shipped_path)
         fid_ref = fidelity(shipped, heldout, starts=args.starts, seed=args.seed, progress=True)
         del fid_ref["_dream"], fid_ref["_real"]  # only its figures are compared
     fid_worse = fidelity_worse(fid, fid_ref) if fid_ref else []
@@ -370,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     (docs_dir / f"{game}-eval.json").write_text(json.dumps(report, indent=1))
     play_text = "No playability probes exist for this game yet (training/world_model/playability/)."
     if play is not None:
-        play["checkpoint"] = str(args.out_dir / game)
+        play["checkpoint"] = str(shipped_path)
         (docs_dir / f"{game}-playability.json").write_text(json.dumps(play, indent=1))
         playability.cases_image(play_cases).save(docs_dir / f"{game}-playability.png")
         missed = playability.goals_missed(play)
@@ -410,8 +412,8 @@ Reproduce: `python training/playability.py --checkpoint checkpoints/{game} --sta
         reproduce = f"--snapshot {args.snapshot}"
     old_card = args.docs / f"{game}.md"
     teacher = (model.meta.get("distilled_from") or {}).get("snapshot") if "training" not in model.meta else None
-    student = teacher is not None and _same_path(teacher, args.out_dir / game)  # of the shipped model
-    reship = args.snapshot is not None and _same_path(args.snapshot, args.out_dir / game)
+    student = teacher is not None and _same_path(teacher, shipped_path)  # of the shipped model
+    reship = args.snapshot is not None and _same_path(args.snapshot, shipped_path)
     history = _card_history(old_card.read_text()) if (reship or student) and old_card.is_file() else None
     flags = {"action_guidance": "--action-guidance", "guidance_sigma": "--guidance-sigma"}
     flags["guidance_reference"] = "--guidance-reference"

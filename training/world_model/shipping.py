@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from model.world_model.onnx_backend import BACKENDS
+
 MAX_FILE_BYTES = 25 * 1024 * 1024
 """The largest file either command ships (checkpoints/ is committed to git)."""
 
-MEASURED_BACKENDS = ("torch", "onnx-fp32", "onnx-int8")
-"""The denoiser backends a measurement can run (model/world_model/onnx_backend.py)."""
+MEASURED_BACKENDS = tuple(b for b in BACKENDS if b != "auto")
+"""The denoiser backends a measurement can run: one path each, not the server's timed choice."""
 
 
 def measure_with_backend(model, backend: str) -> str:
