@@ -75,6 +75,19 @@ def cpu_info() -> tuple[str, set[str]]:
     return name or platform.processor() or "unknown", flags
 
 
+def arithmetic_info(model: object | None = None) -> dict:
+    """What a dream's numbers depend on besides the model's weights and the seeds: the CPU and its SIMD
+    flags (which kernels run, and where bf16 rounds), torch, its threads (how reductions are split)
+    and, for a loaded world model, its precision and backend. Two measurements of one model agree
+    exactly only where this agrees; recorded with every playability and fidelity result
+    (training/ship.py reuses a card's figures only where it matches)."""
+    info = machine_info()
+    out = {k: info[k] for k in ("cpu", "cpu_flags", "torch", "threads")}
+    if model is not None:
+        out.update(bf16=bool(getattr(model, "bf16", False)), backend=getattr(model, "backend", "torch"))
+    return out
+
+
 def machine_info() -> dict:
     """What a speed figure depends on: the CPU, its SIMD flags, torch, its threads and CPU kernel
     level, whether bf16 is fast, Python, and the 1-minute load average when measured (a figure taken

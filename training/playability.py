@@ -158,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     if ref:
         worse = worse_than(res, ref)
         print("worse than the compared model: " + ("; ".join(worse) if worse else "none"))
+        if ref.get("arithmetic") != res["arithmetic"]:  # one rounding apart, dreams part and events move
+            print(
+                f"note: the compared figures come from other arithmetic ({ref.get('arithmetic', 'not recorded')}; "
+                f"here {res['arithmetic']}): a difference of an event or two can come from that alone"
+            )
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(res, indent=1))

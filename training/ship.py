@@ -279,11 +279,11 @@ def main(argv: list[str] | None = None) -> int:
         play_cases = play.pop("_cases")
         ref_json = args.docs / f"{game}-playability.json"
         # each model is measured with its own sampler (a distilled one in 1 step, its teacher in 3)
-        same = ("suite", "seed", "starts_requested")
+        same = ("suite", "seed", "starts_requested", "arithmetic")
         if ref_json.is_file():
             play_ref = json.loads(ref_json.read_text())
             if any(play_ref.get(k) != play.get(k) for k in same):
-                play_ref = None  # measured on other starts: measure the shipped model again
+                play_ref = None  # other starts, or another machine's arithmetic: measure the shipped model again
             elif any(k in play and k not in play_ref for k in playability.probe_keys(play)):
                 play_ref = None  # measured before a probe existed: measure the shipped model again
         if play_ref is None and has_shipped:
@@ -323,8 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     ref_eval = args.docs / f"{game}-eval.json"
     if ref_eval.is_file():
         fid_ref = json.loads(ref_eval.read_text()).get("fidelity")
-        if not fid_ref or fid_ref.get("starts") != fid["starts"]:
-            fid_ref = None  # other starts (another --starts or held-out store): measure it again
+        if not fid_ref or any(fid_ref.get(k) != fid.get(k) for k in ("starts", "arithmetic")):
+            fid_ref = None  # other starts (another --starts or held-out store) or machine: measure it again
     if fid_ref is None and has_shipped:
         print("evaluating the shipped model on the same starts ...")
         shipped = WorldModel.from_snapshot(shipped_path)

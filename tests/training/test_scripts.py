@@ -270,6 +270,19 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
     assert guided.sampler_config().action_guidance == 1.5
     assert "action guidance 1.5 at noise >= 1" in (tmp_path / "docs" / "Breakout.md").read_text()
 
+    # A card's figures from other arithmetic (another CPU: bf16 rounds elsewhere, dreams part) do not
+    # stand for the shipped model: the gate measures it again on this machine. Here it is the same
+    # weights and sampler as the candidate, so the candidate passes where the card's (perfect)
+    # figures would have refused it.
+    other = json.loads(play_json.read_text())
+    other.update({p.key: float(p.higher_is_better) for p in breakout.PROBES})
+    other["arithmetic"] = {**other["arithmetic"], "cpu": "another CPU"}
+    play_json.write_text(json.dumps(other))
+    remeasured = run_script("training/ship.py", *ship.args[2:], "--action-guidance", "1.5")
+    assert remeasured.returncode == 0, remeasured.stderr
+    assert "playability suite on the shipped model ..." in remeasured.stdout
+    assert json.loads(play_json.read_text())["arithmetic"]["cpu"] != "another CPU"
+
     # The quality gate: against a shipped model 10 dB sharper at every horizon (and no better on any
     # probe), this one is refused on fidelity and nothing changes; --force ships it and says so.
     worst = json.loads(play_json.read_text())

@@ -19,6 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from games.episode_store import Episode
+from model.device import arithmetic_info
 from model.world_model import Dreams, WorldModel
 from model.world_model.sampler import SamplerConfig
 from training.world_model.measures import (
@@ -153,6 +154,7 @@ def fidelity(
         "score_redraw": score_redraw(model, episodes, sampler, seed=seed),
         "starts": [list(s) for s in st],
         "sampler": vars(sampler),
+        "arithmetic": arithmetic_info(model),
         "_dream": dream,
         "_real": real,
     }

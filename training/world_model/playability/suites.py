@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from model.device import arithmetic_info
 from training.world_model.playability.boxing import (
     BOXING_COUNTS,
     BOXING_PROBES,
@@ -149,4 +150,5 @@ def evaluate_model(
         {"suite": suite.version, "seed": seed, "euler_steps": dreamer.sampler.num_steps, "starts_requested": starts_n}
     )
     res["sampler"] = asdict(dreamer.sampler)
+    res["arithmetic"] = arithmetic_info(model)
     return res
