@@ -251,7 +251,9 @@ def run_guided_rows(checkpoint: Path, batches: list[int], warmup: int, repeats: 
     ]
 
 
-def run_versus_diamond(checkpoints: list[Path], batches: list[int], warmup: int, repeats: int) -> list[dict]:
+def run_versus_diamond(
+    checkpoints: list[Path], batches: list[int], warmup: int, repeats: int, fused: bool = False
+) -> list[dict]:
     """Frames/s of DIAMOND's reference and of each model at its default settings, in one process with
     the timed repeats interleaved, and each model's multiple of the reference at every batch.
 
@@ -261,7 +263,8 @@ def run_versus_diamond(checkpoints: list[Path], batches: list[int], warmup: int,
     reward/end model, no uint8 frames. Each model runs through `Dreams.step`, with all a player's frame
     costs: its own sampler (steps, guidance), the precision and backend `WorldModel.configure` picks
     on this machine, the reward/end model and uint8 frames out, from real contexts of its game. The
-    comparison leans towards the reference."""
+    comparison leans towards the reference. `fused`: also each bf16 model with the opt-in `torch-fused`
+    backend (`Denoiser.freeze_bf16`'s inference copy of the U-Net)."""
     ref = build("paper", "fp32")
     ref_sampler = ref.sampler_config(num_steps=3, action_guidance=0.0)
     runs: dict[tuple[str, int], Callable[[], object]] = {}
@@ -271,14 +274,18 @@ def run_versus_diamond(checkpoints: list[Path], batches: list[int], warmup: int,
         act = torch.randint(0, ref.num_actions, (b, 4), generator=g)
         runs["DIAMOND reference", b] = lambda c=ctx, a=act: sample_next_frame(ref.denoiser, c, a, ref_sampler)
     labels = {"DIAMOND reference": "paper preset, fp32, 3 Euler steps, denoiser and sampler only"}
-    for path in checkpoints:
-        model = WorldModel.from_snapshot(path)
+    models = [(path.name, WorldModel.from_snapshot(path)) for path in checkpoints]
+    if fused:
+        with_fused = [
+            (f"{p.name}, torch-fused", WorldModel.from_snapshot(p, backend="torch-fused")) for p in checkpoints
+        ]
+        models += [(name, m) for name, m in with_fused if m.backend == "torch-fused"]  # bf16 models only
+    for name, model in models:
         sampler = model.sampler_config()
         frames, actions = (
             torch.from_numpy(x)
             for x in play_contexts(model.cfg.game, max(batches), seed=1, context_frames=model.cfg.context_frames)
         )
-        name = path.name
         labels[name] = f"{sampler.num_steps} Euler step{'s' if sampler.num_steps != 1 else ''}" + (
             f", guidance {sampler.action_guidance:g}" if sampler.action_guidance else ""
         )
@@ -361,6 +368,11 @@ def main(argv: list[str] | None = None) -> int:
         "--checkpoint-dir at its default settings, at batch 1 and 8, interleaved; print each as a multiple",
     )
     p.add_argument("--checkpoint-dir", type=Path, default=Path("checkpoints"), help="models for --versus-diamond")
+    p.add_argument(
+        "--with-fused",
+        action="store_true",
+        help="with --versus-diamond: also each bf16 model with the torch-fused backend (the U-Net's inference copy)",
+    )
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     a = p.parse_args(argv)
     presets = a.presets.split(",")
@@ -386,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         models = [s for s in discover_snapshots(a.checkpoint_dir) if snapshot_kind(s) == "world_model"]
         if not models:
             p.error(f"no world-model snapshots in {a.checkpoint_dir}")
-        rows = run_versus_diamond(models, [1, 2] if a.quick else [1, 8], a.warmup, a.repeats)
+        rows = run_versus_diamond(models, [1, 2] if a.quick else [1, 8], a.warmup, a.repeats, a.with_fused)
     elif a.guided_rows:
         rows = run_guided_rows(a.checkpoint, [1, 2] if a.quick else [1, 2, 4, 8, 16], a.warmup, a.repeats)
     elif a.backends:

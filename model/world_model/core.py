@@ -219,7 +219,8 @@ class WorldModel(nn.Module):
         """Move to device, channels_last, and pick bf16 autocast where it is fast; in fp32 on the
         CPU, also trace and freeze the U-Net for inference (Denoiser.freeze; `train()` undoes it).
 
-        backend: 'torch', 'onnx-fp32', 'onnx-int8' (needs `calibration`: real frames uint8
+        backend: 'torch', 'torch-fused' (bf16 on the CPU: the U-Net's inference copy,
+        Denoiser.freeze_bf16), 'onnx-fp32', 'onnx-int8' (needs `calibration`: real frames uint8
         (N, L, H, W, C) and actions (N, L)) or 'auto' (onnx-fp32 where it is faster at batch 1 and 8
         here, else torch; torch on CUDA): model/world_model/onnx_backend.py. What runs is in `self.backend`."""
         prepare(self, device)

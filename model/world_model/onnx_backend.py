@@ -46,7 +46,11 @@ from model.world_model.sampler import SamplerConfig, sample_next_frame
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnx-fp32", "onnx-int8", "auto")
+BACKENDS = ("torch", "torch-fused", "onnx-fp32", "onnx-int8", "auto")
+"""torch: as `WorldModel.configure` made it (bf16 autocast of the U-Net, or the frozen fp32 graph);
+torch-fused (opt-in): in bf16, the U-Net's inference copy (`Denoiser.freeze_bf16`: bf16 weights, the
+adaptive norms' linears fused), faster, and refused as the default by the quality gate on Boxing
+(docs/benchmarks.md)."""
 INT8_VERSION = "v2"
 """Part of a cached int8 graph's name: v2 keeps the output layer in fp32 (`output_convs`)."""
 INT8_CALIBRATION_CONTEXTS = 32
@@ -347,7 +351,9 @@ def use_backend(
 ) -> str:
     """Make a configured `WorldModel` (after `configure`) dream with `backend`; returns what runs.
 
-    On CUDA, or for `auto` without onnxruntime installed, the model stays with torch. With an ONNX
+    On CUDA, or for `auto` without onnxruntime installed, the model stays with torch. `torch-fused`
+    gives a bf16 model on the CPU the U-Net's inference copy; an fp32 model stays with torch (its
+    frozen graph), with a warning. With an ONNX
     backend the denoiser runs its graph (`Denoiser.use_inference_net`) and the model leaves bf16
     autocast off (the reward/end model then runs in fp32; a bf16 torch path keeps its autocast
     inside `TorchUNet`). `auto` times torch and onnx-fp32 at batch 1 and 8 and keeps the faster (one
@@ -359,6 +365,16 @@ def use_backend(
     on_cuda = next(den.parameters()).device.type != "cpu"
     if backend == "torch" or (backend == "auto" and (on_cuda or not onnx_available())):
         return "torch"
+    if backend == "torch-fused":
+        if on_cuda:
+            raise BackendError("torch-fused runs on the CPU; on CUDA use the torch backend")
+        if not model.bf16:
+            log.warning("backend torch-fused: this model runs in fp32 here (no bf16), staying with torch")
+            return "torch"
+        if not den.freeze_bf16():
+            log.warning("backend torch-fused: the inference copy disagreed with the U-Net, staying with torch")
+            return "torch"
+        return backend
     if on_cuda:
         raise BackendError(f"{backend} runs on the CPU; on CUDA use the torch backend")
     kind = backend.removeprefix("onnx-")

@@ -14,6 +14,7 @@ both middle blocks with attention, the second conv of every res block zero-initi
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field, replace
 
@@ -124,18 +125,54 @@ class FourierFeatures(nn.Module):
         return torch.cat([f.cos(), f.sin()], dim=1)
 
 
+CondTable = dict["AdaGroupNorm", tuple[torch.Tensor, torch.Tensor]]
+"""Every adaptive group norm's (1 + scale, shift) of one forward, (B, C, 1, 1) each, computed at once
+by `FusedConditioning` (the inference copy of `inference_copy`); blocks take it in place of the
+conditioning vector."""
+
+
 class AdaGroupNorm(nn.Module):
-    """Adaptive group norm: GN(x) * (1 + scale) + shift, with (scale, shift) from the cond vector."""
+    """Adaptive group norm: GN(x) * (1 + scale) + shift, with (scale, shift) from the cond vector
+    (or looked up in a `CondTable` that holds them already)."""
 
     def __init__(self, channels: int, cond_channels: int, diamond: bool = False) -> None:
         super().__init__()
         self.num_groups = _groups(channels, diamond)
         self.linear = nn.Linear(cond_channels, 2 * channels)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | CondTable) -> torch.Tensor:
         x = F.group_norm(x, self.num_groups)
+        if isinstance(cond, dict):
+            scale1, shift = cond[self]
+            return torch.addcmul(shift, x, scale1)
         scale, shift = self.linear(cond)[:, :, None, None].chunk(2, dim=1)
         return x * (1 + scale) + shift
+
+
+class FusedConditioning(nn.Module):
+    """The linears of all adaptive group norms of a U-Net as one: cond (B, cc) -> a `CondTable`.
+
+    One matrix product in place of one per norm (42 in the cpu preset), with the 1 of (1 + scale)
+    folded into the bias. Built from the norms' weights at the time (`inference_copy`)."""
+
+    def __init__(self, norms: list[AdaGroupNorm]) -> None:
+        super().__init__()
+        self.norms = norms  # a plain list: the norms are the copy's own modules, not registered twice
+        self.sizes = [n.linear.out_features for n in norms]
+        weight = torch.cat([n.linear.weight.detach() for n in norms])
+        bias = []
+        for n in norms:
+            b = n.linear.bias.detach().clone()
+            b[: n.linear.out_features // 2] += 1
+            bias.append(b)
+        self.linear = nn.Linear(weight.shape[1], weight.shape[0], device=weight.device, dtype=weight.dtype)
+        with torch.no_grad():
+            self.linear.weight.copy_(weight)
+            self.linear.bias.copy_(torch.cat(bias))
+
+    def forward(self, cond: torch.Tensor) -> CondTable:
+        parts = self.linear(cond)[:, :, None, None].split(self.sizes, dim=1)
+        return {n: p.chunk(2, dim=1) for n, p in zip(self.norms, parts)}
 
 
 class SelfAttention2d(nn.Module):
@@ -156,7 +193,7 @@ class SelfAttention2d(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | CondTable) -> torch.Tensor:
         b, c, h, w = x.shape
         if self.diamond:
             x = self.norm(x)
@@ -183,7 +220,7 @@ class ResBlock(nn.Module):
         self.proj = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
         self.attn = SelfAttention2d(out_ch, cond_channels, diamond) if attn else None
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | CondTable) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x, cond)))
         h = self.conv2(F.silu(self.norm2(h, cond)))
         x = self.proj(x) + h
@@ -195,6 +232,9 @@ class UNet(nn.Module):
 
     With `layout="diamond"` it is DIAMOND's `InnerModel`: the same modules, shapes, initialisation
     and function (parameter names differ, and conv_in takes the noisy frame before the context)."""
+
+    under_autocast = False
+    """True on an `inference_copy`: it is meant to run under bf16 autocast (`Denoiser._net`)."""
 
     def __init__(self, cfg: UNetConfig) -> None:
         super().__init__()
@@ -218,6 +258,7 @@ class UNet(nn.Module):
         self.upsample = nn.ModuleList()
         c_out = self._build_diamond() if self.diamond else self._build_compact()
 
+        self.cond_table: FusedConditioning | None = None  # set on an inference copy only
         self.norm_out = nn.GroupNorm(_groups(c_out, self.diamond), c_out)
         self.conv_out = nn.Conv2d(c_out, cfg.image_channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)  # output conv zero-initialised (DIAMOND)
@@ -302,6 +343,8 @@ class UNet(nn.Module):
         if ctx_noise_level is not None and self.ctx_noise_emb is not None:
             cond = cond + self.ctx_noise_emb(ctx_noise_level)
         cond = self.cond_mlp(cond)
+        if self.cond_table is not None:
+            cond = self.cond_table(cond)
 
         h = self.conv_in(torch.cat([x, obs_ctx], dim=1))
         h = self._diamond_body(h, cond) if self.diamond else self._compact_body(h, cond)
@@ -310,7 +353,7 @@ class UNet(nn.Module):
                 return self.conv_out(F.silu(self.norm_out(h.float())))
         return self.conv_out(F.silu(self.norm_out(h)))
 
-    def _compact_body(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def _compact_body(self, h: torch.Tensor, cond: torch.Tensor | CondTable) -> torch.Tensor:
         skips = []
         for blocks, down in zip(self.down, self.downsample):
             for block in blocks:
@@ -326,7 +369,7 @@ class UNet(nn.Module):
                 h = up(F.interpolate(h, scale_factor=2.0, mode="nearest"))
         return h
 
-    def _diamond_body(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def _diamond_body(self, h: torch.Tensor, cond: torch.Tensor | CondTable) -> torch.Tensor:
         skips = []  # per level: its (downsampled) input, then each down block's output
         for blocks, down in zip(self.down, self.downsample):
             h = down(h)
@@ -341,3 +384,29 @@ class UNet(nn.Module):
             for block in blocks:  # the skips of the level in reverse: block outputs, then its input
                 h = block(torch.cat([h, skips.pop()], dim=1), cond)
         return h
+
+
+def inference_copy(net: UNet, dtype: torch.dtype = torch.bfloat16) -> UNet:
+    """A copy of `net` for inference under autocast to `dtype` (bf16 on the CPU): the weights of its
+    convolutions and linears stored in `dtype`, and one `FusedConditioning` product in place of the
+    adaptive norms' linears (whose own weights the copy then drops).
+
+    It computes the same function as `net` under autocast, with fewer operations: autocast casts an
+    fp32 weight at every call (its cache lives for one autocast region, i.e. one dreamed step), and
+    the 42 small linears and the (1 + scale) additions of the cpu preset are as many calls again.
+    The results differ from `net`'s under autocast only by where bf16 rounds (the fused product's
+    1 + scale is rounded once, x (1 + scale) + shift is one addcmul). The output layer stays in fp32
+    when `cfg.fp32_output` asks for it. Weights are copied: a later change to `net` does not reach it.
+    """
+    fast = copy.deepcopy(net).eval().requires_grad_(False)
+    fast.under_autocast = True
+    norms = [m for m in fast.modules() if isinstance(m, AdaGroupNorm)]
+    if norms:
+        fast.cond_table = FusedConditioning(norms)
+    for norm in norms:
+        del norm.linear
+    keep_fp32 = {fast.conv_out, fast.norm_out} if fast.cfg.fp32_output else set()
+    for m in fast.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and m not in keep_fp32:
+            m.to(dtype)
+    return fast

@@ -29,12 +29,22 @@ def test_guided_rows_times_one_call_and_two_calls_per_batch(tmp_path: Path) -> N
 
 def test_versus_diamond_times_the_reference_and_every_shipped_model(tmp_path: Path) -> None:
     out = tmp_path / "versus.json"
+    from model.device import cpu_has_fast_bf16
+
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--versus-diamond", "--quick", "--threads", "1"]
-    res = subprocess.run([*cmd, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    res = subprocess.run(
+        [*cmd, "--with-fused", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=1800
+    )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     rows = {r["preset"]: r for r in json.loads(out.read_text())["results"]}
     shipped = sorted(p.stem for p in (ROOT / "checkpoints").glob("*.json") if not p.stem.endswith("-agent"))
-    assert sorted(rows) == sorted(["DIAMOND reference", *shipped])
+    bf16 = cpu_has_fast_bf16()  # the torch-fused backend is timed beside the default only where bf16 runs
+    fused = [f"{name}, torch-fused" for name in shipped] if bf16 else []
+    assert sorted(rows) == sorted(["DIAMOND reference", *shipped, *fused])
+    for name in shipped:
+        assert not rows[name]["mode"].endswith("torch-fused")
+    for name in fused:
+        assert rows[name]["mode"].endswith("bf16, torch-fused")
     ref = rows["DIAMOND reference"]
     assert "3 Euler steps" in ref["mode"] and ref["x_reference_b1"] == 1.0
     for name in shipped:  # each model's multiple is its own frames/s over the reference's, per batch

@@ -325,3 +325,86 @@ def test_fp32_output_layer_keeps_the_frame_out_of_bf16_rounding() -> None:
     on_grid = (kept.to(torch.bfloat16).float() == kept).float().mean()
     assert on_grid < 0.05, on_grid  # bf16 output would be on the grid everywhere
     assert ((kept - ref) ** 2).mean() < ((rounded.float() - ref) ** 2).mean()
+
+
+def _bf16_model(fp32_output: bool = False):
+    from dataclasses import replace
+
+    from model.world_model.core import WorldModel, preset_config
+
+    torch.manual_seed(0)
+    cfg = preset_config("tiny", "Breakout", ["NOOP", "FIRE", "RIGHT", "LEFT"])
+    cfg.denoiser.unet = replace(cfg.denoiser.unet, fp32_output=fp32_output)
+    model = WorldModel(cfg)
+    for m in model.denoiser.net.modules():  # weights as a trained model has them: nothing zero
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            torch.nn.init.normal_(m.weight, std=1.5 / m.weight[0].numel() ** 0.5)
+            torch.nn.init.normal_(m.bias, std=0.1)
+    return model
+
+
+@pytest.mark.parametrize("fp32_output", [False, True])
+def test_bf16_inference_copy_matches_the_network_under_autocast(fp32_output: bool) -> None:
+    """The torch-fused backend dreams with `inference_copy` (bf16 weights, the adaptive norms' linears
+    fused with the 1 of 1 + scale in their bias): the same function as the eager network under
+    autocast, up to where bf16 rounds (both as near the fp32 network), and `train()` drops it. It is
+    opt-in: configure() in bf16 alone keeps the eager network."""
+    from model.world_model.sampler import SamplerConfig, sample_next_frame
+    from model.world_model.unet import AdaGroupNorm, UNet
+
+    assert _bf16_model(fp32_output).configure(torch.device("cpu"), "bf16").denoiser._frozen is None
+    model = _bf16_model(fp32_output).configure(torch.device("cpu"), "bf16", backend="torch-fused")
+    assert model.backend == "torch-fused"
+    den = model.denoiser
+    assert isinstance(den._frozen, UNet) and den._frozen.under_autocast
+    fast = den._frozen
+    assert all(not hasattr(m, "linear") for m in fast.modules() if isinstance(m, AdaGroupNorm))
+    layers = [m for m in fast.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and m is not fast.conv_out]
+    assert {p.dtype for m in layers for p in m.parameters()} == {torch.bfloat16}
+    assert fast.conv_out.weight.dtype == (torch.float32 if fp32_output else torch.bfloat16)
+
+    g = torch.Generator().manual_seed(0)
+    ctx, act = torch.rand(3, 4, 3, 64, 64, generator=g) * 2 - 1, torch.randint(0, 4, (3, 4), generator=g)
+    cfg = SamplerConfig(num_steps=1)  # one call: the frame is c_out F, so F's errors show whole
+    with torch.no_grad():
+        ref = sample_next_frame(den, ctx, act, cfg, torch.Generator().manual_seed(1))  # fp32, eager
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast_frame = sample_next_frame(den, ctx, act, cfg, torch.Generator().manual_seed(1))
+            den.use_inference_net(None)
+            eager_frame = sample_next_frame(den, ctx, act, cfg, torch.Generator().manual_seed(1))
+    err_fast, err_eager = ((f - ref).pow(2).mean().sqrt().item() for f in (fast_frame, eager_frame))
+    assert err_eager > 0  # bf16 rounds somewhere
+    assert err_fast < 2 * err_eager, (err_fast, err_eager)  # dropping the fused 1 + scale: 100x off
+    den.freeze_bf16()
+    assert den._frozen is not None
+    den.train()
+    assert den._frozen is None
+    assert not any("cond_table" in k for k in model.state_dict())
+
+
+def test_bf16_inference_copy_is_not_used_outside_autocast_and_keeps_its_weights() -> None:
+    """The copy runs only under autocast (an fp32 call takes the eager network, whose weights are
+    fp32), and a later change to the network does not reach it (it is a copy, dropped by train())."""
+    from model.world_model.sampler import SamplerConfig, sample_next_frame
+
+    model = _bf16_model().configure(torch.device("cpu"), "bf16", backend="torch-fused")
+    den = model.denoiser
+    g = torch.Generator().manual_seed(0)
+    ctx, act = torch.rand(2, 4, 3, 64, 64, generator=g) * 2 - 1, torch.randint(0, 4, (2, 4), generator=g)
+    cfg = SamplerConfig(num_steps=2)
+    with torch.no_grad():
+        fp32 = sample_next_frame(den, ctx, act, cfg, torch.Generator().manual_seed(1))
+        den.use_inference_net(None)
+        eager = sample_next_frame(den, ctx, act, cfg, torch.Generator().manual_seed(1))
+        assert torch.equal(fp32, eager)  # outside autocast the copy was not called
+        den.freeze_bf16()
+        before = den._frozen.conv_in.weight.clone()
+        den.net.conv_in.weight.add_(1.0)
+        assert torch.equal(den._frozen.conv_in.weight, before)
+
+
+def test_torch_fused_on_an_fp32_model_stays_with_torch() -> None:
+    """An fp32 model (no fast bf16 here, or --precision fp32) keeps its frozen graph: torch-fused
+    says it runs torch rather than running a bf16 copy outside autocast."""
+    model = _bf16_model().configure(torch.device("cpu"), "fp32", backend="torch-fused")
+    assert model.backend == "torch" and not getattr(model.denoiser._frozen, "under_autocast", False)

@@ -185,4 +185,4 @@ def test_auto_never_picks_int8(shipped, cache, monkeypatch) -> None:
     monkeypatch.setenv("DREAM_ONNX_CACHE", str(cache))
     model = WorldModel.from_snapshot(SHIPPED, torch.device("cpu"), "fp32", backend="auto")
     assert model.backend in ("torch", "onnx-fp32")
-    assert set(BACKENDS) == {"torch", "onnx-fp32", "onnx-int8", "auto"}
+    assert set(BACKENDS) == {"torch", "torch-fused", "onnx-fp32", "onnx-int8", "auto"}
