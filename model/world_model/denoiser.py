@@ -147,8 +147,8 @@ class Denoiser(nn.Module):
         """For bf16 autocast inference on the CPU: run `unet.inference_copy` of the U-Net (weights
         stored in bf16, the adaptive norms' linears fused into one product) in place of the eager
         network; the `torch-fused` backend (model/world_model/onnx_backend.py). On a 2-core
-        AVX512-BF16 CPU a forward of the cpu preset at batch 1 went from 9.4 to 6.6 ms
-        (docs/benchmarks.md). Used only outside autograd and inside autocast; `train()` drops it.
+        AVX512-BF16 CPU a one-step frame at batch 1 is about a third faster (docs/benchmarks.md,
+        "The torch-fused backend"). Used only outside autograd and inside autocast; `train()` drops it.
         Returns whether it is in use: it must agree with the eager network under autocast at batch
         sizes 1 and 3 to within bf16 rounding (a relative RMS difference below 5 %)."""
         p = next(self.net.parameters())

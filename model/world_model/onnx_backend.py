@@ -353,11 +353,11 @@ def use_backend(
 
     On CUDA, or for `auto` without onnxruntime installed, the model stays with torch. `torch-fused`
     gives a bf16 model on the CPU the U-Net's inference copy; an fp32 model stays with torch (its
-    frozen graph), with a warning. With an ONNX
-    backend the denoiser runs its graph (`Denoiser.use_inference_net`) and the model leaves bf16
-    autocast off (the reward/end model then runs in fp32; a bf16 torch path keeps its autocast
-    inside `TorchUNet`). `auto` times torch and onnx-fp32 at batch 1 and 8 and keeps the faster (one
-    backend for all batch sizes); never int8.
+    frozen graph), with a warning. With an ONNX backend the denoiser runs its graph
+    (`Denoiser.use_inference_net`) and the model leaves bf16 autocast off (the reward/end model then
+    runs in fp32; a bf16 torch path keeps its autocast inside `TorchUNet`). `auto` times torch and
+    onnx-fp32 at batch 1 and 8 and keeps the faster (one backend for all batch sizes); never int8
+    or torch-fused.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")

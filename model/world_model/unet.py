@@ -127,8 +127,8 @@ class FourierFeatures(nn.Module):
 
 CondTable = dict["AdaGroupNorm", tuple[torch.Tensor, torch.Tensor]]
 """Every adaptive group norm's (1 + scale, shift) of one forward, (B, C, 1, 1) each, computed at once
-by `FusedConditioning` (the inference copy of `inference_copy`); blocks take it in place of the
-conditioning vector."""
+by the `FusedConditioning` of an `inference_copy`; blocks take it in place of the conditioning
+vector."""
 
 
 class AdaGroupNorm(nn.Module):
