@@ -3,6 +3,8 @@
     python training/ship.py --run-dir runs/Breakout --data data/Breakout --heldout data/Breakout-heldout
     python training/ship.py --snapshot checkpoints/Breakout --guidance-reference FIRE \
         --data data/Breakout --heldout data/Breakout-heldout   # the same weights, new sampler settings
+    python training/ship.py --snapshot checkpoints/Pong --backend torch-fused \
+        --data data/Pong --heldout data/Pong-heldout           # the same weights, a faster path
 
 Writes `checkpoints/<Game>.{safetensors,json}` (each file under 25 MB), and in docs/models/:
 `<Game>.md` (data, training, playability and fidelity tables, reward/end accuracy, stability),
@@ -13,7 +15,11 @@ its card's Training section and reproduce commands, and adds its own command to 
 Two gates against the model it replaces, each refusing with nothing written unless --force: the
 playability suite (training/world_model/playability/: worse on any probe by more than
 playability.TOLERANCE) and the quality gate on held-out fidelity (fidelity.fidelity_worse: PSNR or
-motion PSNR at h = 1, 15, 50 more than 1 dB below). Each model is measured with its own sampler.
+motion PSNR at h = 1, 15, 50 more than 1 dB below). Each model is measured with its own sampler,
+on the backend players get: the candidate on `--backend` (default torch), the replaced model on its
+own (`onnx_backend.gated_backend`, else torch). The shipped snapshot names the backend its gates
+measured (`meta.backend`): the server's default `auto` runs it where it can (docs/benchmarks.md).
+Offering the shipped weights again with `--backend` measures the faster path against their own.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from games.files import atomic_write_bytes
 from model.checkpoint import CheckpointError
 from model.device import cpu_info
 from model.world_model import WorldModel
+from model.world_model.onnx_backend import SHIPPABLE_BACKENDS, BackendError, gated_backend
 from model.world_model.sampler import SamplerConfig
 from training.cli import add_guidance_flags, guidance_overrides
 from training.world_model import playability
@@ -50,7 +57,7 @@ from training.world_model.fidelity import (
     strip_image,
 )
 from training.world_model.measures import BALL_RADIUS
-from training.world_model.shipping import MAX_FILE_BYTES, read_run_args
+from training.world_model.shipping import MAX_FILE_BYTES, measure_with_backend, read_run_args
 
 
 def _same_path(a: str | Path, b: str | Path) -> bool:
@@ -162,15 +169,19 @@ def _distilled_text(train: dict, run_args: dict, model: WorldModel) -> str:
 
 DISTILL_FLAGS = (
     "game", "data", "heldout", "run_dir", "distill_from", "student_sigma_max", "batch_size", "lr", "ema_decay",
-    "ar_frames", "ar_fraction", "steps",
+    "ar_frames", "ar_fraction", "eval_every", "ckpt_every", "steps",
 )  # fmt: skip
+ZERO_IS_A_SETTING = ("eval_every",)
+"""Flags whose 0 is not train.py's default (`--eval-every 0`: no held-out evaluation during the run)."""
 
 
 def _distill_command(run_args: dict, model: WorldModel) -> str:
-    """train.py's flags for a distillation run, from its args.json (those set: not None, 0 or False);
-    without the run, the flags its snapshot records and a pointer to where the rest are written."""
+    """train.py's flags for a distillation run, from its args.json (those set: not None, False or 0,
+    where 0 is a setting only for `ZERO_IS_A_SETTING`); without the run, the flags its snapshot
+    records and a pointer to where the rest are written."""
     if run_args:
-        return " ".join(f"--{k.replace('_', '-')} {run_args[k]}" for k in DISTILL_FLAGS if run_args.get(k))
+        set_ = [k for k in DISTILL_FLAGS if run_args.get(k) or (k in ZERO_IS_A_SETTING and run_args.get(k) == 0)]
+        return " ".join(f"--{k.replace('_', '-')} {run_args[k]}" for k in set_)
     return (
         f"--game {model.cfg.game} --distill-from {model.meta['distilled_from']['snapshot']} --student-sigma-max "
         f"{model.cfg.sampler.sigma_max:g} --steps {model.meta.get('step', 0)}  # the rest: docs/distillation.md"
@@ -182,6 +193,15 @@ START_KINDS = {
     "in_play": "mid-game starts",
     "after_point": "starts on the step of a point (the serve follows)",
 }
+
+
+def load_as_served(path: Path, precision: str = "auto") -> WorldModel:
+    """A shipped model as the server runs it by default: its own gated backend where it has one."""
+    model = WorldModel.from_snapshot(path, precision=precision)
+    own = gated_backend(model)
+    if own is not None:
+        measure_with_backend(model, own)
+    return model
 
 
 def starts_text(starts: dict[str, int]) -> str:
@@ -219,7 +239,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="ship this snapshot instead (no run): e.g. the shipped model again with new sampler settings",
     )
-    p.add_argument("--data", type=Path, required=True, help="training store (for the data summary)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="training store (for the data summary); a shipped checkpoint shipped again may leave it out: "
+        "its own record (meta.data) is used",
+    )
     p.add_argument("--heldout", type=Path, required=True)
     p.add_argument("--out-dir", type=Path, default=Path("checkpoints"))
     p.add_argument("--docs", type=Path, default=Path("docs/models"))
@@ -245,6 +271,19 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="ship the model with N Euler steps in its sampler settings (default: its own)",
     )
+    p.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        default="auto",
+        help="both models' arithmetic (auto: bf16 autocast where the CPU runs it fast, as served)",
+    )
+    p.add_argument(
+        "--backend",
+        default=None,
+        choices=SHIPPABLE_BACKENDS,
+        help="gate the model on this denoiser backend and ship it as its own (default torch; the snapshot names "
+        "the path its gates measured, and the server's auto runs it)",
+    )
     args = p.parse_args(argv)
     if (args.run_dir is None) == (args.snapshot is None):
         which = "neither was given" if args.run_dir is None else "not both"
@@ -257,12 +296,16 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     try:
-        model = WorldModel.from_snapshot(source)
+        model = WorldModel.from_snapshot(source, precision=args.precision)
         model.cfg.sampler = model.sampler_config(num_steps=args.steps, **guidance)
+        if args.backend is not None and measure_with_backend(model, args.backend) != args.backend:
+            raise ValueError(f"the {args.backend} backend does not run this model here ({model.backend} instead)")
+        if args.data is None and "data" not in model.meta:
+            raise ValueError(f"{source} does not record its training data: give --data (the training store)")
         heldout, errors = EpisodeStore(args.heldout).load_all(model.cfg.game)
         if not heldout:
             raise ValueError(f"no held-out episodes in {args.heldout}")
-    except (CheckpointError, ValueError, OSError) as e:
+    except (CheckpointError, BackendError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     game = model.cfg.game
@@ -288,8 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                 play_ref = None  # measured before a probe existed: measure the shipped model again
         if play_ref is None and has_shipped:
             print("playability suite on the shipped model ...")
-            shipped = WorldModel.from_snapshot(shipped_path)
-            play_ref = playability.evaluate_model(shipped, args.playability_starts)
+            play_ref = playability.evaluate_model(load_as_served(shipped_path, args.precision), args.playability_starts)
             play_ref.pop("_cases")
         play_worse = playability.worse_than(play, play_ref) if play_ref else []
         if play_worse and not args.force:
@@ -315,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             "stages": [base, {k: v for k, v in train.items() if k != "last"}],
             "last": train["last"],
         }
-    data = data_summary(EpisodeStore(args.data))
+    data = data_summary(EpisodeStore(args.data)) if args.data is not None else model.meta["data"]
     sampler = model.sampler_config()
     print(f"evaluating {game} on {len(heldout)} held-out episodes ...")
     fid = fidelity(model, heldout, starts=args.starts, sampler=sampler, seed=args.seed, progress=True)
@@ -327,8 +369,9 @@ def main(argv: list[str] | None = None) -> int:
             fid_ref = None  # other starts (another --starts or held-out store) or machine: measure it again
     if fid_ref is None and has_shipped:
         print("evaluating the shipped model on the same starts ...")
-        shipped = WorldModel.from_snapshot(shipped_path)
-        fid_ref = fidelity(shipped, heldout, starts=args.starts, seed=args.seed, progress=True)
+        fid_ref = fidelity(
+            load_as_served(shipped_path, args.precision), heldout, starts=args.starts, seed=args.seed, progress=True
+        )
         del fid_ref["_dream"], fid_ref["_real"]  # only its figures are compared
     fid_worse = fidelity_worse(fid, fid_ref) if fid_ref else []
     if fid_worse and not args.force:
@@ -348,11 +391,15 @@ def main(argv: list[str] | None = None) -> int:
     ckpt_dir, docs_dir = Path(stage.name) / "checkpoints", Path(stage.name) / "docs"
     ckpt_dir.mkdir()
     docs_dir.mkdir()
+    shipped_from = str(args.run_dir if args.run_dir is not None else source)
+    if args.snapshot is not None and _same_path(args.snapshot, shipped_path):  # shipped again: where it came from
+        shipped_from = model.meta.get("shipped_from", shipped_from)
     ship_meta = {
         "training": {k: v for k, v in train.items() if k != "last"},
         "data": data,
-        "shipped_from": str(args.run_dir if args.run_dir is not None else source),
+        "shipped_from": shipped_from,
         **{k: model.meta[k] for k in ("distilled_from",) if k in model.meta},  # a student's teacher
+        "backend": model.backend,  # the path the gates measured: what the server's auto runs (gated_backend)
     }
     model.save_snapshot(ckpt_dir / game, ship_meta)
     for ext in (".safetensors", ".json"):
@@ -371,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     report = {"fidelity": fid, "reward_end": re, "stability": stab, "training": train, "data": data}
     (docs_dir / f"{game}-eval.json").write_text(json.dumps(report, indent=1))
     play_text = "No playability probes exist for this game yet (training/world_model/playability/)."
+    # the card says which path its figures come from
+    backend_text = f"; the denoiser runs on the `{model.backend}` backend, as every figure below was measured"
+    play_path = f", on the `{model.backend}` backend"
     if play is not None:
         play["checkpoint"] = str(shipped_path)
         (docs_dir / f"{game}-playability.json").write_text(json.dumps(play, indent=1))
@@ -378,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
         missed = playability.goals_missed(play)
         play_text = f"""Counterfactual probes from cloned emulator states (episode seeds from {play["seed"]}, which no
 collection, training or selection used): {starts_text(play["starts"])}; real game and dream get the same
-actions; {_plural(play["euler_steps"], "Euler step")}. "previous" is the model this one replaced, on the same starts.
+actions; {_plural(play["euler_steps"], "Euler step")}{play_path}. "previous" is the model this one replaced,
+on the same starts and its own backend.
 
 {playability.table(play, play_ref, "previous")}
 
@@ -396,7 +447,8 @@ Reproduce: `python training/playability.py --checkpoint checkpoints/{game} --sta
         den_steps, hours = train["stages"][1]["steps"], train["stages"][1]["wall_hours"]
     n_params = sum(p.numel() for p in model.denoiser.parameters())
     fid_sampler = _sampler_text(sampler, cfg.action_meanings)
-    precision = f"({'bf16 autocast' if model.bf16 else 'fp32: no fast bf16 on this CPU'}, channels_last)"
+    fp32 = "fp32: no fast bf16 on this CPU" if args.precision == "auto" else "fp32"
+    precision = f"({'bf16 autocast' if model.bf16 else fp32}, channels_last)"
     if args.run_dir is not None:
         training_text = (
             f"{den_steps:,} denoiser steps (reward/end model alongside), about {hours:.1f} h of wall\n"
@@ -419,7 +471,9 @@ Reproduce: `python training/playability.py --checkpoint checkpoints/{game} --sta
     flags["guidance_reference"] = "--guidance-reference"
     reproduce += "".join(f" {flags[k]} {v}" for k, v in guidance.items())
     reproduce += f" --steps {args.steps}" if args.steps is not None else ""
-    reproduce += f" --data {args.data} --heldout {args.heldout}"
+    reproduce += f" --backend {args.backend}" if args.backend is not None else ""
+    reproduce += f" --data {args.data}" if args.data is not None else ""
+    reproduce += f" --heldout {args.heldout}"
     for flag in ("starts", "playability_starts"):  # the gates' figures depend on them
         if getattr(args, flag) != p.get_default(flag):
             reproduce += f" --{flag.replace('_', '-')} {getattr(args, flag)}"
@@ -432,6 +486,9 @@ Reproduce: `python training/playability.py --checkpoint checkpoints/{game} --sta
             added = _distilled_text(train, run_args, model)
             heading = f"The one-step student of those weights, shipped on {today}:"
             commands = f"    python training/train.py {_distill_command(run_args, model)}\n{commands}"
+        elif args.backend is not None and args.steps is None and not guidance:  # the same model, a faster path
+            added = f"Shipped again on {today}: the same weights and sampler, dreamed on the {args.backend} backend."
+            heading = f"The same weights on the {args.backend} backend:"
         else:  # the shipped weights again
             added = f"Shipped again on {today} with the same weights and the sampler settings above."
             heading = "The same weights with the sampler settings above:"
@@ -454,7 +511,7 @@ Reproduce: `python training/playability.py --checkpoint checkpoints/{game} --sta
 {cfg.denoiser.unet.channels}, {cfg.denoiser.unet.blocks_per_level} blocks per level, {n_params / 1e6:.2f} M denoiser
 parameters; context-noise augmentation scale {cfg.denoiser.context_noise_scale} (clean with probability
 {cfg.denoiser.context_noise_clean_prob}); motion-weighted loss {cfg.denoiser.motion_weight}{region_text}. Dreamed with
-{_sampler_text(model.cfg.sampler, cfg.action_meanings)}; {cfg.context_frames} context frames.
+{_sampler_text(model.cfg.sampler, cfg.action_meanings)}; {cfg.context_frames} context frames{backend_text}.
 
 ## Data
 

@@ -12,10 +12,13 @@ Backends (`use_backend`):
 - `onnx-int8`: the same graph after static int8 quantisation (QDQ, per-channel weights; the output
   layer stays fp32), calibrated on the U-Net's own inputs while the torch sampler dreams from real
   context frames; opt-in only;
-- `auto`: times torch and onnx-fp32 at batch 1 and 8 on the machine at hand and takes onnx-fp32
-  only where it is 10 % faster at both (a server with one player and one with eight both gain). int8 is
-  never an automatic choice: it changes the dreamed pixels (tests/model/test_onnx_backend.py
-  measures by how much).
+- `auto`: the model's own backend where its snapshot names one and it runs here (`gated_backend`:
+  `training/ship.py` writes the path its gates measured the model on); else, for snapshots that name
+  none (shipped before 2026-12-04, or a run's),
+  times torch and onnx-fp32 at batch 1 and 8 on the machine at hand and takes onnx-fp32 only where
+  it is 10 % faster at both (a server with one player and one with eight both gain). int8 is never an
+  automatic choice: it changes the dreamed pixels (tests/model/test_onnx_backend.py measures by how
+  much).
 
 Exported files are built at run time from the weights into a cache folder (`DREAM_ONNX_CACHE`, else
 `$XDG_CACHE_HOME/dream-arcade/onnx`, else `~/.cache/dream-arcade/onnx`), named by a hash of the
@@ -48,9 +51,13 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "torch-fused", "onnx-fp32", "onnx-int8", "auto")
 """torch: as `WorldModel.configure` made it (bf16 autocast of the U-Net, or the frozen fp32 graph);
-torch-fused (opt-in): in bf16, the U-Net's inference copy (`Denoiser.freeze_bf16`: bf16 weights, the
-adaptive norms' linears fused), faster, and refused as the default by the quality gate on Boxing
-(docs/benchmarks.md)."""
+torch-fused: in bf16, the U-Net's inference copy (`Denoiser.freeze_bf16`: bf16 weights, the adaptive
+norms' linears fused), faster; a model's default only where it passed the quality gate on it
+(`gated_backend`; docs/benchmarks.md)."""
+SHIPPABLE_BACKENDS = ("torch", "torch-fused", "onnx-fp32")
+"""What a snapshot may name as its own backend (`training/ship.py` records the path its gate measured,
+`--backend`, default torch): the paths that need nothing but the weights (int8 also needs calibration
+frames)."""
 INT8_VERSION = "v2"
 """Part of a cached int8 graph's name: v2 keeps the output layer in fp32 (`output_convs`)."""
 INT8_CALIBRATION_CONTEXTS = 32
@@ -342,6 +349,25 @@ def prefer_onnx(per_frame_at: dict[int, dict[str, float]]) -> bool:
     return all(t["onnx-fp32"] < AUTO_MARGIN * t["torch"] for t in per_frame_at.values())
 
 
+def gated_backend(model: Any) -> str | None:
+    """The backend a model's snapshot names as its own (`meta["backend"]`, written by `training/ship.py`:
+    the path its gates measured the model on), if it can run here: torch always, torch-fused needs a
+    bf16 model on the CPU, onnx-fp32 the CPU and onnxruntime. None otherwise (`auto`'s timing rule).
+    Serving the named path keeps what players get to what the card measured, and away from a timing
+    taken while the machine is busy (a server loading three models timed onnx-fp32 faster for Boxing
+    in 2 of 3 starts; quiet, it is 30 % slower at batch 8)."""
+    own = getattr(model, "meta", {}).get("backend")
+    if own == "torch":
+        return own
+    if own not in SHIPPABLE_BACKENDS or next(model.denoiser.parameters()).device.type != "cpu":
+        return None
+    if own == "torch-fused" and not model.bf16:
+        return None
+    if own == "onnx-fp32" and not onnx_available():
+        return None
+    return own
+
+
 def use_backend(
     model: Any,
     backend: str = "auto",
@@ -357,12 +383,19 @@ def use_backend(
     (`Denoiser.use_inference_net`) and the model leaves bf16 autocast off (the reward/end model then
     runs in fp32; a bf16 torch path keeps its autocast inside `TorchUNet`). `auto` times torch and
     onnx-fp32 at batch 1 and 8 and keeps the faster (one backend for all batch sizes); never int8
-    or torch-fused.
+    or torch-fused by timing: a model's own backend (`gated_backend`) comes first.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     den = model.denoiser
     on_cuda = next(den.parameters()).device.type != "cpu"
+    if backend == "auto":
+        own = gated_backend(model)
+        try:
+            if own is not None and use_backend(model, own, calibration, cache, threads) == own:
+                return own
+        except Exception:  # auto never makes a model unservable
+            log.warning("backend auto: the model's own backend %s failed, timing the others", own, exc_info=True)
     if backend == "torch" or (backend == "auto" and (on_cuda or not onnx_available())):
         return "torch"
     if backend == "torch-fused":

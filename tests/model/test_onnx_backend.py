@@ -19,6 +19,7 @@ from model.world_model import Dreams, WorldModel, frames_to_tensor  # noqa: E402
 from model.world_model.onnx_backend import (  # noqa: E402
     BACKENDS,
     OnnxUNet,
+    gated_backend,
     load_onnx_unet,
     prefer_onnx,
     unet_inputs,
@@ -186,3 +187,24 @@ def test_auto_never_picks_int8(shipped, cache, monkeypatch) -> None:
     model = WorldModel.from_snapshot(SHIPPED, torch.device("cpu"), "fp32", backend="auto")
     assert model.backend in ("torch", "onnx-fp32")
     assert set(BACKENDS) == {"torch", "torch-fused", "onnx-fp32", "onnx-int8", "auto"}
+
+
+def test_auto_runs_the_backend_a_snapshot_names_where_it_can() -> None:
+    """A shipped snapshot names the backend its ship gate measured (`meta["backend"]`, written by
+    training/ship.py): `auto` runs it where it can run (torch always; torch-fused: bf16 on the CPU),
+    without timing, and goes by its own timing rule elsewhere; a name that is not a shippable backend
+    is ignored."""
+    model = WorldModel.from_snapshot(SHIPPED, torch.device("cpu"), "bf16")
+    assert model.backend == "torch"  # named, not forced: only `auto` reads the name
+    model.meta["backend"] = "torch-fused"
+    assert gated_backend(model) == "torch-fused"
+    assert use_backend(model, "auto") == "torch-fused" and model.denoiser._frozen is not None
+    fp32 = WorldModel.from_snapshot(SHIPPED, torch.device("cpu"), "fp32", freeze=False)
+    fp32.meta["backend"] = "torch-fused"
+    assert gated_backend(fp32) is None  # the copy is a bf16 one: auto's timing decides
+    fp32.meta["backend"] = "torch"
+    assert gated_backend(fp32) == "torch"  # torch runs everywhere
+    fp32.meta["backend"] = "onnx-int8"  # needs calibration frames: never a model's own
+    assert gated_backend(fp32) is None
+    del fp32.meta["backend"]  # a run's snapshot, or one shipped before the name existed
+    assert gated_backend(fp32) is None

@@ -18,6 +18,7 @@ from script_helpers import TINY, one_error
 from games.episode_store import EpisodeStore
 from model import checkpoint
 from model.world_model import WorldModel
+from model.world_model.onnx_backend import gated_backend
 from training.world_model.playability import breakout, core
 
 REPO = Path(__file__).resolve().parents[2]
@@ -365,6 +366,7 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
     assert "11 denoiser steps (reward/end model alongside)" in card and "Shipped again on" in card
     assert "Then distilled into one Euler step at sigma 80" in card and "2 Euler steps and action guidance" in card
     assert f"--distill-from {shipped_ckpt}.safetensors --student-sigma-max 80.0" in card
+    assert "--eval-every 0 --ckpt-every 250 --steps 2" in card  # --eval-every 0 is a setting (default 1000)
     assert f"python training/ship.py --run-dir {student} --data" in card
     assert "Dreamed with\n1 Euler step;" in card and "\nLate ball.\n" in card
     shipped_meta = WorldModel.from_snapshot(shipped_ckpt, precision="fp32").meta
@@ -390,6 +392,51 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
     assert f"ship.py --snapshot {kept / 'student'} --data {work / 'data'} --heldout" in card
     assert "--starts 2 --playability-starts 2 --force" in card  # the gates' figures depend on them
     assert WorldModel.from_snapshot(shipped_ckpt, precision="fp32").meta["training"]["steps"] == 13
+    # the snapshot names the path its gates measured (torch without --backend): auto serves it untimed
+    assert WorldModel.from_snapshot(kept / "student", precision="fp32").meta.get("backend") is None  # a run's
+    assert gated_backend(WorldModel.from_snapshot(shipped_ckpt, precision="fp32")) == "torch"
+    assert "the denoiser runs on the `torch` backend" in card
+
+    # --backend: the same weights offered on a faster path, gated against the shipped model on its
+    # own (torch), and shipped naming it as the model's own: the server's default `auto` runs it,
+    # and the card says which path its figures come from.
+    fused = run_script(
+        "training/ship.py",
+        "--snapshot",
+        shipped_ckpt,
+        *rest,
+        "--force",
+        "--backend",
+        "torch-fused",
+        "--precision",
+        "bf16",
+    )
+    assert fused.returncode == 0, fused.stderr
+    assert "playability suite on the shipped model ..." in fused.stdout  # its figures were on torch
+    served = WorldModel.from_snapshot(shipped_ckpt, precision="bf16", backend="auto")
+    assert served.meta["backend"] == "torch-fused" and served.backend == "torch-fused"
+    assert served.meta["shipped_from"] == str(kept / "student")  # shipped again: where the weights came from
+    assert WorldModel.from_snapshot(shipped_ckpt, precision="bf16").backend == "torch"  # named, not forced
+    assert json.loads(play_json.read_text())["arithmetic"]["backend"] == "torch-fused"  # measured on it
+    card = (tmp_path / "docs" / "Breakout.md").read_text()
+    assert "the denoiser runs on the `torch-fused` backend" in card
+    assert "Shipped again on" in card and "dreamed on the torch-fused backend" in card
+    assert f"ship.py --snapshot {shipped_ckpt} --backend torch-fused --data" in card
+    # where it cannot run (fp32: the copy is a bf16 one), a clear error and nothing changed
+    before = {f.name: f.read_bytes() for f in (tmp_path / "ckpt").iterdir()}
+    fp32 = run_script(
+        "training/ship.py",
+        "--snapshot",
+        shipped_ckpt,
+        *rest,
+        "--force",
+        "--backend",
+        "torch-fused",
+        "--precision",
+        "fp32",
+    )
+    assert "the torch-fused backend does not run this model here (torch instead)" in one_error(fp32)
+    assert {f.name: f.read_bytes() for f in (tmp_path / "ckpt").iterdir()} == before
 
 
 def test_fine_tune_grows_the_context(work: Path, resumed, run_script) -> None:
