@@ -13,13 +13,14 @@ The shipped checkpoint shipped again (`--snapshot checkpoints/<Game>` with new s
 its card's Training section and reproduce commands, and adds its own command to them.
 
 Two gates against the model it replaces, each refusing with nothing written unless --force: the
-playability suite (training/world_model/playability/: worse on any probe by more than
-playability.TOLERANCE) and the quality gate on held-out fidelity (fidelity.fidelity_worse: PSNR or
-motion PSNR at h = 1, 15, 50 more than 1 dB below). Each model is measured with its own sampler,
-on the backend players get: the candidate on `--backend` (default torch), the replaced model on its
-own (`onnx_backend.gated_backend`, else torch). The shipped snapshot names the backend its gates
-measured (`meta.backend`): the server's default `auto` runs it where it can (docs/benchmarks.md).
-Offering the shipped weights again with `--backend` measures the faster path against their own.
+playability suite (training/world_model/playability/: worse on any probe by more than 3 points or
+one of its cases, `playability.probe_tolerance`) and the quality gate on held-out fidelity
+(fidelity.fidelity_worse: PSNR or motion PSNR at h = 1, 15, 50 more than 1 dB below). Each model
+is measured with its own sampler, on the backend players get: the candidate on `--backend` (default
+torch), the replaced model on its own (`onnx_backend.gated_backend`, else torch). The shipped
+snapshot names the backend its gates measured (`meta.backend`): the server's default `auto` runs it
+where it can (docs/benchmarks.md). Offering the shipped weights again with `--backend` measures the
+faster path against their own.
 """
 
 from __future__ import annotations

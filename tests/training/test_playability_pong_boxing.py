@@ -299,3 +299,29 @@ def test_each_game_reports_only_its_own_probes(pong_oracle, boxing_oracle):
     assert "clock" in boxing_table and "ball" not in boxing_table
     with pytest.raises(ValueError, match="Breakout, Pong, Boxing"):
         suites.evaluate_model(SimpleNamespace(cfg=SimpleNamespace(game="Seaquest")), 2)
+
+
+def test_the_gate_lets_no_single_case_decide():
+    """`worse_than` allows 3 points, or one case of a probe where one case is more: the same shipped
+    Boxing model gave 1 and 2 phantom points in 5 rollouts on two CPUs. Two cases more are refused,
+    and a probe with many cases keeps the 3 points."""
+    ref = {
+        "game": "Boxing",
+        "phantom_score": 1 / 5,
+        "phantom_score_n": 5,
+        "player_control": 0.60,
+        "player_control_n": 320,
+    }
+    one_more = {**ref, "phantom_score": 2 / 5}
+    assert suites.worse_than(one_more, ref) == []
+    two_more = {**ref, "phantom_score": 3 / 5}
+    assert [w.split(":")[0] for w in suites.worse_than(two_more, ref)] == ["phantom_score"]
+    assert "one case is 0.200" in suites.worse_than(two_more, ref)[0]
+    # 320 branches: one case is 0.3 points, so 3 points is the tolerance; 3.4 points are refused
+    control = {**ref, "player_control": 0.566}
+    assert [w.split(":")[0] for w in suites.worse_than(control, ref)] == ["player_control"]
+    assert suites.worse_than({**ref, "player_control": 0.575}, ref) == []
+    # the smaller count sets the case: 5 cases against 40 allow a fifth
+    assert suites.probe_tolerance("phantom_score", {**ref, "phantom_score_n": 40}, ref) == pytest.approx(0.2)
+    # without a count the tolerance is the 3 points
+    assert suites.probe_tolerance("phantom_score", {"game": "Boxing"}, {"game": "Boxing"}) == suites.TOLERANCE

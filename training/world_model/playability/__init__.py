@@ -16,7 +16,7 @@ must catch.
 - `breakout.py`, `pong.py`, `boxing.py` — each game's start states, probes and their goals; Breakout's
   also the quick modes (`serve_belief`, `long_dream_losses`).
 - `suites.py` — `SUITES` (per game), `evaluate_model`, and comparing and reporting results: the ship
-  gate (`worse_than`, `TOLERANCE`), `goals_missed`, `table`, `cases_image`.
+  gate (`worse_than`, `TOLERANCE`, `probe_tolerance`), `goals_missed`, `table`, `cases_image`.
 
 What the commands use is re-exported here.
 """
@@ -29,6 +29,7 @@ from training.world_model.playability.suites import (
     evaluate_model,
     goals_missed,
     probe_keys,
+    probe_tolerance,
     suite_of,
     table,
     worse_than,
@@ -42,6 +43,7 @@ __all__ = [
     "evaluate_model",
     "goals_missed",
     "probe_keys",
+    "probe_tolerance",
     "suite_of",
     "table",
     "worse_than",

@@ -56,18 +56,35 @@ def probe_keys(res: dict) -> list[str]:
 
 # -- comparing, reporting ------------------------------------------------------------------------
 TOLERANCE = 0.03
-"""A probe is worse than a reference when it is more than this (3 points) on the wrong side."""
+"""A probe is worse than a reference when it is more than this (3 points) on the wrong side, or more
+than one of its cases where one case is more (`probe_tolerance`)."""
+
+
+def probe_tolerance(key: str, new: dict, ref: dict, tolerance: float = TOLERANCE) -> float:
+    """How far `new` may fall below `ref` on the probe `key`: `tolerance`, or one case of the probe
+    where one case is more (1 / n, n the smaller of the two results' counts: the table's n). A
+    single case never decides: on 5 rollouts one is 20 points, and the same shipped Boxing model
+    gave 1 and 2 phantom points of 5 on two CPUs (docs/playability.md, "The ship gate"). From 34
+    cases up one case is under 3 points and the tolerance is the 3 points."""
+    count_key = suite_of(new).counts.get(key)
+    ns = [r.get(count_key) for r in (new, ref)] if count_key else []
+    ns = [n for n in ns if isinstance(n, (int, float)) and not isinstance(n, bool) and n > 0]
+    return max(tolerance, 1 / min(ns)) if ns else tolerance
 
 
 def worse_than(new: dict, ref: dict, tolerance: float = TOLERANCE) -> list[str]:
-    """Probes on which `new` is more than `tolerance` worse than `ref` (both suite results)."""
+    """Probes on which `new` is worse than `ref` (both suite results) by more than
+    `probe_tolerance`: `tolerance`, or one case where one case is more."""
     out = []
     for p in suite_of(new).probes:
         a, b = new.get(p.key), ref.get(p.key)
         if not p.gated or a is None or b is None:
             continue
-        if (b - a if p.higher_is_better else a - b) > tolerance:
-            out.append(f"{p.key}: {a:.3f} vs {b:.3f}")
+        allowed = probe_tolerance(p.key, new, ref, tolerance)
+        if (b - a if p.higher_is_better else a - b) > allowed + 1e-9:  # 1e-9: 2/5 - 1/5 is one case
+            out.append(
+                f"{p.key}: {a:.3f} vs {b:.3f}" + (f" (one case is {allowed:.3f})" if allowed > tolerance else "")
+            )
     return out
 
 
