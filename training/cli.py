@@ -117,7 +117,7 @@ def recorded_defaults(cls: type, record: Mapping[str, Any], skip: Sequence[str] 
     return out
 
 
-# -- the dreaming commands' sampler flags (training/playability.py, training/ship.py) ----------------
+# -- the dreaming commands' flags (training/playability.py, evaluate.py, ship.py) -------------------------
 def add_backend_flag(p: argparse.ArgumentParser) -> None:
     """--backend: the denoiser backend a measurement runs (`shipping.measure_with_backend`)."""
     from training.world_model.shipping import MEASURED_BACKENDS
@@ -128,6 +128,11 @@ def add_backend_flag(p: argparse.ArgumentParser) -> None:
         default="torch",
         help="the denoiser's backend (onnx-int8 calibrated on real play, as the server does it)",
     )
+
+
+def add_precision_flag(p: argparse.ArgumentParser, help_text: str) -> None:
+    """--precision auto|bf16|fp32 (model/device.use_bf16): the arithmetic a measurement dreams in."""
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto", help=help_text)
 
 
 def add_guidance_flags(p: argparse.ArgumentParser, help_g: str) -> None:

@@ -31,7 +31,7 @@ from games.episode_store import EpisodeStore
 from model.checkpoint import CheckpointError
 from model.world_model import WorldModel
 from model.world_model.onnx_backend import BackendError
-from training.cli import add_backend_flag
+from training.cli import add_backend_flag, add_precision_flag
 from training.world_model.fidelity import (
     ball_plot,
     fidelity,
@@ -58,12 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="folder for fidelity.json and strip.png")
     p.add_argument("--device", default="auto")
-    p.add_argument(
-        "--precision",
-        choices=("auto", "bf16", "fp32"),
-        default="auto",
-        help="auto: bf16 autocast where the CPU (or a GPU) runs it fast, as served; fp32 to compare",
-    )
+    add_precision_flag(p, "auto: bf16 autocast where the CPU (or a GPU) runs it fast, as served; fp32 to compare")
     p.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads (0 = torch's default; 1 beside a training run)"
     )

@@ -46,7 +46,7 @@ from model.device import cpu_info
 from model.world_model import WorldModel
 from model.world_model.onnx_backend import SHIPPABLE_BACKENDS, BackendError, gated_backend
 from model.world_model.sampler import SamplerConfig
-from training.cli import add_guidance_flags, guidance_overrides
+from training.cli import add_guidance_flags, add_precision_flag, guidance_overrides
 from training.world_model import playability
 from training.world_model.fidelity import (
     ball_plot,
@@ -272,12 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="ship the model with N Euler steps in its sampler settings (default: its own)",
     )
-    p.add_argument(
-        "--precision",
-        choices=("auto", "bf16", "fp32"),
-        default="auto",
-        help="both models' arithmetic (auto: bf16 autocast where the CPU runs it fast, as served)",
-    )
+    add_precision_flag(p, "both models' arithmetic (auto: bf16 autocast where the CPU runs it fast, as served)")
     p.add_argument(
         "--backend",
         default=None,

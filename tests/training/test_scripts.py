@@ -400,17 +400,11 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
     # --backend: the same weights offered on a faster path, gated against the shipped model on its
     # own (torch), and shipped naming it as the model's own: the server's default `auto` runs it,
     # and the card says which path its figures come from.
-    fused = run_script(
-        "training/ship.py",
-        "--snapshot",
-        shipped_ckpt,
-        *rest,
-        "--force",
-        "--backend",
-        "torch-fused",
-        "--precision",
-        "bf16",
-    )
+    def ship_fused(precision: str):
+        args = ["--snapshot", shipped_ckpt, *rest, "--force", "--backend", "torch-fused", "--precision", precision]
+        return run_script("training/ship.py", *args)
+
+    fused = ship_fused("bf16")
     assert fused.returncode == 0, fused.stderr
     assert "playability suite on the shipped model ..." in fused.stdout  # its figures were on torch
     served = WorldModel.from_snapshot(shipped_ckpt, precision="bf16", backend="auto")
@@ -424,17 +418,7 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
     assert f"ship.py --snapshot {shipped_ckpt} --backend torch-fused --data" in card
     # where it cannot run (fp32: the copy is a bf16 one), a clear error and nothing changed
     before = {f.name: f.read_bytes() for f in (tmp_path / "ckpt").iterdir()}
-    fp32 = run_script(
-        "training/ship.py",
-        "--snapshot",
-        shipped_ckpt,
-        *rest,
-        "--force",
-        "--backend",
-        "torch-fused",
-        "--precision",
-        "fp32",
-    )
+    fp32 = ship_fused("fp32")
     assert "the torch-fused backend does not run this model here (torch instead)" in one_error(fp32)
     assert {f.name: f.read_bytes() for f in (tmp_path / "ckpt").iterdir()} == before
 
