@@ -13,12 +13,11 @@ Backends (`use_backend`):
   layer stays fp32), calibrated on the U-Net's own inputs while the torch sampler dreams from real
   context frames; opt-in only;
 - `auto`: the model's own backend where its snapshot names one and it runs here (`gated_backend`:
-  `training/ship.py` writes the path its gates measured the model on); else, for snapshots that name
-  none (shipped before 2026-12-04, or a run's),
-  times torch and onnx-fp32 at batch 1 and 8 on the machine at hand and takes onnx-fp32 only where
-  it is 10 % faster at both (a server with one player and one with eight both gain). int8 is never an
-  automatic choice: it changes the dreamed pixels (tests/model/test_onnx_backend.py measures by how
-  much).
+  `training/ship.py` writes the path its gates measured the model on); for a snapshot that names
+  none (shipped before 2026-12-04, or a run's), it times torch and onnx-fp32 at batch 1 and 8 on the
+  machine at hand and takes onnx-fp32 only where it is 10 % faster at both (a server with one player
+  and one with eight both gain). int8 is never an automatic choice: it changes the dreamed pixels
+  (tests/model/test_onnx_backend.py measures by how much).
 
 Exported files are built at run time from the weights into a cache folder (`DREAM_ONNX_CACHE`, else
 `$XDG_CACHE_HOME/dream-arcade/onnx`, else `~/.cache/dream-arcade/onnx`), named by a hash of the
