@@ -47,7 +47,7 @@ import torch
 from games.contexts import play_contexts
 from model.device import autocast, cpu_has_fast_bf16, machine_info
 from model.world_model import PRESETS, Dreams, WorldModel, preset_config
-from model.world_model.onnx_backend import gated_backend, use_backend
+from model.world_model.onnx_backend import use_backend, use_own_backend
 from model.world_model.sampler import sample_next_frame
 
 ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT"]  # Breakout's minimal action set
@@ -262,7 +262,7 @@ def run_versus_diamond(
     DIAMOND's code runs it, sampled with its default 3 Euler steps by `sample_next_frame` alone: no
     reward/end model, no uint8 frames. Each model runs through `Dreams.step`, with all a player's frame
     costs: its own sampler (steps, guidance), the precision `WorldModel.configure` picks on this
-    machine, its own backend where its snapshot names one that runs here (`gated_backend`, else
+    machine, its own backend where its snapshot names one that runs here (`use_own_backend`, else
     torch), the reward/end model and uint8 frames out, from real contexts of its game. The comparison
     leans towards the reference. `fused`: also each bf16 model whose own backend is not `torch-fused`
     on it (`Denoiser.freeze_bf16`'s inference copy of the U-Net)."""
@@ -277,8 +277,7 @@ def run_versus_diamond(
     labels = {"DIAMOND reference": "paper preset, fp32, 3 Euler steps, denoiser and sampler only"}
     models = [(path.name, WorldModel.from_snapshot(path)) for path in checkpoints]
     for _, model in models:  # at its defaults: its own backend, where its ship gate passed one
-        own = gated_backend(model)
-        model.backend = use_backend(model, own) if own is not None else "torch"
+        model.backend = use_own_backend(model)
     if fused:
         with_fused = [
             (f"{p.name}, torch-fused", WorldModel.from_snapshot(p, backend="torch-fused"))

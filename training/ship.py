@@ -17,7 +17,7 @@ playability suite (training/world_model/playability/: worse on any probe by more
 one of its cases, `playability.probe_tolerance`) and the quality gate on held-out fidelity
 (fidelity.fidelity_worse: PSNR or motion PSNR at h = 1, 15, 50 more than 1 dB below). Each model
 is measured with its own sampler, on the backend players get: the candidate on `--backend` (default
-torch), the replaced model on its own (`onnx_backend.gated_backend`, else torch). The shipped
+torch), the replaced model on its own (`onnx_backend.use_own_backend`, else torch). The shipped
 snapshot names the backend its gates measured (`meta.backend`): the server's default `auto` runs it
 where it can (docs/benchmarks.md). Offering the shipped weights again with `--backend` measures the
 faster path against their own.
@@ -26,6 +26,7 @@ faster path against their own.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import tempfile
@@ -44,7 +45,7 @@ from games.files import atomic_write_bytes
 from model.checkpoint import CheckpointError
 from model.device import cpu_info
 from model.world_model import WorldModel
-from model.world_model.onnx_backend import SHIPPABLE_BACKENDS, BackendError, gated_backend
+from model.world_model.onnx_backend import SHIPPABLE_BACKENDS, BackendError, use_own_backend
 from model.world_model.sampler import SamplerConfig
 from training.cli import add_guidance_flags, add_precision_flag, guidance_overrides
 from training.world_model import playability
@@ -196,15 +197,6 @@ START_KINDS = {
 }
 
 
-def load_as_served(path: Path, precision: str = "auto") -> WorldModel:
-    """A shipped model as the server runs it by default: its own gated backend where it has one."""
-    model = WorldModel.from_snapshot(path, precision=precision)
-    own = gated_backend(model)
-    if own is not None:
-        measure_with_backend(model, own)
-    return model
-
-
 def starts_text(starts: dict[str, int]) -> str:
     """The suite's start states in words, whatever the game's suite draws ('played' and 'served'
     count rollouts made from those starts, not more starts)."""
@@ -307,6 +299,14 @@ def main(argv: list[str] | None = None) -> int:
     game = model.cfg.game
     shipped_path = args.out_dir / game
     has_shipped = shipped_path.with_suffix(".safetensors").is_file()
+
+    @functools.cache
+    def shipped() -> WorldModel:
+        """The shipped model as the server runs it by default (its own backend), loaded once."""
+        served = WorldModel.from_snapshot(shipped_path, precision=args.precision)
+        served.backend = use_own_backend(served)
+        return served
+
     if not has_shipped:
         print(f"no {game} model in {args.out_dir}: this one is the first, so there is nothing to gate against")
 
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
                 play_ref = None  # measured before a probe existed: measure the shipped model again
         if play_ref is None and has_shipped:
             print("playability suite on the shipped model ...")
-            play_ref = playability.evaluate_model(load_as_served(shipped_path, args.precision), args.playability_starts)
+            play_ref = playability.evaluate_model(shipped(), args.playability_starts)
             play_ref.pop("_cases")
         play_worse = playability.worse_than(play, play_ref) if play_ref else []
         if play_worse and not args.force:
@@ -365,9 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             fid_ref = None  # other starts (another --starts or held-out store) or machine: measure it again
     if fid_ref is None and has_shipped:
         print("evaluating the shipped model on the same starts ...")
-        fid_ref = fidelity(
-            load_as_served(shipped_path, args.precision), heldout, starts=args.starts, seed=args.seed, progress=True
-        )
+        fid_ref = fidelity(shipped(), heldout, starts=args.starts, seed=args.seed, progress=True)
         del fid_ref["_dream"], fid_ref["_real"]  # only its figures are compared
     fid_worse = fidelity_worse(fid, fid_ref) if fid_ref else []
     if fid_worse and not args.force:

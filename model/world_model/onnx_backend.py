@@ -367,6 +367,13 @@ def gated_backend(model: Any) -> str | None:
     return own
 
 
+def use_own_backend(model: Any) -> str:
+    """Make a configured model dream on its own backend (`gated_backend`) where it has one that runs
+    here, else on torch; returns what runs. No timing: what the measuring commands compare."""
+    own = gated_backend(model)
+    return use_backend(model, own) if own is not None else "torch"
+
+
 def use_backend(
     model: Any,
     backend: str = "auto",
