@@ -133,12 +133,24 @@ class WorldModelSteps:
         self.ema.load_state_dict(self.model.state_dict())
         if compile:
             self.model.denoiser.net = torch.compile(self.model.denoiser.net)
-        self.opt_den = torch.optim.AdamW(self.model.denoiser.parameters(), lr=lr, weight_decay=weight_decay)
+        self.opt_den = torch.optim.AdamW(self._denoiser_groups(opts), lr=lr, weight_decay=weight_decay)
         self.opt_re = torch.optim.AdamW(self.model.reward_end.parameters(), lr=lr, weight_decay=weight_decay)
         self.den: torch.nn.Module = LossOf(self.model.denoiser)
         self.rem: torch.nn.Module = LossOf(self.model.reward_end)
         self.ar_sampler = SamplerConfig()  # dreamed contexts: the sampler people play with
         self.teacher: WorldModel | None = None
+
+    def _denoiser_groups(self, opts: Any) -> list[dict[str, Any]]:
+        """The denoiser's parameters, the reward embedding of a reward-input net (UNetConfig.reward_input)
+        in a group of its own at `opts.reward_input_lr` (`lr_scale` times the model's rate, kept through
+        the warm-up): it starts at zero and only the few samples told a point say what it is for."""
+        emb = self.model.denoiser.net.reward_emb
+        if emb is None:
+            return [{"params": list(self.model.denoiser.parameters())}]
+        own = {id(p) for p in emb.parameters()}
+        rest = [p for p in self.model.denoiser.parameters() if id(p) not in own]
+        scale = getattr(opts, "reward_input_lr", opts.lr) / opts.lr
+        return [{"params": rest}, {"params": list(emb.parameters()), "lr_scale": scale}]
 
     def distil_from(self, teacher: WorldModel) -> None:
         """Make the denoiser steps distillation steps: the model (the student, whose sampler is one
@@ -147,6 +159,8 @@ class WorldModelSteps:
         its own one-step dreams, the ones it will see in play."""
         if self.model.cfg.sampler.num_steps != 1:
             raise ValueError(f"a distilled student samples in 1 step, not {self.model.cfg.sampler.num_steps}")
+        if self.model.cfg.denoiser.unet.reward_input != teacher.cfg.denoiser.unet.reward_input:
+            raise ValueError("a student takes the reward input exactly when its teacher does (--reward-input)")
         self.teacher = teacher.eval().requires_grad_(False)
         self.ar_sampler = self.model.cfg.sampler
 
@@ -176,7 +190,7 @@ class WorldModelSteps:
         """Both optimisers at the warm-up schedule's rate for `step`; returns it."""
         lr = lr_at(step, self.lr, self.warmup)
         for g in self.opt_den.param_groups + self.opt_re.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_scale", 1.0)
         return lr
 
     def denoiser_step(
@@ -199,19 +213,21 @@ class WorldModelSteps:
                     dream = dream_context(self.ema, obs[:n_ar], b.actions[:n_ar], K, self.ar_sampler)
                     obs = torch.cat([dream, obs[n_ar:]])
         obs_ctx, act_ctx, target = obs[:, K:-1], b.actions[:, K:], obs[:, -1]
+        # what a reward-input net is told of the step to the target frame (None for others)
+        told = self.model.denoiser.reward_inputs(b.rewards[:, -1], b.weights)
         if self.teacher is not None:  # the teacher's dream from the same noise, not the real frame
             noise = torch.randn_like(target)
             with autocast(device, self.bf16):
                 target = sample_next_frame(
-                    self.teacher.denoiser, obs_ctx, act_ctx, self.teacher.cfg.sampler, noise=noise
+                    self.teacher.denoiser, obs_ctx, act_ctx, self.teacher.cfg.sampler, noise=noise, reward=told
                 ).float()
         target = target.contiguous(memory_format=torch.channels_last)
         with autocast(device, self.bf16):
             if self.teacher is None:
-                loss, m = self.den(obs_ctx, act_ctx, target, dreamed)
+                loss, m = self.den(obs_ctx, act_ctx, target, dreamed, told)
             else:
                 sigma_max = self.model.cfg.sampler.sigma_max
-                loss, m = self.den(obs_ctx, act_ctx, noise, target, sigma_max, method="distill_loss")
+                loss, m = self.den(obs_ctx, act_ctx, noise, target, sigma_max, told, method="distill_loss")
         self.opt_den.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.denoiser.parameters(), self.grad_clip)

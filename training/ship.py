@@ -170,11 +170,14 @@ def _distilled_text(train: dict, run_args: dict, model: WorldModel) -> str:
 
 
 DISTILL_FLAGS = (
-    "game", "data", "heldout", "run_dir", "distill_from", "student_sigma_max", "batch_size", "lr", "ema_decay",
-    "ar_frames", "ar_fraction", "eval_every", "ckpt_every", "steps",
+    "game", "data", "heldout", "run_dir", "distill_from", "init_from", "reward_input", "reward_weight",
+    "reward_input_lr", "student_sigma_max", "batch_size", "lr", "ema_decay", "ar_frames", "ar_fraction", "eval_every",
+    "ckpt_every", "steps",
 )  # fmt: skip
 ZERO_IS_A_SETTING = ("eval_every",)
 """Flags whose 0 is not train.py's default (`--eval-every 0`: no held-out evaluation during the run)."""
+DEFAULT_SETTINGS = {"reward_weight": 1.0, "reward_input_lr": 1e-2}
+"""Flags whose default is not 0 (left out of a command when the run kept it)."""
 
 
 def _distill_command(run_args: dict, model: WorldModel) -> str:
@@ -182,8 +185,14 @@ def _distill_command(run_args: dict, model: WorldModel) -> str:
     where 0 is a setting only for `ZERO_IS_A_SETTING`); without the run, the flags its snapshot
     records and a pointer to where the rest are written."""
     if run_args:
-        set_ = [k for k in DISTILL_FLAGS if run_args.get(k) or (k in ZERO_IS_A_SETTING and run_args.get(k) == 0)]
-        return " ".join(f"--{k.replace('_', '-')} {run_args[k]}" for k in set_)
+        set_ = [
+            k
+            for k in DISTILL_FLAGS
+            if (run_args.get(k) or (k in ZERO_IS_A_SETTING and run_args.get(k) == 0))
+            and run_args.get(k) != DEFAULT_SETTINGS.get(k)
+            and (k != "reward_input_lr" or run_args.get("reward_input"))
+        ]
+        return " ".join(f"--{k.replace('_', '-')}" + ("" if run_args[k] is True else f" {run_args[k]}") for k in set_)
     return (
         f"--game {model.cfg.game} --distill-from {model.meta['distilled_from']['snapshot']} --student-sigma-max "
         f"{model.cfg.sampler.sigma_max:g} --steps {model.meta.get('step', 0)}  # the rest: docs/distillation.md"
@@ -498,6 +507,11 @@ Reproduce: `python training/playability.py --checkpoint checkpoints/{game} --sta
         top, bottom, left, right = cfg.denoiser.region
         region_text = (
             f"; loss weight +{cfg.denoiser.region_weight:g} on rows {top}-{bottom - 1}, columns {left}-{right - 1}"
+        )
+    if cfg.denoiser.unet.reward_input:
+        region_text += (
+            "; the step's reward an input of the denoiser (a dream that scores is dreamed again told it, so the"
+            " frame draws the point: docs/design.md)"
         )
     card = f"""# {game} world model
 

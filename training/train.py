@@ -36,7 +36,7 @@ from model.device import pick_device, use_bf16
 from model.world_model import WorldModel, WorldModelConfig, preset_config, transfer_to_game
 from model.world_model.reward_end import RewardEndConfig
 from model.world_model.sampler import SamplerConfig
-from model.world_model.unet import grow_context
+from model.world_model.unet import add_reward_input, grow_context
 from training.loop import TrainingLoop, WorldModelSteps, holds_a_run, seed_all, start
 from training.options import WorldModelOptions, flag, parse_run_args, with_loss_settings
 from training.world_model.data import WindowSampler, field_weights, paddle_weights, reward_weights
@@ -110,7 +110,10 @@ class Args(WorldModelOptions):
     """Draw windows whose last transition scores a point (a nonzero reward), or is the step after
     one, this many times as often (any game; training/world_model/data.reward_weights): the frame
     that shows a point (the ball gone, the score digits changed) is rare in play and is what a dream
-    most often leaves out. The denoiser's windows only; the reward/end model draws uniformly."""
+    most often leaves out. The denoiser's windows only; the reward/end model draws uniformly. With
+    --reward-input the extra windows are told their reward, not left "unknown" (a window drawn w
+    times as often is told with probability 1 - (1 - q) / w), so the unknown dream keeps the data's
+    prior of points (model/world_model/denoiser.Denoiser.reward_inputs)."""
     distill_from: Path | None = None
     """Distil a world-model snapshot's sampler (e.g. 3 Euler steps with action guidance) into one
     Euler step, the serving path's biggest saving: the student starts from the snapshot's weights
@@ -123,6 +126,19 @@ class Args(WorldModelOptions):
     sigma_data^2 sigma_max / (sigma_max^2 + sigma_data^2) that the network must cancel exactly: 0.05
     (6 grey levels) at sigma 5, 0.003 at 80. With --distill-from only. Pong's student at 80 was worse
     than at 5 (docs/distillation.md): what is left to clean is the network's own output."""
+    reward_input: bool = False
+    """Give the denoiser the step's reward as an input (model/world_model/unet.UNetConfig.reward_input):
+    a fresh or --init-from model gets a zero-initialised reward embedding (it computes what it did
+    until training moves it); half of each batch is told its step's reward sign, half "unknown". A
+    dream asks with "unknown", samples the reward from the reward head, and dreams the scoring dreams
+    again told it, so the frame draws the point the reward head scored (Boxing's digits, which a
+    model that cannot tell a landed punch from the context leaves out). Kept by --resume and by a
+    student of such a teacher."""
+    reward_input_lr: float = 1e-2
+    """Learning rate of the reward embedding of a reward-input denoiser (--reward-input), scaled by
+    the warm-up like --lr: it starts at zero and is told a point in a few percent of the samples, so
+    at the model's rate it stays near zero for thousands of steps (Boxing, at 1e-4: a norm of 0.04
+    after 1,000 steps, against about 6 for an action's embedding)."""
     reward_end_only: bool = False
     """Train the reward/end model alone: the denoiser is frozen and its steps are skipped (e.g. a
     snapshot's end head retrained on longer --re-seq windows or with --re-blank-rows)."""
@@ -147,6 +163,8 @@ class Args(WorldModelOptions):
         bad = [f"--{flag(w)} {getattr(self, w)}" for w in weights if getattr(self, w) <= 0]
         if bad:
             raise ValueError(f"sampling weights must be > 0, got {', '.join(bad)}")
+        if self.reward_input_lr <= 0:
+            raise ValueError(f"--reward-input-lr must be > 0, got {self.reward_input_lr}")
         if self.pause_fire_weight < 0:
             raise ValueError(f"--pause-fire-weight must be >= 0, got {self.pause_fire_weight}")
         if self.distill_from is not None and self.reward_end_only:
@@ -301,6 +319,16 @@ def main(argv: list[str] | None = None) -> int:
                 )
         elif main_proc:
             print(f"starting from {init_from} ({cfg.preset} preset, {base['steps']} steps behind it)")
+    if a.reward_input and not cfg.denoiser.unet.reward_input:
+        if resume_tree is not None:
+            print(f"error: a resumed run keeps its inputs; {run_dir} has no reward input", file=sys.stderr)
+            return 2
+        unet, init_state = add_reward_input(cfg.denoiser.unet, init_state, "denoiser.net.")
+        d = cfg.to_dict()
+        d["denoiser"]["unet"] = asdict(unet)
+        cfg = WorldModelConfig(**d)
+        if main_proc:
+            print("the denoiser takes the step's reward as an input (a zero-initialised embedding)")
     if a.context_frames and a.context_frames != cfg.context_frames:
         if resume_tree is not None:
             print(

@@ -21,7 +21,7 @@ from model.device import autocast, prepare, use_bf16
 from model.world_model.denoiser import Denoiser, DenoiserConfig
 from model.world_model.reward_end import RewardEndConfig, RewardEndModel, class_to_reward
 from model.world_model.sampler import SamplerConfig, sample_next_frame
-from model.world_model.unet import UNetConfig
+from model.world_model.unet import UNetConfig, reward_input_index
 
 Hidden = tuple[torch.Tensor, torch.Tensor]
 
@@ -294,13 +294,46 @@ class WorldModel(nn.Module):
             raise ValueError(f"noise for {noise.frame.shape[0]} dreams, expected {b}")
         with autocast(self.device, self.bf16):
             next_obs = sample_next_frame(self.denoiser, obs_ctx, act_ctx, sampler, noise=noise.frame)
+            before = hidden
             logits_r, logits_e, hidden = self.reward_end(obs_ctx[:, -1:], next_obs[:, None], act_ctx[:, -1:], hidden)
         p_r = logits_r[:, -1].float().softmax(-1)  # (B, 3)
         p_e = logits_e[:, -1].float().softmax(-1)  # (B, 2)
         u = noise.uniform.to(p_r.device)
         reward = class_to_reward(sample_classes(p_r, u[:, 0]))  # ~ Categorical(P(-1, 0, +1))
         end = u[:, 1] < p_e[:, 1]  # ~ Bernoulli(P(end))
+        if self.cfg.denoiser.unet.reward_input and bool((reward != 0).any()):
+            next_obs, hidden = self._redream_points(obs_ctx, act_ctx, before, sampler, noise.frame, next_obs, reward)
         return DreamStep(next_obs.float(), reward, end, hidden, p_r, p_e[:, 1])
+
+    def _redream_points(
+        self,
+        obs_ctx: torch.Tensor,
+        act_ctx: torch.Tensor,
+        hidden: Hidden | None,
+        sampler: SamplerConfig,
+        noise: torch.Tensor,
+        next_obs: torch.Tensor,
+        reward: torch.Tensor,
+    ) -> tuple[torch.Tensor, Hidden]:
+        """A reward-input model's second pass (UNetConfig.reward_input): the dreams whose sampled
+        reward is not zero are dreamed again from the same noise, told that reward, so the frame
+        draws the point the reward head scored (the score digits); the reward/end model's state then
+        steps on the frames kept. The reward and end stay those sampled from the first pass.
+        Row by row as the first pass (the network is batch-invariant): a seeded dream replays."""
+        rows = (reward != 0).nonzero(as_tuple=True)[0]
+        with autocast(self.device, self.bf16):
+            again = sample_next_frame(
+                self.denoiser,
+                obs_ctx[rows],
+                act_ctx[rows],
+                sampler,
+                noise=noise[rows],
+                reward=reward_input_index(reward[rows]),
+            )
+            next_obs = next_obs.clone()
+            next_obs[rows] = again.to(next_obs.dtype)
+            _, _, hidden = self.reward_end(obs_ctx[:, -1:], next_obs[:, None], act_ctx[:, -1:], hidden)
+        return next_obs, hidden
 
     # -- snapshots -----------------------------------------------------------------------
     def save_snapshot(self, path: str | Path, extra_meta: dict[str, Any] | None = None) -> None:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.world_model.unet import UNet, UNetConfig, inference_copy
+from model.world_model.unet import REWARD_INPUTS, UNet, UNetConfig, inference_copy, reward_input_index
 
 
 @dataclass
@@ -62,6 +62,10 @@ class DenoiserConfig:
     changes is the share of the loss a small, rare change there (a new score digit) gets."""
     region: tuple[int, int, int, int] = (0, 0, 0, 0)
     """The box `region_weight` covers: rows [top, bottom) and columns [left, right) of the frame."""
+    reward_known_prob: float = 0.5
+    """A `reward_input` U-Net (UNetConfig.reward_input): the probability that a training sample is
+    told its step's reward; the others are told "unknown", which is how every dream's first pass
+    asks (`WorldModel.dream_step`)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.unet, dict):
@@ -80,6 +84,8 @@ class DenoiserConfig:
         box_ok = len(self.region) == 4 and 0 <= self.region[0] < self.region[1] and 0 <= self.region[2] < self.region[3]
         if len(self.region) != 4 or (self.region_weight > 0 and not box_ok):
             raise ValueError(f"region must be (top, bottom, left, right) of a non-empty box, got {self.region}")
+        if not 0 <= self.reward_known_prob <= 1:
+            raise ValueError(f"reward_known_prob must be in [0, 1], got {self.reward_known_prob}")
         if self.motion_source not in ("target", "context") or self.motion_dilate < 0:
             raise ValueError(
                 f"motion_source must be 'target' or 'context' and motion_dilate >= 0, got "
@@ -129,7 +135,7 @@ class Denoiser(nn.Module):
                 ),
                 torch.randint(0, u.num_actions, (b, u.context_frames), generator=g),
                 torch.randint(0, u.context_noise_levels, (b,), generator=g),
-            )
+            ) + ((torch.randint(0, len(REWARD_INPUTS), (b,), generator=g),) if u.reward_input else ())
 
         with torch.no_grad(), warnings.catch_warnings():
             # TorchScript is deprecated in favour of torch.compile, which was slower on these CPUs
@@ -204,6 +210,7 @@ class Denoiser(nn.Module):
         obs_ctx: torch.Tensor,
         act_ctx: torch.Tensor,
         ctx_noise_level: torch.Tensor | None,
+        reward: torch.Tensor | None = None,
     ) -> torch.Tensor:
         # (B, L, C, H, W) -> (B, L*C, H, W)
         ctx = obs_ctx.flatten(1, 2) / self.cfg.sigma_data
@@ -214,8 +221,11 @@ class Denoiser(nn.Module):
             and torch.is_autocast_enabled("cpu") == getattr(self._frozen, "under_autocast", False)
         ):
             ctx = ctx.contiguous(memory_format=torch.channels_last)
-            return self._frozen(c.c_in * x_noisy, c.c_noise, ctx, act_ctx, ctx_noise_level)
-        return self.net(c.c_in * x_noisy, c.c_noise, ctx, act_ctx, ctx_noise_level)
+            extra = ()  # a reward-input net's graph always takes the reward (0: unknown)
+            if self.cfg.unet.reward_input:
+                extra = (torch.zeros_like(act_ctx[:, 0]) if reward is None else reward,)
+            return self._frozen(c.c_in * x_noisy, c.c_noise, ctx, act_ctx, ctx_noise_level, *extra)
+        return self.net(c.c_in * x_noisy, c.c_noise, ctx, act_ctx, ctx_noise_level, reward)
 
     def denoise(
         self,
@@ -224,10 +234,12 @@ class Denoiser(nn.Module):
         obs_ctx: torch.Tensor,
         act_ctx: torch.Tensor,
         ctx_noise_level: torch.Tensor | None = None,
+        reward: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Denoised estimate of the next frame, clamped to [-1, 1]. sigma: (B,)."""
+        """Denoised estimate of the next frame, clamped to [-1, 1]. sigma: (B,); reward: (B,)
+        `REWARD_INPUTS` indices for a reward-input net (None: unknown)."""
         c = self.conditioners(sigma)
-        f = self._net(x_noisy, c, obs_ctx, act_ctx, ctx_noise_level).float()
+        f = self._net(x_noisy, c, obs_ctx, act_ctx, ctx_noise_level, reward).float()
         return (c.c_skip * x_noisy + c.c_out * f).clamp(-1, 1)
 
     def sample_sigma(self, n: int, device: torch.device) -> torch.Tensor:
@@ -262,12 +274,15 @@ class Denoiser(nn.Module):
         act_ctx: torch.Tensor,
         next_obs: torch.Tensor,
         dreamed: torch.Tensor | None = None,
+        reward: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """EDM loss: MSE(F, (x_next - c_skip x_noisy) / c_out).
 
         obs_ctx: (B, L, C, H, W) in [-1, 1]; act_ctx: (B, L) long; next_obs: (B, C, H, W).
         dreamed: (B,) bool, samples whose context ends in frames the model dreamed itself
         (autoregressive training); they keep their own errors instead of added noise.
+        reward: (B,) `REWARD_INPUTS` indices, what a reward-input net is told of each step's reward
+        (`reward_inputs` draws them; None: unknown).
         """
         cfg = self.cfg
         b, device = next_obs.shape[0], next_obs.device
@@ -277,13 +292,31 @@ class Denoiser(nn.Module):
 
         ctx, level = self.augment_context(obs_ctx, dreamed)
         c = self.conditioners(sigma)
-        f = self._net(x_noisy, c, ctx, act_ctx, level).float()
+        f = self._net(x_noisy, c, ctx, act_ctx, level, reward).float()
         target = (next_obs - c.c_skip * x_noisy) / c.c_out
         err = (f - target) ** 2
         denoised = (c.c_skip * x_noisy + c.c_out * f.detach()).clamp(-1, 1)
         loss, metrics = self.weighted(err, obs_ctx, next_obs, denoised)
         metrics["mse"] = err.mean().item()
         return loss, metrics
+
+    def reward_inputs(self, reward: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor | None:
+        """What a training batch is told of its steps' rewards (B,): None for a net without the input;
+        for one with it, each sample's `REWARD_INPUTS` index with probability `reward_known_prob` q,
+        else unknown (0).
+
+        weight: (B,) the sampling weight each window was drawn with (`WindowSampler`, e.g.
+        train.py --reward-weight). A sample drawn w times as often is told with probability
+        1 - (1 - q) / w instead, so the samples left "unknown" are drawn as often as without the
+        weights: the unknown dream, a dream's first pass, keeps the data's prior of points, and the
+        told samples get the weighted windows' extra points (exact for w >= 1 - q)."""
+        if not self.cfg.unet.reward_input:
+            return None
+        q = torch.full_like(reward, self.cfg.reward_known_prob, dtype=torch.float32)
+        if weight is not None:
+            q = (1 - (1 - q) / weight.float().clamp_min(1e-6)).clamp(0, 1)
+        told = torch.rand(q.shape, device=q.device) < q
+        return torch.where(told, reward_input_index(reward), torch.zeros_like(reward, dtype=torch.long))
 
     def distill_loss(
         self,
@@ -292,6 +325,7 @@ class Denoiser(nn.Module):
         noise: torch.Tensor,
         target: torch.Tensor,
         sigma_max: float,
+        reward: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """One-step sampler distillation (Luhman & Luhman, 2021): the frame a 1-step Euler sampler
         dreams from `noise`, D(sigma_max * noise) (model/world_model/sampler.sample_next_frame with num_steps=1),
@@ -301,13 +335,14 @@ class Denoiser(nn.Module):
 
         obs_ctx: (B, L, C, H, W) clean, as at sampling; act_ctx: (B, L); noise, target: (B, C, H, W).
         The error is taken in the network's units at sigma_max (EDM's F target, as in `loss`) and
-        weighted by `loss_weight` with the teacher's frame as the target."""
+        weighted by `loss_weight` with the teacher's frame as the target. reward: (B,) the
+        `REWARD_INPUTS` indices the teacher was told (a reward-input student is told the same)."""
         b, device = target.shape[0], target.device
         sigma = torch.full((b,), float(sigma_max), device=device)
         x = noise.float() * sigma_max
         level = torch.zeros(b, dtype=torch.long, device=device)  # clean context, as at sampling
         c = self.conditioners(sigma)
-        f = self._net(x, c, obs_ctx, act_ctx, level).float()
+        f = self._net(x, c, obs_ctx, act_ctx, level, reward).float()
         err = (f - (target - c.c_skip * x) / c.c_out) ** 2
         denoised = (c.c_skip * x + c.c_out * f.detach()).clamp(-1, 1)
         loss, metrics = self.weighted(err, obs_ctx, target, denoised)

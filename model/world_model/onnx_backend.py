@@ -414,6 +414,10 @@ def use_backend(
             log.warning("backend torch-fused: the inference copy disagreed with the U-Net, staying with torch")
             return "torch"
         return backend
+    if den.cfg.unet.reward_input:  # the exported graph has no reward input
+        if backend == "auto":
+            return "torch"
+        raise BackendError(f"{backend} has no reward input (UNetConfig.reward_input): use torch or torch-fused")
     if on_cuda:
         raise BackendError(f"{backend} runs on the CPU; on CUDA use the torch backend")
     kind = backend.removeprefix("onnx-")

@@ -71,11 +71,13 @@ def sample_next_frame(
     cfg: SamplerConfig,
     generator: torch.Generator | None = None,
     noise: torch.Tensor | None = None,
+    reward: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Dream the next frame. obs_ctx: (B, L, C, H, W) in [-1, 1]; act_ctx: (B, L) -> (B, C, H, W).
 
     noise: (B, C, H, W) standard normal, the initial noise (drawn from `generator` when None). The
     Euler and Heun steps add no noise of their own, so the frame is a function of it.
+    reward: (B,) `REWARD_INPUTS` indices, what a reward-input denoiser is told (None: unknown).
     """
     b, _, c, h, w = obs_ctx.shape
     device = obs_ctx.device
@@ -94,9 +96,9 @@ def sample_next_frame(
     for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
         s = torch.full((b,), sigma, device=device)
         if guided is not None and sigma >= cfg.guidance_sigma and guided.any():
-            denoised = guided_denoise(denoiser, x, s, obs_ctx, act_ctx, level, guided, cfg.action_guidance, ref)
+            denoised = guided_denoise(denoiser, x, s, obs_ctx, act_ctx, level, guided, cfg.action_guidance, ref, reward)
         else:
-            denoised = denoiser.denoise(x, s, obs_ctx, act_ctx, level)
+            denoised = denoiser.denoise(x, s, obs_ctx, act_ctx, level, reward)
         d = (x - denoised) / sigma  # Euler step (Karras Alg. 1/2)
         # Heun's correction divides by sigma_next. Below the offset-noise std s_off the denoiser
         # takes any input for noise of std >= s_off (Denoiser.conditioners), so that quotient
@@ -106,7 +108,7 @@ def sample_next_frame(
         else:  # Heun correction
             x_pred = x + d * (sigma_next - sigma)
             s_next = torch.full((b,), sigma_next, device=device)
-            d_next = (x_pred - denoiser.denoise(x_pred, s_next, obs_ctx, act_ctx, level)) / sigma_next
+            d_next = (x_pred - denoiser.denoise(x_pred, s_next, obs_ctx, act_ctx, level, reward)) / sigma_next
             x = x + (d + d_next) / 2 * (sigma_next - sigma)
     return x.clamp(-1, 1)
 
@@ -127,12 +129,14 @@ def guided_denoise(
     rows: torch.Tensor,
     g: float,
     reference: torch.Tensor | None = None,
+    reward: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Action-contrast guidance on the dreams `rows` (B,) bool: D(a) + g (D(a) - D(ref)), with the
     reference action `reference` (B,) in place of the last action (None: NOOP for every dream); the
     other dreams get D(a). With few dreams the guided dreams' reference inputs ride in the same
     network call as the dreams themselves (on a CPU a batch of 2 costs about 1.4 calls of 1); with
-    more than `ONE_CALL_ROWS` rows in all, two calls (one large batch gains nothing there)."""
+    more than `ONE_CALL_ROWS` rows in all, two calls (one large batch gains nothing there). reward:
+    as `sample_next_frame`'s, the same for a dream and its reference."""
     b = x.shape[0]
     idx = rows.nonzero(as_tuple=True)[0]
     ref = act_ctx[idx].clone()
@@ -144,10 +148,11 @@ def guided_denoise(
             torch.cat([obs_ctx, obs_ctx[idx]]),
             torch.cat([act_ctx, ref]),
             torch.cat([level, level[idx]]),
+            None if reward is None else torch.cat([reward, reward[idx]]),
         )
         out, d_ref = both[:b].clone(), both[b:]
     else:
-        out = denoiser.denoise(x, s, obs_ctx, act_ctx, level).clone()
-        d_ref = denoiser.denoise(x[idx], s[idx], obs_ctx[idx], ref, level[idx])
+        out = denoiser.denoise(x, s, obs_ctx, act_ctx, level, reward).clone()
+        d_ref = denoiser.denoise(x[idx], s[idx], obs_ctx[idx], ref, level[idx], None if reward is None else reward[idx])
     out[idx] = out[idx] + g * (out[idx] - d_ref)
     return out

@@ -23,6 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 
 LAYOUTS = ("compact", "diamond")
+REWARD_INPUTS = ("unknown", "negative", "zero", "positive")
+"""What a `reward_input` U-Net is told of the step's reward: `reward_input_index` gives the index."""
+
+
+def reward_input_index(reward: torch.Tensor) -> torch.Tensor:
+    """Rewards (B,) -> their `REWARD_INPUTS` index (long): 1 below zero, 2 at zero, 3 above."""
+    return (torch.sign(reward).long() + 2).to(reward.device)
 
 
 @dataclass
@@ -63,6 +70,14 @@ class UNetConfig:
     where c_out F is a small correction (the last Euler steps, whose frame is carried by the skip
     term in fp32), visible where it is the whole frame (a one-step student, train.py --distill-from,
     which sets it). Costs one 3-channel convolution in fp32."""
+    reward_input: bool = False
+    """Take the dreamed step's reward as an input: its sign (-, 0, +) or "unknown", embedded into the
+    conditioning vector (zero-initialised, so a model given it computes what it computed before). A
+    point a game draws a few frames of digits for is what a few-step sampler leaves out when the
+    model cannot tell from the context whether it happens (Boxing's landed punch): told the reward,
+    it has to draw the digits that go with it. `WorldModel.dream_step` dreams with "unknown", samples
+    the reward from the reward head as ever, and dreams again, told the reward, the dreams that scored
+    (train.py --reward-input)."""
 
     def __post_init__(self) -> None:
         if self.num_actions < 1:
@@ -106,6 +121,19 @@ def grow_context(
     grown = torch.cat([w[:, :c], extra, w[:, c:]], dim=1)
     new = replace(cfg, context_frames=frames, action_frames=cfg.embedded_actions)
     return new, {**state, key: grown}
+
+
+def add_reward_input(
+    cfg: UNetConfig, state: dict[str, torch.Tensor] | None, prefix: str = ""
+) -> tuple[UNetConfig, dict[str, torch.Tensor] | None]:
+    """The config and weights of the same U-Net taking the step's reward as an input (`reward_input`)
+    and computing exactly the same function: the reward embedding starts at zero. `state` None (a
+    fresh model) stays None; `prefix`: where the U-Net's keys start in `state`."""
+    new = replace(cfg, reward_input=True)
+    if state is None:
+        return new, None
+    weight = torch.zeros(len(REWARD_INPUTS), cfg.cond_channels, dtype=state[prefix + "act_emb.weight"].dtype)
+    return new, {**state, prefix + "reward_emb.weight": weight}
 
 
 def _groups(channels: int, diamond: bool = False) -> int:
@@ -248,6 +276,10 @@ class UNet(nn.Module):
         if cfg.context_noise_levels > 1:
             self.ctx_noise_emb = nn.Embedding(cfg.context_noise_levels, cc)
             nn.init.zeros_(self.ctx_noise_emb.weight)
+        self.reward_emb = None
+        if cfg.reward_input:
+            self.reward_emb = nn.Embedding(len(REWARD_INPUTS), cc)
+            nn.init.zeros_(self.reward_emb.weight)
         self.cond_mlp = nn.Sequential(nn.Linear(cc, cc), nn.SiLU(), nn.Linear(cc, cc))
 
         in_ch = cfg.image_channels * (cfg.context_frames + 1)
@@ -334,14 +366,22 @@ class UNet(nn.Module):
         obs_ctx: torch.Tensor,
         act_ctx: torch.Tensor,
         ctx_noise_level: torch.Tensor | None = None,
+        reward: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x: (B, C, H, W); c_noise: (B,); obs_ctx: (B, L*C, H, W); act_ctx: (B, L) long."""
+        """x: (B, C, H, W); c_noise: (B,); obs_ctx: (B, L*C, H, W); act_ctx: (B, L) long; reward: (B,)
+        long, indices into `REWARD_INPUTS` (`reward_input` nets only; None: all unknown)."""
         # (B, L) -> (B, L, cc/L) -> (B, cc); flatten, not reshape(B, -1), so a traced graph
         # (Denoiser.freeze) keeps the batch size free.
         act = self.act_emb(act_ctx[:, -self.cfg.embedded_actions :]).flatten(1)
         cond = self.noise_emb(c_noise) + act
         if ctx_noise_level is not None and self.ctx_noise_emb is not None:
             cond = cond + self.ctx_noise_emb(ctx_noise_level)
+        if self.reward_emb is not None:
+            if reward is None:
+                reward = torch.zeros(act_ctx.shape[0], dtype=torch.long, device=act_ctx.device)
+            cond = cond + self.reward_emb(reward)
+        elif reward is not None:
+            raise ValueError("this U-Net takes no reward input (UNetConfig.reward_input)")
         cond = self.cond_mlp(cond)
         if self.cond_table is not None:
             cond = self.cond_table(cond)

@@ -267,7 +267,7 @@ def test_context_motion_weight_also_covers_what_the_model_draws() -> None:
     ctx = torch.full((1, 4, 3, 64, 64), -1.0)  # a still, empty field
     act = torch.zeros(1, 4, dtype=torch.long)
 
-    def draws_a_ball(x_noisy, c, ctx_, act_, level):  # estimate = last context frame + a ball
+    def draws_a_ball(x_noisy, c, ctx_, act_, level, reward=None):  # estimate = last context frame + a ball
         f = (ctx_[:, -1] - c.c_skip * x_noisy) / c.c_out
         f[:, :, 40:42, 40:42] += 2.5 / c.c_out.view(-1, 1, 1)
         return f

@@ -156,3 +156,20 @@ def test_measures_use_a_models_own_step_count(model_factory) -> None:
     assert ModelDreamer(student).sampler.num_steps == 1
     assert ModelDreamer(student, steps=3, action_guidance=1.0).sampler.num_steps == 3
     assert ModelDreamer(model_factory(1)).sampler.num_steps == 3
+
+
+def test_the_card_command_of_a_told_student_repeats_its_flags(model_factory) -> None:
+    """ship.py's train.py command for a distillation run: a bool flag is written bare, a setting left
+    at train.py's default is left out, and the reward input's own rate only with the input."""
+    from training.ship import _distill_command
+
+    model = model_factory(0)
+    run = {"game": "Boxing", "distill_from": "t.safetensors", "init_from": "s.safetensors", "reward_input": True}
+    run |= {"reward_weight": 4.0, "reward_input_lr": 0.01, "steps": 3000, "eval_every": 0}
+    cmd = _distill_command(run, model)
+    assert "--init-from s.safetensors --reward-input --reward-weight 4.0 --eval-every 0 --steps 3000" in cmd
+    assert "--reward-input True" not in cmd and "--reward-input-lr" not in cmd
+    plain = _distill_command(
+        {"game": "Pong", "distill_from": "t", "reward_weight": 1.0, "reward_input_lr": 0.01}, model
+    )
+    assert plain == "--game Pong --distill-from t"

@@ -448,6 +448,34 @@ def test_fine_tune_grows_the_context(work: Path, resumed, run_script) -> None:
     assert "below the model's 6" in one_error(fewer) and not (work / "fewer").exists()
 
 
+def test_fine_tune_adds_the_reward_input(work: Path, resumed, run_script) -> None:
+    """--reward-input gives an --init-from snapshot's denoiser the step's reward as an input (a
+    zero-initialised embedding, model/world_model/unet.add_reward_input); the model trains and
+    dreams; a resumed run keeps it, and one without it cannot be given it."""
+    assert resumed.returncode == 0
+    run = work / "told"
+    common = [*TINY, "--steps", "2", "--eval-every", "0", "--run-dir", run, "--data", work / "data"]
+    proc = run_script("training/train.py", *common, "--init-from", work / "run" / "snapshot", "--reward-input")
+    assert proc.returncode == 0, proc.stderr
+    assert "the denoiser takes the step's reward as an input" in proc.stdout
+    model = WorldModel.from_snapshot(run / "snapshot", precision="fp32")
+    assert model.cfg.denoiser.unet.reward_input
+    assert model.denoiser.net.reward_emb.weight.abs().sum() > 0  # trained from zero
+    starts = breakout.make_starts("Breakout", 2, progress=False)
+    frames, _, _ = core.dream_batch(
+        core.ModelDreamer(model, steps=1), starts["in_play"], torch.zeros(2, 3, dtype=torch.long).numpy()
+    )
+    assert frames.shape == (2, 3, 64, 64, 3)
+    again = run_script("training/train.py", *common, "--resume", "--steps", "3")
+    assert again.returncode == 0, again.stderr
+    assert WorldModel.from_snapshot(run / "snapshot", precision="fp32").cfg.denoiser.unet.reward_input
+    plain = run_script(
+        "training/train.py", *TINY, "--steps", "3", "--eval-every", "0", "--run-dir", work / "run", "--data",
+        work / "data", "--resume", "--reward-input",
+    )  # fmt: skip
+    assert "keeps its inputs" in one_error(plain)
+
+
 def test_reward_end_only_retrains_the_heads_alone(work: Path, resumed, run_script) -> None:
     """--reward-end-only trains the reward/end model from a snapshot and leaves the denoiser as it
     was; --re-blank goes into the snapshot's config."""

@@ -18,6 +18,7 @@ class Batch:
     actions: torch.Tensor  # (B, T+L) long; actions[:, i] taken at obs[:, i]
     rewards: torch.Tensor  # (B, T+L)
     ends: torch.Tensor  # (B, T+L) bool: game over or life lost after this step
+    weights: torch.Tensor | None = None  # (B,) the sampling weight of each window's last transition
 
 
 class WindowSampler:
@@ -61,6 +62,7 @@ class WindowSampler:
         act = np.zeros((batch_size, length), dtype=np.int64)
         rew = np.zeros((batch_size, length), dtype=np.float32)
         end = np.zeros((batch_size, length), dtype=bool)
+        wts = np.ones(batch_size, dtype=np.float32)
         for b, i in enumerate(self.rng.choice(len(self.episodes), size=batch_size, p=self.p)):
             ep = self.episodes[i]
             T = len(ep)
@@ -70,6 +72,7 @@ class WindowSampler:
             else:
                 c = self.cdf[i]
                 last = min(int(np.searchsorted(c, self.rng.random() * c[-1], side="right")), T - 1)
+                wts[b] = c[last] - (c[last - 1] if last else 0.0)
             first = last - length + 1
             idx = np.arange(first, last + 1)
             valid = idx >= 0
@@ -82,7 +85,7 @@ class WindowSampler:
             end[b] = np.where(valid, e, False)
         to = lambda x: torch.from_numpy(x).to(device)  # noqa: E731
         frames = to(obs).permute(0, 1, 4, 2, 3).float() / 127.5 - 1  # (B, T+1, H, W, C) -> (B, T+1, C, H, W)
-        return Batch(frames, to(act), to(rew), to(end))
+        return Batch(frames, to(act), to(rew), to(end), None if self.cdf is None else to(wts))
 
 
 # Breakout: after the ball leaves the field the game pauses (8 agent steps) before the life counter
