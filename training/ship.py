@@ -510,8 +510,8 @@ Reproduce: `python training/playability.py --checkpoint checkpoints/{game} --sta
         )
     if cfg.denoiser.unet.reward_input:
         region_text += (
-            "; the step's reward an input of the denoiser (a dream that scores is dreamed again told it, so the"
-            " frame draws the point: docs/design.md)"
+            "; the step's reward as an input to the denoiser (a dream that scores is dreamed again, told it, so"
+            " the frame draws the point: docs/design.md)"
         )
     card = f"""# {game} world model
 
