@@ -48,6 +48,7 @@ from model.world_model import WorldModel
 from model.world_model.onnx_backend import SHIPPABLE_BACKENDS, BackendError, use_own_backend
 from model.world_model.sampler import SamplerConfig
 from training.cli import add_guidance_flags, add_precision_flag, guidance_overrides
+from training.train import Args as TrainArgs
 from training.world_model import playability
 from training.world_model.fidelity import (
     ball_plot,
@@ -176,8 +177,8 @@ DISTILL_FLAGS = (
 )  # fmt: skip
 ZERO_IS_A_SETTING = ("eval_every",)
 """Flags whose 0 is not train.py's default (`--eval-every 0`: no held-out evaluation during the run)."""
-DEFAULT_SETTINGS = {"reward_weight": 1.0, "reward_input_lr": 1e-2}
-"""Flags whose default is not 0 (left out of a command when the run kept it)."""
+DEFAULT_SETTINGS = {k: getattr(TrainArgs, k) for k in ("reward_weight", "reward_input_lr")}
+"""Flags whose train.py default is not 0 (left out of a command when the run kept it)."""
 
 
 def _distill_command(run_args: dict, model: WorldModel) -> str:

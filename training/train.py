@@ -36,7 +36,7 @@ from model.device import pick_device, use_bf16
 from model.world_model import WorldModel, WorldModelConfig, preset_config, transfer_to_game
 from model.world_model.reward_end import RewardEndConfig
 from model.world_model.sampler import SamplerConfig
-from model.world_model.unet import add_reward_input, grow_context
+from model.world_model.unet import UNetConfig, add_reward_input, grow_context
 from training.loop import TrainingLoop, WorldModelSteps, holds_a_run, seed_all, start
 from training.options import WorldModelOptions, flag, parse_run_args, with_loss_settings
 from training.world_model.data import WindowSampler, field_weights, paddle_weights, reward_weights
@@ -185,6 +185,13 @@ def parse_args(argv: list[str] | None = None) -> Args:
     return parse_run_args(Args, argv, choices={"policy": POLICY_KINDS}, description=__doc__)
 
 
+def with_unet(cfg: WorldModelConfig, unet: UNetConfig) -> WorldModelConfig:
+    """`cfg` with the denoiser's U-Net config replaced (a grown context, the reward input)."""
+    d = cfg.to_dict()
+    d["denoiser"]["unet"] = asdict(unet)
+    return WorldModelConfig(**d)
+
+
 def rng_state() -> dict:
     return {"torch": torch.get_rng_state(), "numpy": json.dumps(np.random.get_state()[1].tolist())}
 
@@ -324,9 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: a resumed run keeps its inputs; {run_dir} has no reward input", file=sys.stderr)
             return 2
         unet, init_state = add_reward_input(cfg.denoiser.unet, init_state, "denoiser.net.")
-        d = cfg.to_dict()
-        d["denoiser"]["unet"] = asdict(unet)
-        cfg = WorldModelConfig(**d)
+        cfg = with_unet(cfg, unet)
         if main_proc:
             print("the denoiser takes the step's reward as an input (a zero-initialised embedding)")
     if a.context_frames and a.context_frames != cfg.context_frames:
@@ -346,9 +351,7 @@ def main(argv: list[str] | None = None) -> int:
             unet, grown = replace(cfg.denoiser.unet, context_frames=a.context_frames), None
         else:
             unet, grown = grow_context(cfg.denoiser.unet, init_state, a.context_frames, "denoiser.net.")
-        d = cfg.to_dict()
-        d["denoiser"]["unet"] = asdict(unet)
-        cfg, init_state = WorldModelConfig(**d), grown
+        cfg, init_state = with_unet(cfg, unet), grown
         if main_proc:
             print(f"context grown to {a.context_frames} frames (the last {unet.embedded_actions} actions embedded)")
     try:
