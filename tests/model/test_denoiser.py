@@ -343,12 +343,13 @@ def _bf16_model(fp32_output: bool = False):
     return model
 
 
-@pytest.mark.parametrize("fp32_output", [False, True])
-def test_bf16_inference_copy_matches_the_network_under_autocast(fp32_output: bool) -> None:
+@pytest.mark.parametrize("fp32_output,batch", [(False, 3), (True, 3), (False, 1)])
+def test_bf16_inference_copy_matches_the_network_under_autocast(fp32_output: bool, batch: int) -> None:
     """The torch-fused backend dreams with `inference_copy` (bf16 weights, the adaptive norms' linears
-    fused with the 1 of 1 + scale in their bias): the same function as the eager network under
-    autocast, up to where bf16 rounds (both as near the fp32 network), and `train()` drops it. It is
-    opt-in: configure() in bf16 alone keeps the eager network."""
+    fused with the 1 of 1 + scale in their bias; at batch 1 the (1 + scale, shift) passed to group_norm
+    as its affine): the same function as the eager network under autocast, up to where bf16 rounds
+    (both as near the fp32 network), and `train()` drops it. It is opt-in: configure() in bf16 alone
+    keeps the eager network."""
     from model.world_model.sampler import SamplerConfig, sample_next_frame
     from model.world_model.unet import AdaGroupNorm, UNet
 
@@ -364,7 +365,7 @@ def test_bf16_inference_copy_matches_the_network_under_autocast(fp32_output: boo
     assert fast.conv_out.weight.dtype == (torch.float32 if fp32_output else torch.bfloat16)
 
     g = torch.Generator().manual_seed(0)
-    ctx, act = torch.rand(3, 4, 3, 64, 64, generator=g) * 2 - 1, torch.randint(0, 4, (3, 4), generator=g)
+    ctx, act = torch.rand(batch, 4, 3, 64, 64, generator=g) * 2 - 1, torch.randint(0, 4, (batch, 4), generator=g)
     cfg = SamplerConfig(num_steps=1)  # one call: the frame is c_out F, so F's errors show whole
     with torch.no_grad():
         ref = sample_next_frame(den, ctx, act, cfg, torch.Generator().manual_seed(1))  # fp32, eager
