@@ -438,8 +438,9 @@ def inference_copy(net: UNet, dtype: torch.dtype = torch.bfloat16) -> UNet:
     the 42 small linears and the (1 + scale) additions of the cpu preset are as many calls again.
     The results differ from `net`'s under autocast only by where bf16 rounds (the fused product's
     1 + scale is rounded once, x (1 + scale) + shift is one addcmul, or at batch 1 group_norm's own
-    per-channel affine: one operation fewer per norm, about 3 % of a one-step frame). The output layer stays in fp32
-    when `cfg.fp32_output` asks for it. Weights are copied: a later change to `net` does not reach it.
+    per-channel affine: one operation fewer per norm, about 3 % of a one-step frame). The output
+    layer stays in fp32 when `cfg.fp32_output` asks for it. Weights are copied: a later change to
+    `net` does not reach it.
     """
     fast = copy.deepcopy(net).eval().requires_grad_(False)
     fast.under_autocast = True
