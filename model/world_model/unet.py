@@ -29,7 +29,7 @@ REWARD_INPUTS = ("unknown", "negative", "zero", "positive")
 
 def reward_input_index(reward: torch.Tensor) -> torch.Tensor:
     """Rewards (B,) -> their `REWARD_INPUTS` index (long): 1 below zero, 2 at zero, 3 above."""
-    return (torch.sign(reward).long() + 2).to(reward.device)
+    return torch.sign(reward).long() + 2
 
 
 @dataclass
