@@ -9,7 +9,7 @@ only ever its default); Path fields parse as Path. Checks beyond a type and a ch
 with the script (`p.error`) or the dataclass (`__post_init__`).
 
 `add_guidance_flags` and `guidance_overrides`: the sampler's guidance flags of the commands that
-dream (training/playability.py, training/ship.py).
+dream (training/playability.py, training/evaluate.py, training/ship.py).
 """
 
 from __future__ import annotations
@@ -136,7 +136,8 @@ def add_precision_flag(p: argparse.ArgumentParser, help_text: str) -> None:
 
 
 def add_guidance_flags(p: argparse.ArgumentParser, help_g: str) -> None:
-    """--action-guidance G and --guidance-sigma S (model/world_model/sampler.SamplerConfig), both optional."""
+    """--action-guidance G, --guidance-sigma S, --guidance-reference and --still-band GREY
+    (model/world_model/sampler.SamplerConfig), all optional."""
     p.add_argument("--action-guidance", type=float, default=None, metavar="G", help=help_g)
     p.add_argument("--guidance-sigma", type=float, default=None, metavar="S", help="guide the steps at noise >= S")
     p.add_argument(
@@ -146,15 +147,25 @@ def add_guidance_flags(p: argparse.ArgumentParser, help_g: str) -> None:
         help="the action the guidance contrasts with (name or index; NOOP by default; Breakout: FIRE also "
         "pushes dreams that do not press FIRE away from a serve)",
     )
+    p.add_argument(
+        "--still-band",
+        type=float,
+        default=None,
+        metavar="GREY",
+        help="keep a pixel at its last context value where the dream moves it by less than GREY grey levels "
+        "(of 255) in every channel (0 = off; default: the model's own setting)",
+    )
 
 
 def guidance_overrides(p: argparse.ArgumentParser, a: argparse.Namespace) -> dict[str, float | str]:
     """The guidance flags that were given, as `WorldModel.sampler_config` overrides (p.error if < 0);
     the reference action stays a name or index string, resolved against the model's actions."""
-    flags = {"action_guidance": a.action_guidance, "guidance_sigma": a.guidance_sigma}
+    flags = {"action_guidance": a.action_guidance, "guidance_sigma": a.guidance_sigma, "still_band": a.still_band}
     given: dict[str, float | str] = {k: v for k, v in flags.items() if v is not None}
     if any(v < 0 for v in given.values()):
-        p.error("--action-guidance and --guidance-sigma must be >= 0")
+        p.error("--action-guidance, --guidance-sigma and --still-band must be >= 0")
+    if a.still_band is not None and a.still_band >= 255:
+        p.error(f"--still-band is in grey levels (of 255), got {a.still_band}")
     if a.guidance_reference is not None:
         given["guidance_reference"] = a.guidance_reference
     return given

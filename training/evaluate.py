@@ -31,7 +31,7 @@ from games.episode_store import EpisodeStore
 from model.checkpoint import CheckpointError
 from model.world_model import WorldModel
 from model.world_model.onnx_backend import BackendError
-from training.cli import add_backend_flag, add_precision_flag
+from training.cli import add_backend_flag, add_guidance_flags, add_precision_flag, guidance_overrides
 from training.world_model.fidelity import (
     ball_plot,
     fidelity,
@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=0, help="torch CPU threads (0 = torch's default; 1 beside a training run)"
     )
     add_backend_flag(p)
+    add_guidance_flags(p, "dream with action-contrast guidance G (default: the model's own sampler setting)")
     args = p.parse_args(argv)
+    guidance = guidance_overrides(p, args)
     if args.threads < 0:
         p.error(f"--threads must be >= 0, got {args.threads}")
     if args.threads:
@@ -76,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"bad --horizons {args.horizons!r}")
         model = WorldModel.from_snapshot(args.checkpoint, pick_device(args.device), precision=args.precision)
         measure_with_backend(model, args.backend)
-        sampler = model.sampler_config(num_steps=args.steps, order=2 if args.heun else 1, sigma_max=args.sigma_max)
+        sampler = model.sampler_config(
+            num_steps=args.steps, order=2 if args.heun else 1, sigma_max=args.sigma_max, **guidance
+        )
         store = EpisodeStore(args.data)
         episodes, errors = store.load_all(model.cfg.game)
         for e in errors:

@@ -100,6 +100,8 @@ def _sampler_text(s, meanings: list[str]) -> str:
         if s.guidance_reference:
             text += f" against {meanings[s.guidance_reference]}"
         text += " (docs/design.md)"
+    if s.still_band:
+        text += f", still band {s.still_band:g} grey levels (docs/distillation.md)"
     return text
 
 
@@ -471,9 +473,7 @@ Reproduce: `python training/playability.py --checkpoint checkpoints/{game} --sta
     student = teacher is not None and _same_path(teacher, shipped_path)  # of the shipped model
     reship = args.snapshot is not None and _same_path(args.snapshot, shipped_path)
     history = _card_history(old_card.read_text()) if (reship or student) and old_card.is_file() else None
-    flags = {"action_guidance": "--action-guidance", "guidance_sigma": "--guidance-sigma"}
-    flags["guidance_reference"] = "--guidance-reference"
-    reproduce += "".join(f" {flags[k]} {v}" for k, v in guidance.items())
+    reproduce += "".join(f" --{k.replace('_', '-')} {v}" for k, v in guidance.items())
     reproduce += f" --steps {args.steps}" if args.steps is not None else ""
     reproduce += f" --backend {args.backend}" if args.backend is not None else ""
     reproduce += f" --data {args.data}" if args.data is not None else ""

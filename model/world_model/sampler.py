@@ -39,6 +39,13 @@ class SamplerConfig:
     draw (the serve) as firmly as one that presses it is pushed towards it. Where r changes nothing
     (FIRE with the ball in play) D(r) is D(NOOP) and the guidance is the default one. Costs the
     extra row for NOOP dreams too."""
+    still_band: float = 0.0
+    """Grey levels (of 255; 0 = off). A pixel whose dreamed value differs from the last context
+    frame's by less than this in every channel keeps the context frame's value. Atari draws from a
+    palette: between two real frames (64x64, area-resized) a pixel changes by several grey levels
+    or not at all, so a change of a grey level or two is the sampler's noise on a still background
+    (a one-step student's skip term, bf16 rounding), never the game. Measured on the training play
+    by `training/world_model/measures.small_changes` before a model uses it (docs/distillation.md)."""
 
     def __post_init__(self) -> None:
         if self.action_guidance < 0 or self.guidance_sigma < 0:
@@ -51,6 +58,8 @@ class SamplerConfig:
             raise ValueError(f"order must be 1 (Euler) or 2 (Heun), got {self.order}")
         if not 0 < self.sigma_min < self.sigma_max:
             raise ValueError("need 0 < sigma_min < sigma_max")
+        if not 0 <= self.still_band < 255:
+            raise ValueError(f"still_band is in grey levels, 0 <= still_band < 255, got {self.still_band}")
 
 
 @lru_cache(maxsize=64)
@@ -110,7 +119,16 @@ def sample_next_frame(
             s_next = torch.full((b,), sigma_next, device=device)
             d_next = (x_pred - denoiser.denoise(x_pred, s_next, obs_ctx, act_ctx, level, reward)) / sigma_next
             x = x + (d + d_next) / 2 * (sigma_next - sigma)
-    return x.clamp(-1, 1)
+    x = x.clamp(-1, 1)
+    return keep_still(x, obs_ctx[:, -1], cfg.still_band) if cfg.still_band > 0 else x
+
+
+def keep_still(frame: torch.Tensor, last: torch.Tensor, band: float) -> torch.Tensor:
+    """`frame` (B, C, H, W) in [-1, 1] with every pixel that moved by less than `band` grey levels
+    from `last` in all channels set back to `last` (SamplerConfig.still_band)."""
+    last = last.to(frame.dtype)
+    still = ((frame - last).abs() * 127.5 < band).all(dim=1, keepdim=True)
+    return torch.where(still, last, frame)
 
 
 # Up to this many rows (dreams + their references) the guided step is one network call; above it,

@@ -7,7 +7,7 @@ from itertools import pairwise
 import pytest
 import torch
 
-from model.world_model.sampler import SamplerConfig, karras_sigmas, sample_next_frame
+from model.world_model.sampler import SamplerConfig, karras_sigmas, keep_still, sample_next_frame
 
 
 def test_schedule_n3_matches_paper() -> None:
@@ -98,6 +98,8 @@ def test_given_initial_noise_replaces_the_generator(tiny_model, order: int) -> N
         {"order": 3},
         {"sigma_min": 0.0},
         {"sigma_min": 6.0, "sigma_max": 5.0},
+        {"still_band": -1.0},
+        {"still_band": 255.0},
     ],
 )
 def test_bad_sampler_config_raises(kwargs: dict) -> None:
@@ -205,3 +207,33 @@ def test_action_guidance_only_at_high_noise(tiny_model, count_denoise_calls) -> 
 def test_sampler_rejects_negative_guidance(bad: dict) -> None:
     with pytest.raises(ValueError, match="must be >= 0"):
         SamplerConfig(**bad)
+
+
+def test_still_band_keeps_a_pixel_only_where_every_channel_moved_less() -> None:
+    """One grey level is 2/255 in [-1, 1]. Band 2: a pixel moved by 1 level in every channel goes
+    back to the last frame's value; one moved by 3 levels in a single channel keeps the dream's."""
+    last = torch.zeros(1, 3, 2, 2)
+    dream = last.clone()
+    level = 2 / 255
+    dream[0, :, 0, 0] = level  # 1 level in every channel: kept still
+    dream[0, 1, 0, 1] = 3 * level  # 3 levels in one channel: drawn
+    dream[0, :, 1, 0] = torch.tensor([level, level, -3 * level])  # one channel over the band: drawn
+    out = keep_still(dream, last, 2.0)
+    assert torch.equal(out[0, :, 0, 0], last[0, :, 0, 0])
+    assert torch.equal(out[0, :, 0, 1], dream[0, :, 0, 1]) and torch.equal(out[0, :, 1, 0], dream[0, :, 1, 0])
+    assert torch.equal(out[0, :, 1, 1], last[0, :, 1, 1])  # unchanged either way
+
+
+def test_still_band_in_the_sampler(tiny_model) -> None:
+    """Band 0 is the sampler as it was; a band sets back to the last context frame exactly the
+    pixels the unbanded dream moved by less than it, from the same noise, and no others."""
+    ctx, act = _inputs()
+    noise = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    plain = sample_next_frame(tiny_model.denoiser, ctx, act, SamplerConfig(num_steps=2), noise=noise)
+    off = sample_next_frame(tiny_model.denoiser, ctx, act, SamplerConfig(num_steps=2, still_band=0.0), noise=noise)
+    assert torch.equal(plain, off)
+    band = 40.0  # the untrained tiny model's frames are far from its random context: some pixels fall in it
+    banded = sample_next_frame(tiny_model.denoiser, ctx, act, SamplerConfig(num_steps=2, still_band=band), noise=noise)
+    still = ((plain - ctx[:, -1]).abs() * 127.5 < band).all(1, keepdim=True).expand_as(plain)
+    assert 0 < still.float().mean() < 1
+    assert torch.equal(banded[still], ctx[:, -1][still]) and torch.equal(banded[~still], plain[~still])

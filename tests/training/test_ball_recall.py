@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 
 from games.envs import make_env
+from games.episode_store import Episode
 from games.experts import make_policy
-from training.world_model.measures import BALL_FIELD, ball_position, ball_recall, mean_ball_recall, still_changed
+from training.world_model.measures import (
+    BALL_FIELD,
+    ball_position,
+    ball_recall,
+    mean_ball_recall,
+    small_changes,
+    still_changed,
+)
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +81,23 @@ def test_still_changed_counts_noise_on_the_still_background_only(frames: np.ndar
     wrong_ball[moving] = 0  # wrong where the real game moves, right elsewhere
     assert still_changed(wrong_ball, real, prev) == 0.0
     assert np.isnan(still_changed(real, real, 255 - real))  # nothing still
+
+
+def _episode(obs: np.ndarray) -> Episode:
+    n = len(obs) - 1
+    zeros = np.zeros(n, dtype=bool)
+    return Episode(obs, np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.float32), zeros, zeros, {"game": "Breakout"})
+
+
+def test_small_changes_counts_real_changes_by_size(frames: np.ndarray) -> None:
+    """Real play changes pixels (the ball, the paddle), none by less than one level; a frame with
+    one pixel nudged by 1 level in one channel (and nothing else moving) makes that pixel the only
+    change, below a band of 2 and not of 1."""
+    real = small_changes([_episode(frames)])
+    assert real["changed_pixels"] > 0 and real["share_below"][1] == 0.0
+    shares = list(real["share_below"].values())
+    assert shares == sorted(shares) and shares[-1] <= 1.0
+    still = np.repeat(frames[:1], 2, axis=0)
+    still[1, 10, 10, 0] ^= 1  # one grey level, up or down
+    nudged = small_changes([_episode(still)], bands=(1, 2))
+    assert nudged == {"changed_pixels": 1, "share_below": {1: 0.0, 2: 1.0}}

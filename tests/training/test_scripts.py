@@ -261,15 +261,19 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
     assert {**file_bytes(tmp_path / "ckpt"), **file_bytes(tmp_path / "docs")} == before
     bad = run_script("training/ship.py", *ship.args[2:], "--force", "--action-guidance", "-1")
     assert "must be >= 0" in one_error(bad)
+    bad_band = run_script("training/ship.py", *ship.args[2:], "--force", "--still-band", "300")
+    assert "--still-band is in grey levels" in one_error(bad_band)
     assert {**file_bytes(tmp_path / "ckpt"), **file_bytes(tmp_path / "docs")} == before
-    # --force ships it, here with action guidance written into the shipped model's sampler settings
-    forced = run_script("training/ship.py", *ship.args[2:], "--force", "--action-guidance", "1.5")
+    # --force ships it, here with action guidance and a still band written into its sampler settings
+    forced = run_script("training/ship.py", *ship.args[2:], "--force", "--action-guidance", "1.5", "--still-band", "1")
     assert forced.returncode == 0, forced.stderr
     assert json.loads(play_json.read_text()) != perfect  # the forced model's own figures
     assert json.loads(play_json.read_text())["sampler"]["action_guidance"] == 1.5  # measured as shipped
+    assert json.loads(play_json.read_text())["sampler"]["still_band"] == 1.0
     guided = WorldModel.from_snapshot(tmp_path / "ckpt" / "Breakout", precision="fp32")
-    assert guided.sampler_config().action_guidance == 1.5
-    assert "action guidance 1.5 at noise >= 1" in (tmp_path / "docs" / "Breakout.md").read_text()
+    assert guided.sampler_config().action_guidance == 1.5 and guided.sampler_config().still_band == 1.0
+    card = (tmp_path / "docs" / "Breakout.md").read_text()
+    assert "action guidance 1.5 at noise >= 1" in card and "still band 1 grey levels" in card
 
     # A card's figures from other arithmetic (another CPU: bf16 rounds elsewhere, dreams part) do not
     # stand for the shipped model: the gate measures it again on this machine. Here it is the same
@@ -279,7 +283,7 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
     other.update({p.key: float(p.higher_is_better) for p in breakout.PROBES})
     other["arithmetic"] = {**other["arithmetic"], "cpu": "another CPU"}
     play_json.write_text(json.dumps(other))
-    remeasured = run_script("training/ship.py", *ship.args[2:], "--action-guidance", "1.5")
+    remeasured = run_script("training/ship.py", *ship.args[2:], "--action-guidance", "1.5", "--still-band", "1")
     assert remeasured.returncode == 0, remeasured.stderr
     assert "playability suite on the shipped model ..." in remeasured.stdout
     assert json.loads(play_json.read_text())["arithmetic"]["cpu"] != "another CPU"

@@ -110,3 +110,20 @@ def still_changed(dream: np.ndarray, real: np.ndarray, prev: np.ndarray) -> floa
 def motion_mask(real: np.ndarray, prev: np.ndarray) -> np.ndarray:
     """Pixels that change between consecutive real frames by more than the threshold."""
     return (np.abs(real.astype(np.int16) - prev.astype(np.int16)) > MOTION_THRESHOLD).any(-1)
+
+
+def small_changes(episodes: list, bands: tuple[int, ...] = (1, 2, 3, 4, 6, 8)) -> dict:
+    """How a real pixel changes from one frame to the next (SamplerConfig.still_band's premise):
+    over every pair of consecutive frames of `episodes`, the pixels that change at all, and for each
+    band b the share of them whose change is below b grey levels in every channel (b = 1 is 0 by
+    construction). A sampler band at b erases no real change where that share is 0."""
+    changed = 0
+    below = np.zeros(len(bands), dtype=np.int64)
+    for ep in episodes:
+        obs = ep.obs.astype(np.int16)
+        diff = np.abs(obs[1:] - obs[:-1]).max(-1)  # (T-1, H, W): the largest channel change
+        moved = diff[diff > 0]
+        changed += moved.size
+        below += np.array([(moved < b).sum() for b in bands])
+    shares = {b: float(n / max(changed, 1)) for b, n in zip(bands, below)}
+    return {"changed_pixels": int(changed), "share_below": shares}
