@@ -10,7 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.world_model.unet import REWARD_INPUTS, UNet, UNetConfig, inference_copy, reward_input_index
+from model.world_model.unet import (
+    REWARD_INPUTS,
+    BatchOneTrace,
+    UNet,
+    UNetConfig,
+    inference_copy,
+    reward_input_index,
+)
 
 
 @dataclass
@@ -151,8 +158,9 @@ class Denoiser(nn.Module):
 
     def freeze_bf16(self) -> bool:
         """For bf16 autocast inference on the CPU: run `unet.inference_copy` of the U-Net (weights
-        stored in bf16, the adaptive norms' linears fused into one product) in place of the eager
-        network; the `torch-fused` backend (model/world_model/onnx_backend.py). On a 2-core
+        stored in bf16, the adaptive norms' linears fused into one product; batch 1 through a frozen
+        trace of it, `unet.BatchOneTrace`) in place of the eager network; the `torch-fused` backend
+        (model/world_model/onnx_backend.py). On a 2-core
         AVX512-BF16 CPU a one-step frame at batch 1 is about a third faster (docs/benchmarks.md,
         "The torch-fused backend"). Used only outside autograd and inside autocast; `train()` drops it.
         Returns whether it is in use: it must agree with the eager network under autocast at batch
@@ -162,18 +170,22 @@ class Denoiser(nn.Module):
             return False
         u = self.cfg.unet
         self.net.eval()
-        fast = inference_copy(self.net)
+
+        def example(b: int) -> tuple[torch.Tensor, ...]:
+            g = torch.Generator().manual_seed(b)
+            args = (
+                torch.randn(b, u.image_channels, 64, 64, generator=g),
+                torch.randn(b, generator=g),
+                torch.randn(b, u.context_frames * u.image_channels, 64, 64, generator=g),
+                torch.randint(0, u.num_actions, (b, u.context_frames), generator=g),
+                torch.randint(0, u.context_noise_levels, (b,), generator=g),
+            ) + ((torch.randint(0, len(REWARD_INPUTS), (b,), generator=g),) if u.reward_input else ())
+            return tuple(a.contiguous(memory_format=torch.channels_last) if a.ndim == 4 else a for a in args)
+
+        fast = BatchOneTrace(inference_copy(self.net), example(1))
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             for b in (1, 3):
-                g = torch.Generator().manual_seed(b)
-                args = (
-                    torch.randn(b, u.image_channels, 64, 64, generator=g),
-                    torch.randn(b, generator=g),
-                    torch.randn(b, u.context_frames * u.image_channels, 64, 64, generator=g),
-                    torch.randint(0, u.num_actions, (b, u.context_frames), generator=g),
-                    torch.randint(0, u.context_noise_levels, (b,), generator=g),
-                )
-                args = tuple(a.contiguous(memory_format=torch.channels_last) if a.ndim == 4 else a for a in args)
+                args = example(b)
                 want, got = self.net(*args).float(), fast(*args).float()
                 if (got - want).pow(2).mean().sqrt() > 0.05 * want.pow(2).mean().sqrt() + 1e-3:
                     return False

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -454,3 +455,32 @@ def inference_copy(net: UNet, dtype: torch.dtype = torch.bfloat16) -> UNet:
         if isinstance(m, (nn.Conv2d, nn.Linear)) and m not in keep_fp32:
             m.to(dtype)
     return fast
+
+
+class BatchOneTrace:
+    """`inference_copy`'s network with its batch-1 calls run by a frozen TorchScript trace of it.
+
+    A single player's dream is a batch of 1, where a frame is short enough (about 7 ms for the cpu
+    preset on 2 cores) that Python's calls through some 200 modules are a sizeable part of it; the
+    trace runs the same operations without them (6-9 % faster a call on a 2-core AVX512-BF16 CPU,
+    docs/benchmarks.md). The trace holds the batch-1 path of the adaptive norms (group_norm's own
+    affine), so it serves batch 1 only; other batches go to the copy itself. It is built under
+    autocast, as the copy runs, from `example` (the U-Net's inputs at batch 1), and run three times
+    so the TorchScript executor has profiled it before a player's first frame."""
+
+    under_autocast = True
+
+    def __init__(self, fast: UNet, example: tuple[torch.Tensor, ...]) -> None:
+        if example[0].shape[0] != 1:
+            raise ValueError(f"BatchOneTrace needs a batch-1 example, got batch {example[0].shape[0]}")
+        self.fast = fast
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), warnings.catch_warnings():
+            # TorchScript is deprecated in favour of torch.compile, which compiles each batch size
+            # for tens of seconds here (docs/benchmarks.md); the tracer warns about shape checks.
+            warnings.simplefilter("ignore", (DeprecationWarning, torch.jit.TracerWarning))
+            self.one = torch.jit.freeze(torch.jit.trace(fast, example, check_trace=False))
+            for _ in range(3):
+                self.one(*example)
+
+    def __call__(self, *args: torch.Tensor) -> torch.Tensor:
+        return self.one(*args) if args[0].shape[0] == 1 else self.fast(*args)

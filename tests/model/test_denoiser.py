@@ -347,18 +347,19 @@ def _bf16_model(fp32_output: bool = False):
 def test_bf16_inference_copy_matches_the_network_under_autocast(fp32_output: bool, batch: int) -> None:
     """The torch-fused backend dreams with `inference_copy` (bf16 weights, the adaptive norms' linears
     fused with the 1 of 1 + scale in their bias; at batch 1 the (1 + scale, shift) passed to group_norm
-    as its affine): the same function as the eager network under autocast, up to where bf16 rounds
-    (both as near the fp32 network), and `train()` drops it. It is opt-in: configure() in bf16 alone
-    keeps the eager network."""
+    as its affine; batch 1 through a frozen trace of the copy): the same function as the eager network
+    under autocast, up to where bf16 rounds (both as near the fp32 network), and `train()` drops it.
+    It is opt-in: configure() in bf16 alone keeps the eager network."""
     from model.world_model.sampler import SamplerConfig, sample_next_frame
-    from model.world_model.unet import AdaGroupNorm, UNet
+    from model.world_model.unet import AdaGroupNorm, BatchOneTrace, UNet
 
     assert _bf16_model(fp32_output).configure(torch.device("cpu"), "bf16").denoiser._frozen is None
     model = _bf16_model(fp32_output).configure(torch.device("cpu"), "bf16", backend="torch-fused")
     assert model.backend == "torch-fused"
     den = model.denoiser
-    assert isinstance(den._frozen, UNet) and den._frozen.under_autocast
-    fast = den._frozen
+    assert isinstance(den._frozen, BatchOneTrace) and den._frozen.under_autocast
+    fast = den._frozen.fast
+    assert isinstance(fast, UNet) and isinstance(den._frozen.one, torch.jit.ScriptModule)
     assert all(not hasattr(m, "linear") for m in fast.modules() if isinstance(m, AdaGroupNorm))
     layers = [m for m in fast.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and m is not fast.conv_out]
     assert {p.dtype for m in layers for p in m.parameters()} == {torch.bfloat16}
@@ -399,9 +400,40 @@ def test_bf16_inference_copy_is_not_used_outside_autocast_and_keeps_its_weights(
         eager = sample_next_frame(den, ctx, act, cfg, torch.Generator().manual_seed(1))
         assert torch.equal(fp32, eager)  # outside autocast the copy was not called
         den.freeze_bf16()
-        before = den._frozen.conv_in.weight.clone()
+        before = den._frozen.fast.conv_in.weight.clone()
         den.net.conv_in.weight.add_(1.0)
-        assert torch.equal(den._frozen.conv_in.weight, before)
+        assert torch.equal(den._frozen.fast.conv_in.weight, before)
+
+
+def test_batch_one_trace_runs_batch_one_only_and_computes_the_copy() -> None:
+    """`BatchOneTrace`: batch-1 calls go to the frozen trace, which computes what the copy does (to
+    bf16 rounding); other batches go to the copy itself, whose batch-1 path the trace cannot run
+    (it fails loudly there instead of returning a wrong frame); a batch-2 example is refused."""
+    from model.world_model.unet import BatchOneTrace
+
+    den = _bf16_model().configure(torch.device("cpu"), "bf16", backend="torch-fused").denoiser
+    wrapper, u = den._frozen, den.cfg.unet
+    g = torch.Generator().manual_seed(3)
+
+    def inputs(b: int) -> tuple[torch.Tensor, ...]:
+        return (
+            torch.randn(b, 3, 64, 64, generator=g).contiguous(memory_format=torch.channels_last),
+            torch.randn(b, generator=g),
+            torch.randn(b, u.context_frames * 3, 64, 64, generator=g).contiguous(memory_format=torch.channels_last),
+            torch.randint(0, u.num_actions, (b, u.context_frames), generator=g),
+            torch.zeros(b, dtype=torch.long),
+        )
+
+    one, three = inputs(1), inputs(3)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        traced, copy_out = wrapper(*one).float(), wrapper.fast(*one).float()
+        assert torch.equal(wrapper(*three), wrapper.fast(*three))  # batch 3: the copy itself
+        with pytest.raises(RuntimeError):
+            wrapper.one(*three)
+    rel = ((traced - copy_out).pow(2).mean().sqrt() / copy_out.pow(2).mean().sqrt()).item()
+    assert rel < 0.02, rel  # bf16 rounding apart; a wrong graph is off by its whole output
+    with pytest.raises(ValueError, match="batch-1 example"):
+        BatchOneTrace(wrapper.fast, inputs(2))
 
 
 def test_torch_fused_on_an_fp32_model_stays_with_torch() -> None:
