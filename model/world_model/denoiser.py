@@ -160,11 +160,11 @@ class Denoiser(nn.Module):
         """For bf16 autocast inference on the CPU: run `unet.inference_copy` of the U-Net (weights
         stored in bf16, the adaptive norms' linears fused into one product; batch 1 through a frozen
         trace of it, `unet.BatchOneTrace`) in place of the eager network; the `torch-fused` backend
-        (model/world_model/onnx_backend.py). On a 2-core
-        AVX512-BF16 CPU a one-step frame at batch 1 is about a third faster (docs/benchmarks.md,
-        "The torch-fused backend"). Used only outside autograd and inside autocast; `train()` drops it.
-        Returns whether it is in use: it must agree with the eager network under autocast at batch
-        sizes 1 and 3 to within bf16 rounding (a relative RMS difference below 5 %)."""
+        (model/world_model/onnx_backend.py). On a 2-core AVX512-BF16 CPU a one-step frame at batch 1
+        is about a third faster (docs/benchmarks.md, "The torch-fused backend"). Used only outside
+        autograd and inside autocast; `train()` drops it. Returns whether it is in use: it must agree
+        with the eager network under autocast at batch sizes 1 and 3 to within bf16 rounding (a
+        relative RMS difference below 5 %)."""
         p = next(self.net.parameters())
         if p.device.type != "cpu":
             return False
