@@ -117,6 +117,21 @@ class Denoiser(nn.Module):
         self.net = UNet(cfg.unet)
         object.__setattr__(self, "_frozen", None)  # a plain attribute: not a submodule, not in state_dict
 
+    def _example_inputs(self, b: int, seed: int) -> tuple[torch.Tensor, ...]:
+        """Random U-Net inputs at batch `b` (images channels-last, as `_net` passes them; the reward
+        for a reward-input net), to trace an inference graph and check it against the network."""
+        u, g = self.cfg.unet, torch.Generator().manual_seed(seed)
+        size = u.image_channels, 64, 64
+        return (
+            torch.randn(b, *size, generator=g).contiguous(memory_format=torch.channels_last),
+            torch.randn(b, generator=g),
+            torch.randn(b, u.context_frames * size[0], *size[1:], generator=g).contiguous(
+                memory_format=torch.channels_last
+            ),
+            torch.randint(0, u.num_actions, (b, u.context_frames), generator=g),
+            torch.randint(0, u.context_noise_levels, (b,), generator=g),
+        ) + ((torch.randint(0, len(REWARD_INPUTS), (b,), generator=g),) if u.reward_input else ())
+
     def freeze(self) -> bool:
         """Trace and freeze the U-Net (TorchScript, weights folded in) for fp32 CPU inference.
 
@@ -128,22 +143,8 @@ class Denoiser(nn.Module):
         p = next(self.net.parameters())
         if p.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
             return False
-        u = self.cfg.unet
         self.net.eval()
-
-        def example(b: int, seed: int) -> tuple[torch.Tensor, ...]:
-            g = torch.Generator().manual_seed(seed)
-            size = u.image_channels, 64, 64
-            return (
-                torch.randn(b, *size, generator=g).contiguous(memory_format=torch.channels_last),
-                torch.randn(b, generator=g),
-                torch.randn(b, u.context_frames * size[0], *size[1:], generator=g).contiguous(
-                    memory_format=torch.channels_last
-                ),
-                torch.randint(0, u.num_actions, (b, u.context_frames), generator=g),
-                torch.randint(0, u.context_noise_levels, (b,), generator=g),
-            ) + ((torch.randint(0, len(REWARD_INPUTS), (b,), generator=g),) if u.reward_input else ())
-
+        example = self._example_inputs
         with torch.no_grad(), warnings.catch_warnings():
             # TorchScript is deprecated in favour of torch.compile, which was slower on these CPUs
             # (docs/benchmarks.md); the tracer also warns about group_norm's batch-size check.
@@ -168,24 +169,11 @@ class Denoiser(nn.Module):
         p = next(self.net.parameters())
         if p.device.type != "cpu":
             return False
-        u = self.cfg.unet
         self.net.eval()
-
-        def example(b: int) -> tuple[torch.Tensor, ...]:
-            g = torch.Generator().manual_seed(b)
-            args = (
-                torch.randn(b, u.image_channels, 64, 64, generator=g),
-                torch.randn(b, generator=g),
-                torch.randn(b, u.context_frames * u.image_channels, 64, 64, generator=g),
-                torch.randint(0, u.num_actions, (b, u.context_frames), generator=g),
-                torch.randint(0, u.context_noise_levels, (b,), generator=g),
-            ) + ((torch.randint(0, len(REWARD_INPUTS), (b,), generator=g),) if u.reward_input else ())
-            return tuple(a.contiguous(memory_format=torch.channels_last) if a.ndim == 4 else a for a in args)
-
-        fast = BatchOneTrace(inference_copy(self.net), example(1))
+        fast = BatchOneTrace(inference_copy(self.net), self._example_inputs(1, 1))
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             for b in (1, 3):
-                args = example(b)
+                args = self._example_inputs(b, b)
                 want, got = self.net(*args).float(), fast(*args).float()
                 if (got - want).pow(2).mean().sqrt() > 0.05 * want.pow(2).mean().sqrt() + 1e-3:
                     return False
