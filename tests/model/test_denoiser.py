@@ -436,6 +436,39 @@ def test_batch_one_trace_runs_batch_one_only_and_computes_the_copy() -> None:
         BatchOneTrace(wrapper.fast, inputs(2))
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_fused_conditioning_at_batch_one_is_cast_once_to_the_same_numbers(batch: int) -> None:
+    """At batch 1 the copy's conditioning table is cast to fp32 once (`FusedConditioning`): the norms
+    pass it to group_norm as its affine, which autocast casts to fp32 anyway, so the copy computes
+    exactly what it did with the bf16 product cast per norm. Larger batches keep the bf16 product."""
+    from model.world_model.unet import inference_copy
+
+    model = _bf16_model()
+    fast, u = inference_copy(model.denoiser.net), model.cfg.denoiser.unet
+    table = fast.cond_table
+    g = torch.Generator().manual_seed(5)
+    args = (
+        torch.randn(batch, 3, 64, 64, generator=g),
+        torch.randn(batch, generator=g),
+        torch.randn(batch, u.context_frames * 3, 64, 64, generator=g),
+        torch.randint(0, u.num_actions, (batch, u.context_frames), generator=g),
+        torch.zeros(batch, dtype=torch.long),
+    )
+
+    def bf16_product(cond: torch.Tensor) -> dict:  # the product as the linear gives it under autocast
+        parts = table.linear(cond)[:, :, None, None].split(table.sizes, dim=1)
+        return {n: p.chunk(2, dim=1) for n, p in zip(table.norms, parts, strict=True)}
+
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        cond = torch.randn(batch, table.linear.in_features, generator=g)
+        want = torch.float32 if batch == 1 else torch.bfloat16
+        assert {p.dtype for pair in table(cond).values() for p in pair} == {want}
+        once = fast(*args)
+        table.forward = bf16_product  # the instance's forward: the product in bf16, as before
+        per_norm = fast(*args)
+    assert torch.equal(once, per_norm)
+
+
 def test_torch_fused_on_an_fp32_model_stays_with_torch() -> None:
     """An fp32 model (no fast bf16 here, or --precision fp32) keeps its frozen graph: torch-fused
     says it runs torch rather than running a bf16 copy outside autocast."""
