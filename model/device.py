@@ -78,13 +78,19 @@ def cpu_info() -> tuple[str, set[str]]:
 def arithmetic_info(model: object | None = None) -> dict:
     """What a dream's numbers depend on besides the model's weights and the seeds: the CPU and its SIMD
     flags (which kernels run, and where bf16 rounds), torch, its threads (how reductions are split)
-    and, for a loaded world model, its precision and backend. Two measurements of one model agree
+    and, for a loaded world model, its precision and backend (with the backend's revision where its
+    rounding changed, `onnx_backend.BACKEND_REVISIONS`). Two measurements of one model agree
     exactly only where this agrees; recorded with every playability and fidelity result
     (training/ship.py reuses a card's figures only where it matches)."""
     info = machine_info()
     out = {k: info[k] for k in ("cpu", "cpu_flags", "torch", "threads")}
     if model is not None:
-        out.update(bf16=bool(getattr(model, "bf16", False)), backend=getattr(model, "backend", "torch"))
+        backend = getattr(model, "backend", "torch")
+        out.update(bf16=bool(getattr(model, "bf16", False)), backend=backend)
+        from model.world_model.onnx_backend import BACKEND_REVISIONS  # here: it imports this module
+
+        if BACKEND_REVISIONS.get(backend, 1) != 1:
+            out["backend_revision"] = BACKEND_REVISIONS[backend]
     return out
 
 

@@ -57,6 +57,12 @@ SHIPPABLE_BACKENDS = ("torch", "torch-fused", "onnx-fp32")
 """What a snapshot may name as its own backend (`training/ship.py` records the path its gate measured,
 `--backend`, default torch): the paths that need nothing but the weights (int8 also needs calibration
 frames)."""
+BACKEND_REVISIONS = {"torch-fused": 2}
+"""A backend whose arithmetic (where bf16 rounds) changed after figures were measured on it, with its
+revision (1 where absent): recorded in every suite and fidelity result (`model.device.arithmetic_info`),
+so a card's figures from an earlier revision are not taken for the path's now (training/ship.py then
+measures the shipped model again). torch-fused 2: batch 1 through a frozen trace (`unet.BatchOneTrace`).
+Bump it with any change that moves a rounding; a change that keeps every number needs none."""
 INT8_VERSION = "v2"
 """Part of a cached int8 graph's name: v2 keeps the output layer in fp32 (`output_convs`)."""
 INT8_CALIBRATION_CONTEXTS = 32

@@ -469,6 +469,19 @@ def test_fused_conditioning_at_batch_one_is_cast_once_to_the_same_numbers(batch:
     assert torch.equal(once, per_norm)
 
 
+def test_arithmetic_names_the_revision_of_a_backend_whose_rounding_changed() -> None:
+    """Figures measured on torch-fused before its batch-1 trace rounded elsewhere: the path's
+    revision is part of the arithmetic a result records, so a card from before is not reused for it;
+    the torch path, unchanged, records none (its cards still match)."""
+    from model.device import arithmetic_info
+    from model.world_model.onnx_backend import BACKEND_REVISIONS
+
+    fused = _bf16_model().configure(torch.device("cpu"), "bf16", backend="torch-fused")
+    assert fused.backend == "torch-fused"
+    assert arithmetic_info(fused)["backend_revision"] == BACKEND_REVISIONS["torch-fused"] >= 2
+    assert "backend_revision" not in arithmetic_info(_bf16_model().configure(torch.device("cpu"), "bf16"))
+
+
 def test_torch_fused_on_an_fp32_model_stays_with_torch() -> None:
     """An fp32 model (no fast bf16 here, or --precision fp32) keeps its frozen graph: torch-fused
     says it runs torch rather than running a bf16 copy outside autocast."""

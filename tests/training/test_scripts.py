@@ -416,6 +416,7 @@ def test_fine_tune_from_a_snapshot_with_dreamed_context(work: Path, resumed, run
     assert served.meta["shipped_from"] == str(kept / "student")  # shipped again: where the weights came from
     assert WorldModel.from_snapshot(shipped_ckpt, precision="bf16").backend == "torch"  # named, not forced
     assert json.loads(play_json.read_text())["arithmetic"]["backend"] == "torch-fused"  # measured on it
+    assert json.loads(play_json.read_text())["arithmetic"]["backend_revision"] >= 2  # its rounding's revision
     card = (tmp_path / "docs" / "Breakout.md").read_text()
     assert "the denoiser runs on the `torch-fused` backend" in card
     assert "Shipped again on" in card and "dreamed on the torch-fused backend" in card
