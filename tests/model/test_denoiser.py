@@ -443,17 +443,11 @@ def test_fused_conditioning_at_batch_one_is_cast_once_to_the_same_numbers(batch:
     exactly what it did with the bf16 product cast per norm. Larger batches keep the bf16 product."""
     from model.world_model.unet import inference_copy
 
-    model = _bf16_model()
-    fast, u = inference_copy(model.denoiser.net), model.cfg.denoiser.unet
+    den = _bf16_model().denoiser
+    fast = inference_copy(den.net)
     table = fast.cond_table
+    args = den._example_inputs(batch, 5)
     g = torch.Generator().manual_seed(5)
-    args = (
-        torch.randn(batch, 3, 64, 64, generator=g),
-        torch.randn(batch, generator=g),
-        torch.randn(batch, u.context_frames * 3, 64, 64, generator=g),
-        torch.randint(0, u.num_actions, (batch, u.context_frames), generator=g),
-        torch.zeros(batch, dtype=torch.long),
-    )
 
     def bf16_product(cond: torch.Tensor) -> dict:  # the product as the linear gives it under autocast
         parts = table.linear(cond)[:, :, None, None].split(table.sizes, dim=1)
