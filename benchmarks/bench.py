@@ -22,7 +22,8 @@ first and reports the median of the timed repeats. Run it on an otherwise idle m
 torch (what `WorldModel.configure` picks here), ONNX Runtime fp32 and ONNX Runtime int8 (static QDQ,
 calibrated on real emulator contexts), dreamed frames/s through `Dreams.step` from real contexts of
 the shipped snapshot (`--checkpoint`), at batch 1 and 8 with 1, 2 and 3 Euler steps; the timed
-repeats of all backends are interleaved, so a load that comes and goes hits them alike.
+repeats of all backends are interleaved in an order shuffled every round (`interleaved`), so a load
+that comes and goes, and what the call before leaves in the caches, hit them alike.
 
 `--versus-diamond` times DIAMOND's reference and every world model in `--checkpoint-dir` at its
 default settings in one process, repeats interleaved, and prints each model's frames/s as a multiple
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import time
@@ -65,6 +67,24 @@ def timed(fn: Callable[[], object], warmup: int, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def interleaved(fns: dict, warmup: int, repeats: int, seed: int = 0) -> dict[object, list[float]]:
+    """Wall times in seconds of every fn of `fns` over `repeats` rounds, after `warmup` untimed ones.
+    Each round calls every fn once, in an order shuffled afresh (seeded): a load that comes and goes
+    hits them alike, and so does what the call before leaves behind. In a fixed order each fn always
+    follows the same one, and a small model timed right after DIAMOND's reference at batch 8 (a large
+    fp32 call) ran 10-20 % slower than the same model timed elsewhere in the round."""
+    order, rng = list(fns), random.Random(seed)
+    times: dict[object, list[float]] = {k: [] for k in order}
+    for i in range(warmup + repeats):
+        rng.shuffle(order)
+        for key in order:
+            t = time.perf_counter()
+            fns[key]()
+            if i >= warmup:
+                times[key].append(time.perf_counter() - t)
+    return times
 
 
 def build(preset: str, mode: str, seed: int = 0) -> WorldModel:
@@ -190,15 +210,9 @@ def run_backends(
                 for n in steps:
                     dreams = Dreams(model, model.sampler_config(num_steps=n, **sampler), seed=0)
                     dreams.reset(frames[:b], actions[:b, :-1])
-                    runs[label, b, n] = (dreams, act[:b])
+                    runs[label, b, n] = lambda d=dreams, a=act[:b]: d.step(a)
         print(f"  ready: {name} ({model.backend}{', bf16' if model.bf16 else ''})", file=sys.stderr)
-    times: dict[tuple, list[float]] = {k: [] for k in runs}
-    for i in range(warmup + repeats):  # interleaved: every backend in every round
-        for key, (dreams, action) in runs.items():
-            t = time.perf_counter()
-            dreams.step(action)
-            if i >= warmup:
-                times[key].append(time.perf_counter() - t)
+    times = interleaved(runs, warmup, repeats)  # every backend in every round
     rows = []
     for name in dict.fromkeys(k[0] for k in runs):
         row: dict = {"preset": checkpoint.name, "mode": name}
@@ -228,17 +242,16 @@ def run_guided_rows(checkpoint: Path, batches: list[int], warmup: int, repeats: 
         dreams.reset(frames[:b], actions[:b, :-1])
         runs[b] = (dreams, actions[:b, -1])
     variants = {"one call": 10**9, "two calls": 0}
-    times: dict[tuple, list[float]] = {(v, b): [] for v in variants for b in batches}
+
+    def step(b: int, rows: int) -> None:
+        S.ONE_CALL_ROWS = rows
+        dreams, action = runs[b]
+        dreams.step(action)
+
     keep = S.ONE_CALL_ROWS
     try:
-        for i in range(warmup + repeats):
-            for b, (dreams, action) in runs.items():
-                for v, rows in variants.items():
-                    S.ONE_CALL_ROWS = rows
-                    t = time.perf_counter()
-                    dreams.step(action)
-                    if i >= warmup:
-                        times[v, b].append(time.perf_counter() - t)
+        fns = {(v, b): lambda b=b, r=rows: step(b, r) for v, rows in variants.items() for b in batches}
+        times = interleaved(fns, warmup, repeats)
     finally:
         S.ONE_CALL_ROWS = keep
     return [
@@ -300,14 +313,8 @@ def run_versus_diamond(
             dreams.reset(frames[:b], actions[:b, :-1])
             runs[name, b] = lambda d=dreams, a=actions[:b, -1]: d.step(a)
         print(f"  ready: {name} ({labels[name]})", file=sys.stderr)
-    times: dict[tuple, list[float]] = {k: [] for k in runs}
     with torch.no_grad():
-        for i in range(warmup + repeats):  # interleaved: every model in every round
-            for key, fn in runs.items():
-                t = time.perf_counter()
-                fn()
-                if i >= warmup:
-                    times[key].append(time.perf_counter() - t)
+        times = interleaved(runs, warmup, repeats)  # every model in every round
     fps = {k: k[1] / statistics.median(v) for k, v in times.items()}
     rows = []
     for name in labels:

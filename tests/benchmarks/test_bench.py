@@ -1,6 +1,6 @@
 """benchmarks/bench.py on the shipped models: --guided-rows times both ways of a guided step at each
 batch, --versus-diamond every shipped model against DIAMOND's reference, with the machine beside the
-figures. Speeds are printed, never asserted."""
+figures; the interleaving every timed comparison rests on. Speeds are printed, never asserted."""
 
 from __future__ import annotations
 
@@ -9,7 +9,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.bench import interleaved
+
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_interleaved_calls_every_fn_once_a_round_in_a_shuffled_order() -> None:
+    calls: list[str] = []
+    fns = {k: (lambda k=k: calls.append(k)) for k in "abcde"}
+    times = interleaved(fns, warmup=2, repeats=6)
+    rounds = [calls[i : i + 5] for i in range(0, len(calls), 5)]
+    assert len(rounds) == 8 and all(sorted(r) == list("abcde") for r in rounds)
+    assert len({tuple(r) for r in rounds}) > 1  # a fixed order puts every fn after the same one
+    assert {k: len(v) for k, v in times.items()} == dict.fromkeys("abcde", 6)  # warm-up rounds untimed
 
 
 def test_guided_rows_times_one_call_and_two_calls_per_batch(tmp_path: Path) -> None:
