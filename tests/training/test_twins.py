@@ -66,7 +66,8 @@ def test_the_command_writes_its_table_and_refuses_bad_input(run_script, tmp_path
     for c in res["by_context"].values():
         assert c["draws"] == 4 * c["starts"] and 0 <= c["ceiling"] <= 1 and "_per_start" not in c
     assert "| 4 |" in proc.stdout and "| 8 |" in proc.stdout
-    for bad in (["--contexts", "4,x"], ["--contexts", "0"], ["--starts", "0"], ["--game", "Tetris"]):
+    too_long = ["--contexts", "3000", "--starts", "1"]  # a Boxing round ends before 3,000 steps: no start
+    for bad in (["--contexts", "4,x"], ["--contexts", "0"], ["--starts", "0"], ["--game", "Tetris"], too_long):
         args = bad if bad[0] == "--game" else ["--game", "Boxing", *bad]
         proc = run_script("training/twins.py", *args)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr

@@ -11,8 +11,8 @@ emulator alone:
 2. **Hidden bytes** (`hidden_bytes`): one RAM byte of the earlier state set to a value the byte
    takes elsewhere in play, the L steps replayed. Where the L frames come out pixel-equal to the
    real ones the perturbed state is a *twin*: a model that sees those frames cannot tell it from the
-   real one. A byte whose twins' next frames under some held move differ from the real ones is
-   hidden state that matters.
+   real one. A byte whose twins' frames over some held move differ from the real ones is hidden
+   state that matters.
 3. **The ceiling** (`ceiling`): all hidden bytes set together, from one moment of other play, and
    the L steps replayed; the draws that are twins sample what the real state could be given the L
    frames (rejection sampling, with the other play as the prior). From the start and from each twin,
@@ -229,6 +229,8 @@ def context_ceilings(
         raise ValueError(f"contexts, starts, draws and steps must be >= 1, got {contexts}, {n}, {draws}, {steps}")
     contexts = sorted(set(contexts))
     starts = origins(game, n, contexts, seed, progress)
+    if not starts:
+        raise ValueError(f"no start: each of the {n} episodes ended before its start (10-200 + {max(contexts)} steps)")
     ram = prior(game, seed + 1_000_000)
     hidden = hidden_bytes(game, [s[contexts[0]] for s in starts], ram, steps, seed, progress)
     res = {
