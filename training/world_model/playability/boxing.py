@@ -99,7 +99,7 @@ def control_unpunched(res: dict, real_b: np.ndarray, d_b: np.ndarray, real_r: np
         r, d = boxing_player(real_b[i, a, -1]), boxing_player(d_b[i, a, -1])
         if r is not None:
             n += 1
-            ok += d is not None and max(abs(x - y) for x, y in zip(r, d)) <= core.CONTROL_RADIUS
+            ok += d is not None and core.control_error(r, d) <= core.CONTROL_RADIUS
     res["player_control_unpunched"], res["player_control_unpunched_n"] = core.share(ok, n), n
 
 

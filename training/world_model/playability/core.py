@@ -342,6 +342,12 @@ CONTROL_RADIUS = 1
 """Pixels (of 64) between the dream's and the real player position for a controlled branch."""
 
 
+def control_error(real: tuple | None, dream: tuple | None) -> float | None:
+    """Pixels (Chebyshev) between the dreamed player position and the real one; None when either
+    is not drawn. Within CONTROL_RADIUS is a controlled branch."""
+    return None if real is None or dream is None else max(abs(x - y) for x, y in zip(real, dream))
+
+
 def mean_position(lit: np.ndarray) -> tuple[float, float] | None:
     """Centroid (row, col) of a boolean mask, None when nothing is lit."""
     if not lit.any():
@@ -366,19 +372,26 @@ def held(a: int, steps: int) -> Callable[[RealGame, int], int]:
     return lambda game_, t: a if t < steps else -1
 
 
+def real_branches(g: RealGame, starts: list[Start], actions: list[int], steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each action held `steps` steps from each start in the real game -> frames (S, A, T, H, W, C)
+    and rewards (S, A, T) (a finished game's last frame repeated, 0 reward after it)."""
+    rollouts = [g.rollout(s, held(int(a), steps)) for s in starts for a in actions]
+    real = np.stack([pad_rollout(r, steps) for r in rollouts])
+    rewards = np.stack([np.pad(r.rewards, (0, steps - len(r.rewards))) for r in rollouts])
+    shape = (len(starts), len(actions), steps)
+    return real.reshape(*shape, *real.shape[2:]), rewards.reshape(shape)
+
+
 def branch_rollouts(
     g: RealGame, dreamer: Dreamer, starts: list[Start], actions: list[int], steps: int, progress: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each action held `steps` steps from each start, real and dreamed -> frames (S, A, T, H, W, C)
     real and dreamed, and the real rewards (S, A, T) (0 after a finished game)."""
+    real, rewards = real_branches(g, starts, actions, steps)
     b_starts = [s for s in starts for _ in actions]
     acts = np.repeat(np.tile(actions, len(starts))[:, None], steps, 1)
-    rollouts = [g.rollout(s, held(int(a), steps)) for s, a in zip(b_starts, acts[:, 0])]
-    real = np.stack([pad_rollout(r, steps) for r in rollouts])
-    rewards = np.stack([np.pad(r.rewards, (0, steps - len(r.rewards))) for r in rollouts])
     dream, _, _ = dream_batch(dreamer, b_starts, acts, "branches", progress)
-    shape = (len(starts), len(actions), steps)
-    return real.reshape(*shape, *real.shape[2:]), dream.reshape(*shape, *real.shape[2:]), rewards.reshape(shape)
+    return real, dream.reshape(real.shape), rewards
 
 
 def mirrored(game: str, g: RealGame, rng: np.random.Generator, fire: bool = True) -> int:
@@ -461,7 +474,7 @@ def control_probe(res: dict, cases: dict, real_b, d_b, names: list[str], where: 
             r, d = where(real_b[i, a, -1]), where(d_b[i, a, -1])
             if r is None:
                 continue
-            err = None if d is None else max(abs(x - y) for x, y in zip(r, d))
+            err = control_error(r, d)
             errors += [] if err is None else [err]
             lost += err is None
             ok = err is not None and err <= CONTROL_RADIUS

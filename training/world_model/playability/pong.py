@@ -48,6 +48,12 @@ def pong_player(frame: np.ndarray) -> float | None:
     return None if p is None else p[0]
 
 
+def pong_player_position(frame: np.ndarray) -> tuple[float] | None:
+    """`pong_player` as a position (row,), for the control probe."""
+    p = pong_player(frame)
+    return None if p is None else (p,)
+
+
 def pong_opponent(frame: np.ndarray) -> float | None:
     """Row (in the field) of the computer's orange paddle's centre, None when not drawn. Orange
     is told from a faint ball by its blue: the ball is white, so it raises blue with red."""
@@ -174,9 +180,7 @@ def run_pong(
     # 1. control: every action held; the paddle follows RIGHT (up) and LEFT (down) and nothing else
     if in_play:
         real_b, d_b, _ = core.branch_rollouts(g, dreamer, in_play, list(range(len(g.meanings))), branch_steps, progress)
-        core.control_probe(
-            res, cases, real_b, d_b, g.meanings, lambda f: (lambda p: None if p is None else (p,))(pong_player(f))
-        )
+        core.control_probe(res, cases, real_b, d_b, g.meanings, pong_player_position)
     bar.update(1)
 
     # 2. serve: from the step of a point, idle play; the dream's ball comes back with the real one

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from games.experts import EXPERTS
 from training.world_model.playability import core
 from training.world_model.playability.boxing import BOXING_MOVES, boxing_player
-from training.world_model.playability.pong import pong_player
+from training.world_model.playability.pong import pong_player_position
 
 TWINS_SEED = 6_000_000
 """First episode seed of the starts; the prior's play uses TWINS_SEED + 1,000,000 on. No other part
@@ -46,12 +46,7 @@ PRIOR_EPISODES, PRIOR_STEPS = 8, 400
 """Episodes and steps per episode of the expert's play whose RAM is the prior."""
 
 
-def _pong_row(frame: np.ndarray) -> tuple[float] | None:
-    p = pong_player(frame)
-    return None if p is None else (p,)
-
-
-CONTROL = {"Boxing": (list(BOXING_MOVES), boxing_player), "Pong": (None, _pong_row)}
+CONTROL = {"Boxing": (list(BOXING_MOVES), boxing_player), "Pong": (None, pong_player_position)}
 """Per game: the control probe's held moves (None: every action) and where its player is."""
 
 
@@ -129,7 +124,7 @@ def replay(g: core.RealGame, o: Origin, ram: dict[int, int]) -> object | None:
 
 def futures(g: core.RealGame, start: core.Start, moves: list[int], steps: int) -> np.ndarray:
     """Each move held `steps` steps from the start -> frames (moves, steps, H, W, C)."""
-    return np.stack([core.pad_rollout(g.rollout(start, core.held(m, steps)), steps) for m in moves])
+    return core.real_branches(g, [start], moves, steps)[0][0]
 
 
 def _moves(g: core.RealGame) -> tuple[list[int], list[str]]:
@@ -189,8 +184,8 @@ def ceiling(
             for a, f in enumerate(futures(g, replace(o.start, state=twin), moves, steps)):
                 if real[a] is None:  # as the control probe: no real player, no branch
                     continue
-                d = locate(f[-1])
-                apart[a] += d is None or max(abs(x - y) for x, y in zip(real[a], d)) > core.CONTROL_RADIUS
+                err = core.control_error(real[a], locate(f[-1]))
+                apart[a] += err is None or err > core.CONTROL_RADIUS
         counted = [a for a in range(len(moves)) if real[a] is not None]
         if not counted:
             continue
