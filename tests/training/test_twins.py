@@ -30,7 +30,7 @@ def test_a_byte_the_screen_shows_makes_no_twin_and_no_change_makes_one(boxing):
     g = core.RealGame("Boxing")
     for s in starts:
         o = s[4]
-        g.env.unwrapped.ale.restoreState(o.state)
+        g.env.unwrapped.ale.restoreState(o.before.state)
         x = int(g.env.unwrapped.ale.getRAM()[PLAYER_X])
         assert twins.replay(g, o, {PLAYER_X: (x + 20) % 100 + 20}) is None
         same = twins.replay(g, o, {})

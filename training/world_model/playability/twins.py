@@ -54,10 +54,7 @@ CONTROL = {"Boxing": (list(BOXING_MOVES), boxing_player), "Pong": (None, pong_pl
 class Origin:
     """The emulator L agent steps before a start, and the L steps that lead there."""
 
-    state: object  # ALE state
-    frames: list  # RealGame's window of frames and actions at that state
-    actions: list
-    lives: int
+    before: core.Start  # the state L steps before the start, with its window of frames and actions
     acts: list[int]  # the L actions to the start
     seen: np.ndarray  # (L, H, W, C): the frames they draw, the last one the start's
     start: core.Start
@@ -67,14 +64,14 @@ def origins(game: str, n: int, contexts: list[int], seed: int = TWINS_SEED, prog
     """Per episode seed seed + k (k < n): {L: Origin} for every L in contexts, all ending on one
     start after 10-200 + max(contexts) steps of the expert (seeds whose round ends first are skipped)."""
     g, expert, rng = core.RealGame(game), EXPERTS[game], np.random.default_rng(seed)
-    ale, longest, out = g.env.unwrapped.ale, max(contexts), []
+    longest, out = max(contexts), []
     for k in tqdm(range(n), desc="starts", disable=not progress, leave=False):
         g.reset(seed + k)
         before = int(rng.integers(10, 201))
-        done, trail = False, []  # (state, frames, actions, lives, action taken) of the last `longest` steps
+        done, trail = False, []  # (Start, action taken, frame it drew) of the last `longest` steps
         for t in range(before + longest):
             if t >= before:
-                trail.append((ale.cloneState(), list(g.frames), list(g.actions), g.lives))
+                trail.append((g.start("in_play", seed + k),))
             a = expert(g.env, rng)
             done = g.step(a)[2]
             if t >= before:
@@ -86,7 +83,7 @@ def origins(game: str, n: int, contexts: list[int], seed: int = TWINS_SEED, prog
         start = g.start("in_play", seed + k)
         out.append(
             {
-                L: Origin(*trail[-L][:4], [t[4] for t in trail[-L:]], np.stack([t[5] for t in trail[-L:]]), start)
+                L: Origin(trail[-L][0], [t[1] for t in trail[-L:]], np.stack([t[2] for t in trail[-L:]]), start)
                 for L in contexts
             }
         )
@@ -110,11 +107,10 @@ def prior(game: str, seed: int = TWINS_SEED + 1_000_000) -> np.ndarray:
 def replay(g: core.RealGame, o: Origin, ram: dict[int, int]) -> object | None:
     """The origin with `ram` ({byte: value}) written, its L actions replayed: the ALE state at the
     start when every frame equals the real one (a twin), else None."""
+    g.restore(o.before)
     ale = g.env.unwrapped.ale
-    ale.restoreState(o.state)
     for j, v in ram.items():
         ale.setRAM(j, int(v))
-    g.frames, g.actions, g.lives = list(o.frames), list(o.actions), o.lives
     for a, seen in zip(o.acts, o.seen):
         g.step(a)
         if not np.array_equal(g.frames[-1], seen):
@@ -143,7 +139,7 @@ def hidden_bytes(
     found: dict[int, dict[str, int]] = {}
     for o in tqdm(starts, desc="hidden bytes", disable=not progress, leave=False):
         real = futures(g, o.start, moves, steps)
-        g.env.unwrapped.ale.restoreState(o.state)
+        g.env.unwrapped.ale.restoreState(o.before.state)
         now = g.env.unwrapped.ale.getRAM().copy()
         for j in range(ram.shape[1]):
             values = np.unique(ram[:, j])
